@@ -1,0 +1,3 @@
+from shardtui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""Value types of the gateway library: shard ids, stages, health, presence, runner info, events."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from shardtui.gateway.protocol import STREAMING_URL_HOSTS, ActivityType, Status
+
+if TYPE_CHECKING:
+    from shardtui.gateway.messenger import ShardMessenger
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ShardId:
+    """A shard's index within the bot's shard total. Hashable, ordered, prints as its number."""
+
+    id: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.id, bool) or not isinstance(self.id, int) or self.id < 0:
+            raise ValueError(f"shard id must be a non-negative integer, got {self.id!r}")
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    def __int__(self) -> int:
+        return self.id
+
+    def __index__(self) -> int:
+        return self.id
+
+
+class ConnectionStage(enum.Enum):
+    """Where a shard's connection is. ``is_connecting()`` is true while on the way to CONNECTED."""
+
+    CONNECTED = "connected"
+    CONNECTING = "connecting"
+    DISCONNECTED = "disconnected"
+    HANDSHAKE = "handshake"
+    IDENTIFYING = "identifying"
+    RESUMING = "resuming"
+
+    def is_connecting(self) -> bool:
+        return self in (
+            ConnectionStage.CONNECTING,
+            ConnectionStage.HANDSHAKE,
+            ConnectionStage.IDENTIFYING,
+            ConnectionStage.RESUMING,
+        )
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ShardHealth(enum.Enum):
+    """Operator-facing verdict on a shard, beyond its connection stage.
+
+    ok: connected and receiving; quiet: connected, few dispatches but not alarming;
+    wedged: heartbeats ACKed but no dispatch for far longer than its peers; failed: stopped on a
+    fatal error.
+    """
+
+    OK = "ok"
+    QUIET = "quiet"
+    WEDGED = "wedged"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One activity as a bot may set it: Discord lets bots set only name, type, state and url."""
+
+    name: str
+    type: ActivityType = ActivityType.PLAYING
+    state: str | None = None
+    url: str | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with an operator-readable message if Discord would reject this."""
+        if self.type is ActivityType.CUSTOM:
+            if not (self.state or "").strip():
+                raise ValueError("a custom status needs a state (the text shown)")
+        elif not self.name.strip():
+            raise ValueError(f"a {self.type.name.lower()} activity needs a name")
+        if len(self.name) > 128:
+            raise ValueError("activity name is longer than 128 characters")
+        if self.state is not None and len(self.state) > 128:
+            raise ValueError("activity state is longer than 128 characters")
+        if self.type is ActivityType.STREAMING:
+            if not self.url:
+                raise ValueError("a streaming activity needs a twitch.tv or youtube.com url")
+            parsed = urlparse(self.url)
+            if parsed.scheme not in ("http", "https") or parsed.hostname not in STREAMING_URL_HOSTS:
+                raise ValueError(f"streaming url must be on twitch.tv or youtube.com, got {self.url!r}")
+        elif self.url:
+            raise ValueError("only a streaming activity may carry a url")
+
+    def to_payload(self) -> dict[str, Any]:
+        name = self.name or ("Custom Status" if self.type is ActivityType.CUSTOM else "")
+        payload: dict[str, Any] = {"name": name, "type": int(self.type)}
+        if self.state is not None:
+            payload["state"] = self.state
+        if self.url is not None and self.type is ActivityType.STREAMING:
+            payload["url"] = self.url
+        return payload
+
+    def describe(self) -> str:
+        if self.type is ActivityType.CUSTOM:
+            return self.state or ""
+        verb = {
+            ActivityType.PLAYING: "Playing",
+            ActivityType.STREAMING: "Streaming",
+            ActivityType.LISTENING: "Listening to",
+            ActivityType.WATCHING: "Watching",
+            ActivityType.COMPETING: "Competing in",
+        }[self.type]
+        return f"{verb} {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """The bot's presence as sent in IDENTIFY and op 3."""
+
+    status: Status = Status.ONLINE
+    activity: Activity | None = None
+    afk: bool = False
+    #: Unix ms since the bot went idle, or None.
+    since: int | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.status, Status):
+            raise ValueError(f"unknown status {self.status!r}")
+        if self.activity is not None:
+            self.activity.validate()
+
+    def to_payload(self) -> dict[str, Any]:
+        since = self.since
+        if since is None and self.status is Status.IDLE:
+            since = int(time.time() * 1000)
+        return {
+            "since": since,
+            "activities": [self.activity.to_payload()] if self.activity is not None else [],
+            # Discord ignores "offline" from bots; "invisible" is what shows them offline.
+            "status": "invisible" if self.status is Status.OFFLINE else self.status.value,
+            "afk": self.afk,
+        }
+
+    def describe(self) -> str:
+        text = self.status.value
+        if self.activity is not None:
+            text += f" · {self.activity.describe()}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """One gateway dispatch (op 0) as handed to the user's event handler."""
+
+    shard_id: ShardId
+    name: str
+    seq: int | None
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ShardStageUpdateEvent:
+    """A shard moved from one connection stage to another."""
+
+    shard_id: ShardId
+    old: ConnectionStage
+    new: ConnectionStage
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfoUpdateEvent:
+    """Something in a shard's ``ShardRunnerInfo`` changed (latency, counters, health, presence)."""
+
+    shard_id: ShardId
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLogEvent:
+    """A line for the shard's own log: stage changes, closes, errors. ``level`` is a logging level."""
+
+    shard_id: ShardId | None
+    level: int
+    message: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class FatalErrorEvent:
+    """A fatal error that stopped one or all shards (bad token, disallowed intents, …).
+
+    ``kind`` is a stable word: "authentication", "invalid_intents", "disallowed_intents",
+    "invalid_shard", "sharding_required", "invalid_api_version", "session_start_limit", "gateway".
+    ``message`` says what happened and what to do, with no secret in it.
+    """
+
+    kind: str
+    message: str
+    shard_ids: tuple[ShardId, ...] = ()
+    close_code: int | None = None
+
+
+ManagerEvent = ShardStageUpdateEvent | ShardInfoUpdateEvent | ShardLogEvent | FatalErrorEvent
+
+
+@dataclass(slots=True, eq=False)
+class ShardRunnerInfo:
+    """Live facts about one shard's runner, kept true by the runner and the manager monitor.
+
+    Times are ``time.time()`` seconds (wall clock) so they can be shown and shared across processes.
+    """
+
+    shard_id: ShardId
+    total: int
+    stage: ConnectionStage = ConnectionStage.DISCONNECTED
+    #: Last heartbeat round trip in seconds; None before the first ACK.
+    latency: float | None = None
+    runner_tx: ShardMessenger | None = None
+    health: ShardHealth = ShardHealth.OK
+    health_reason: str = ""
+    session_id: str | None = None
+    last_seq: int | None = None
+    resume_gateway_url: str | None = None
+    events_received: int = 0
+    events_per_second: float = 0.0
+    guilds: int = 0
+    resumes: int = 0
+    reconnects: int = 0
+    identifies: int = 0
+    last_close_code: int | None = None
+    last_close_reason: str = ""
+    connected_since: float | None = None
+    last_dispatch_at: float | None = None
+    last_ack_at: float | None = None
+    presence: Presence | None = None
+    #: Set when the shard stopped on a fatal error; the text says why and what to do.
+    fatal_error: str | None = None
+    #: True while the runner exists (queued, connecting or connected); False once stopped.
+    running: bool = False
+    #: How the most recent session began: "identify", "resume" or None before the first.
+    last_start: str | None = None
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.latency is None else self.latency * 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready snapshot (no messenger, no secret)."""
+        return {
+            "id": self.shard_id.id,
+            "total": self.total,
+            "stage": self.stage.value,
+            "latency_ms": None if self.latency is None else round(self.latency * 1000.0, 3),
+            "health": self.health.value,
+            "health_reason": self.health_reason,
+            "session_id": self.session_id,
+            "last_seq": self.last_seq,
+            "events_received": self.events_received,
+            "events_per_second": round(self.events_per_second, 3),
+            "guilds": self.guilds,
+            "resumes": self.resumes,
+            "reconnects": self.reconnects,
+            "identifies": self.identifies,
+            "last_close_code": self.last_close_code,
+            "last_close_reason": self.last_close_reason,
+            "connected_since": self.connected_since,
+            "last_dispatch_at": self.last_dispatch_at,
+            "last_ack_at": self.last_ack_at,
+            "presence": None if self.presence is None else self.presence.describe(),
+            "fatal_error": self.fatal_error,
+            "running": self.running,
+            "last_start": self.last_start,
+        }

@@ -2,15 +2,38 @@
 
 The dataclasses below are the contract other modules read. Loading, validation and CLI overrides
 live in this module too (owned by the foundation work).
+
+Precedence, lowest first: built-in defaults < the TOML file < ``SHARDTUI_<SECTION>_<KEY>`` environment
+variables < command-line flags. Every value remembers which of those it came from
+(``Config.provenance``), so ``--print-config`` can say why a value is what it is.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from shardtui.gateway.models import Presence
+    from shardtui.gateway.protocol import GatewayIntents
 
 Mode = Literal["sandbox", "discord"]
 Compression = Literal["zstd-stream", "zlib-stream", "none"]
+
+MODES: tuple[str, ...] = ("sandbox", "discord")
+COMPRESSIONS: tuple[str, ...] = ("zstd-stream", "zlib-stream", "none")
+STATUSES: tuple[str, ...] = ("online", "idle", "dnd", "invisible", "offline")
+ACTIVITY_TYPES: tuple[str, ...] = ("playing", "streaming", "listening", "watching", "custom", "competing")
+LARGE_THRESHOLD_RANGE = (50, 250)
+DISCORD_REST_URL = "https://discord.com/api/v10"
+ENV_PREFIX = "SHARDTUI_"
+DEFAULT_SOURCE = "default"
 
 
 @dataclass(slots=True)
@@ -32,10 +55,12 @@ class GatewayConfig:
     shard_range: tuple[int, int] | None = None
     compression: Compression = "zstd-stream"
     large_threshold: int = 250
-    #: REST base for mode = "discord"; for mode = "sandbox", a running sandbox's REST url or None to embed one.
+    #: REST base for mode = "discord"; for mode = "sandbox", a running sandbox's REST url, None = embed one.
     rest_url: str | None = None
     #: Persisted sessions for zero-downtime restarts; None = off.
     state_file: str | None = None
+    #: Seconds per identify bucket slot; None = Discord's 5 s (or the embedded sandbox's own window).
+    identify_window: float | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +80,8 @@ class FaultRule:
     kind: str
     every: float
     shard: int | None = None
+    #: Extra parameters for the fault (e.g. ``code`` for a close, ``seconds`` for a delay).
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -73,7 +100,7 @@ class SandboxConfig:
     #: Privileged intents the sandbox's "developer portal" has enabled.
     privileged_intents: list[str] = field(default_factory=list)
     #: A fixed token; None = generate one at start.
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     faults: list[FaultRule] = field(default_factory=list)
 
 
@@ -82,6 +109,8 @@ class UiConfig:
     theme: str = "shardtui-dark"
     #: Seconds between table flushes.
     refresh_interval: float = 1.0
+    #: Hide every mutating action (restart, shutdown, boot, presence).
+    readonly: bool = False
 
 
 @dataclass(slots=True)
@@ -93,3 +122,699 @@ class Config:
     ui: UiConfig = field(default_factory=UiConfig)
     #: Where the config came from (a path, or "<defaults>").
     source: str = "<defaults>"
+    #: Dotted key -> where its value came from: "default", a file path, "--flag" or "env NAME".
+    provenance: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def intents(self) -> GatewayIntents:
+        from shardtui.gateway.protocol import GatewayIntents
+
+        return GatewayIntents.from_names(self.bot.intents)
+
+    def initial_presence(self) -> Presence:
+        """``[presence]`` as the library's ``Presence`` (a method named ``presence`` would shadow the
+        ``presence`` section field)."""
+        return build_presence(self.presence)
+
+    def shard_total(self) -> int | None:
+        """The shard total the manager should use: explicit, else the embedded sandbox's, else auto."""
+        if self.gateway.shards is not None:
+            return self.gateway.shards
+        if self.embeds_sandbox():
+            return self.sandbox.shards
+        return None
+
+    def embeds_sandbox(self) -> bool:
+        return self.gateway.mode == "sandbox" and self.gateway.rest_url is None
+
+    def values(self) -> dict[str, Any]:
+        """Every leaf value by dotted key (secrets shown as set/unset, never their value)."""
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            for key in _SCHEMA[section]:
+                value = getattr(obj, key)
+                if (section, key) == ("sandbox", "token"):
+                    value = None if value is None else "<set>"
+                elif key == "faults":
+                    value = [_fault_as_table(rule) for rule in value]
+                out[f"{section}.{key}"] = value
+        return out
+
+
+class ConfigError(Exception):
+    """A configuration problem, said in one line: where, which key, what was expected, what was found."""
+
+    def __init__(
+        self,
+        where: str,
+        key: str | None,
+        expected: str | None = None,
+        found: str | None = None,
+        *,
+        hint: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.where = where
+        self.key = key
+        self.expected = expected
+        self.found = found
+        self.hint = hint
+        if message is None:
+            message = f"expected {expected}, found {found}"
+        parts = [where] + ([key] if key else []) + [message]
+        text = ": ".join(parts)
+        if hint:
+            text += f" ({hint})"
+        super().__init__(" ".join(text.split("\n")))
+
+
+# --- value parsing -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Ctx:
+    where: str
+    key: str
+    #: The value came from text (a flag or an environment variable), so "8" may mean 8.
+    from_text: bool
+
+    def error(self, expected: str, found: Any, *, hint: str | None = None, raw: bool = False) -> ConfigError:
+        return ConfigError(self.where, self.key, expected, found if raw else describe(found), hint=hint)
+
+
+def describe(value: Any) -> str:
+    """How a found value is shown in an error: its TOML type and value."""
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value}"
+    if isinstance(value, str):
+        return f'string "{value}"' if value else "an empty string"
+    if isinstance(value, list):
+        return f"array {_short(value)}"
+    if isinstance(value, dict):
+        return "a table"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    match = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=1, cutoff=0.5)
+    if not match:
+        return None
+    for choice in choices:
+        if choice.lower() == match[0]:
+            return choice
+    return None
+
+
+def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    best = _closest(word, choices)
+    return f'did you mean "{best}"?' if best else None
+
+
+def _p_str(value: Any, ctx: _Ctx, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ctx.error("a string", value)
+    if not allow_empty and not value.strip():
+        raise ctx.error("a non-empty string", value)
+    return value
+
+
+def _p_opt_str(value: Any, ctx: _Ctx) -> str | None:
+    # TOML has no null: an empty string (or "none" from a flag) switches an optional value off.
+    if isinstance(value, str) and (value == "" or (ctx.from_text and value.lower() == "none")):
+        return None
+    return _p_str(value, ctx)
+
+
+def _p_bool(value: Any, ctx: _Ctx) -> bool:
+    if ctx.from_text and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    if not isinstance(value, bool):
+        raise ctx.error("true or false", value)
+    return value
+
+
+def _p_int(value: Any, ctx: _Ctx, *, lo: int | None = None, hi: int | None = None) -> int:
+    if ctx.from_text and isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ctx.error("an integer", value) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ctx.error("an integer", value)
+    _check_range(value, ctx, lo, hi)
+    return value
+
+
+def _p_float(
+    value: Any, ctx: _Ctx, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> float:
+    if ctx.from_text and isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ctx.error("a number", value) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ctx.error("a number", value)
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ctx.error("a finite number", value)
+    if lo_open and lo is not None and value <= lo:
+        raise ctx.error(f"a number greater than {_num(lo)}", value)
+    _check_range(value, ctx, None if lo_open else lo, hi)
+    return value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _check_range(value: float, ctx: _Ctx, lo: float | None, hi: float | None) -> None:
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        raise ctx.error(f"a value from {_num(lo)} to {_num(hi)}", value)
+    if lo is not None and value < lo:
+        raise ctx.error(f"a value of at least {_num(lo)}", value)
+    if hi is not None and value > hi:
+        raise ctx.error(f"a value of at most {_num(hi)}", value)
+
+
+def _p_choice(value: Any, ctx: _Ctx, choices: tuple[str, ...]) -> str:
+    expected = "one of " + ", ".join(f'"{c}"' for c in choices)
+    if not isinstance(value, str):
+        raise ctx.error(expected, value)
+    if value not in choices:
+        lowered = value.strip().lower()
+        if lowered in choices:
+            return lowered
+        raise ctx.error(expected, value, hint=_did_you_mean(value, choices))
+    return value
+
+
+def _p_names(value: Any, ctx: _Ctx) -> list[str]:
+    if ctx.from_text and isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ctx.error("an array of strings", value)
+    return list(value)
+
+
+def _p_intents(value: Any, ctx: _Ctx) -> list[str]:
+    from shardtui.gateway.protocol import GatewayIntents
+
+    names = _p_names(value, ctx)
+    if not names:
+        raise ctx.error('at least one intent name (or "default")', value)
+    known = ["default", "all", "privileged", *(m.lower() for m in GatewayIntents.__members__)]
+    for name in names:
+        try:
+            GatewayIntents.from_names([name])
+        except ValueError:
+            raise ctx.error(
+                "intent names such as default, guilds, guild_messages, message_content",
+                f'unknown intent "{name}"',
+                hint=_did_you_mean(name, known),
+                raw=True,
+            ) from None
+    return names
+
+
+def _p_privileged(value: Any, ctx: _Ctx) -> list[str]:
+    from shardtui.gateway.protocol import GatewayIntents
+
+    names = _p_intents(value, ctx) if value else []
+    for name in names:
+        if GatewayIntents.from_names([name]) & ~GatewayIntents.privileged():
+            raise ctx.error(
+                "privileged intent names (guild_members, guild_presences, message_content)",
+                f'non-privileged intent "{name}"',
+                raw=True,
+            )
+    return names
+
+
+def _p_shards(value: Any, ctx: _Ctx) -> int | None:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    if isinstance(value, str) and not ctx.from_text:
+        raise ctx.error('a shard count (integer of at least 1) or "auto"', value)
+    return _p_int(value, _Ctx(ctx.where, ctx.key, ctx.from_text), lo=1)
+
+
+_RANGE_RE = re.compile(r"^\s*(\d+)\s*(?:-|\.\.)\s*(\d+)\s*$")
+
+
+def _p_shard_range(value: Any, ctx: _Ctx) -> tuple[int, int] | None:
+    expected = 'a shard range "first-last" (e.g. "0-3") or [first, last]'
+    if isinstance(value, str):
+        if value.strip().lower() in ("", "all"):
+            return None
+        if value.strip().isdigit():
+            first = last = int(value)
+        else:
+            match = _RANGE_RE.match(value)
+            if match is None:
+                raise ctx.error(expected, value)
+            first, last = int(match.group(1)), int(match.group(2))
+    elif isinstance(value, list):
+        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ctx.error(expected, value)
+        first, last = value
+        if first < 0 or last < 0:
+            raise ctx.error("non-negative shard ids", value)
+    else:
+        raise ctx.error(expected, value)
+    if first > last:
+        raise ctx.error("first <= last", f"{first}-{last}", raw=True)
+    return (first, last)
+
+
+def _p_url(value: Any, ctx: _Ctx) -> str | None:
+    url = _p_opt_str(value, ctx)
+    if url is None:
+        return None
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ctx.error("an http:// or https:// URL", value)
+    return url.rstrip("/")
+
+
+def _p_token_env(value: Any, ctx: _Ctx) -> str:
+    name = _p_str(value, ctx)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ctx.error("an environment variable name (letters, digits, _)", value)
+    return name
+
+
+def _p_handler(value: Any, ctx: _Ctx) -> str | None:
+    spec = _p_opt_str(value, ctx)
+    if spec is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", spec.strip()):
+        raise ctx.error('"module:callable" (e.g. "mybot.events:on_dispatch")', value)
+    return spec.strip()
+
+
+def _p_activity_type(value: Any, ctx: _Ctx) -> str | None:
+    if isinstance(value, str) and value.strip().lower() in ("", "none"):
+        return None
+    return _p_choice(value, ctx, ACTIVITY_TYPES)
+
+
+def _p_faults(value: Any, ctx: _Ctx) -> list[FaultRule]:
+    if ctx.from_text:
+        raise ctx.error(
+            "faults in the config file ([[sandbox.faults]] tables)", "a command-line value", raw=True
+        )
+    if not isinstance(value, list):
+        raise ctx.error("an array of tables ([[sandbox.faults]])", value)
+    kinds = _fault_kinds()
+    rules: list[FaultRule] = []
+    for index, item in enumerate(value):
+        base = f"{ctx.key}[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(ctx.where, base, "a table with kind and every", describe(item))
+        params = dict(item)
+        try:
+            kind_raw = params.pop("kind")
+        except KeyError:
+            raise ConfigError(ctx.where, f"{base}.kind", "a fault kind", "nothing (missing)") from None
+        kind_ctx = _Ctx(ctx.where, f"{base}.kind", False)
+        kind = _p_choice(kind_raw, kind_ctx, kinds) if kinds else _p_str(kind_raw, kind_ctx)
+        if "every" not in params:
+            raise ConfigError(ctx.where, f"{base}.every", "seconds between faults", "nothing (missing)")
+        every = _p_float(params.pop("every"), _Ctx(ctx.where, f"{base}.every", False), lo=0.0, lo_open=True)
+        shard_raw = params.pop("shard", None)
+        shard = (
+            None if shard_raw is None else _p_int(shard_raw, _Ctx(ctx.where, f"{base}.shard", False), lo=0)
+        )
+        rules.append(FaultRule(kind=kind, every=every, shard=shard, params=params))
+    return rules
+
+
+def _fault_kinds() -> tuple[str, ...]:
+    """The sandbox's fault kinds, when the sandbox says what they are (else any word is accepted)."""
+    try:
+        module = importlib.import_module("shardtui.sandbox.faults")
+    except ImportError:
+        return ()
+    kinds = getattr(module, "FAULT_KINDS", None)
+    if kinds is None:
+        return ()
+    return tuple(str(getattr(k, "value", k)) for k in kinds)
+
+
+def _fault_as_table(rule: FaultRule) -> dict[str, Any]:
+    table: dict[str, Any] = {"kind": rule.kind, "every": rule.every}
+    if rule.shard is not None:
+        table["shard"] = rule.shard
+    table.update(rule.params)
+    return table
+
+
+Parser = Callable[[Any, _Ctx], Any]
+
+
+def _ranged_int(lo: int | None = None, hi: int | None = None) -> Parser:
+    return lambda v, c: _p_int(v, c, lo=lo, hi=hi)
+
+
+def _positive_float(v: Any, c: _Ctx) -> float:
+    return _p_float(v, c, lo=0.0, lo_open=True)
+
+
+def _opt_positive_float(v: Any, c: _Ctx) -> float | None:
+    if isinstance(v, str) and v.strip().lower() in ("", "none", "auto"):
+        return None
+    return _positive_float(v, c)
+
+
+_SCHEMA: dict[str, dict[str, Parser]] = {
+    "bot": {
+        "token_env": _p_token_env,
+        "intents": _p_intents,
+        "event_handler": _p_handler,
+    },
+    "gateway": {
+        "mode": lambda v, c: _p_choice(v, c, MODES),
+        "shards": _p_shards,
+        "shard_range": _p_shard_range,
+        "compression": lambda v, c: _p_choice(v, c, COMPRESSIONS),
+        "large_threshold": _ranged_int(*LARGE_THRESHOLD_RANGE),
+        "rest_url": _p_url,
+        "state_file": _p_opt_str,
+        "identify_window": _opt_positive_float,
+    },
+    "presence": {
+        "status": lambda v, c: _p_choice(v, c, STATUSES),
+        "activity_type": _p_activity_type,
+        "activity_name": _p_opt_str,
+        "activity_state": _p_opt_str,
+        "activity_url": _p_opt_str,
+    },
+    "sandbox": {
+        "guilds": _ranged_int(0, 1_000_000),
+        "shards": _ranged_int(1, 100_000),
+        "max_concurrency": _ranged_int(1, 1024),
+        "identify_window": _positive_float,
+        "heartbeat_interval_ms": _ranged_int(1, 3_600_000),
+        "resume_window": lambda v, c: _p_float(v, c, lo=0.0),
+        "event_rate": lambda v, c: _p_float(v, c, lo=0.0, hi=100_000.0),
+        "session_start_total": _ranged_int(1, 1_000_000),
+        "privileged_intents": _p_privileged,
+        "token": _p_opt_str,
+        "faults": _p_faults,
+    },
+    "ui": {
+        "theme": _p_str,
+        "refresh_interval": _positive_float,
+        "readonly": _p_bool,
+    },
+}
+SECTIONS: tuple[str, ...] = tuple(_SCHEMA)
+KEYS: tuple[str, ...] = tuple(f"{s}.{k}" for s, keys in _SCHEMA.items() for k in keys)
+
+
+def env_var_for(dotted: str) -> str:
+    """The variable overriding a key: ``gateway.shard_range`` -> ``SHARDTUI_GATEWAY_SHARD_RANGE``."""
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(path, None, message="cannot read config file: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(path, None, message="cannot read config file: it is a directory") from None
+    except PermissionError:
+        raise ConfigError(path, None, message="cannot read config file: permission denied") from None
+    except OSError as exc:
+        raise ConfigError(path, None, message=f"cannot read config file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            path, f"line {line}", message="TOML syntax error: file is not valid UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        detail = str(exc)
+        match = re.search(r"\(at line (\d+), column (\d+)\)", detail)
+        where_in = f"line {match.group(1)}" if match else "line ?"
+        detail = re.sub(r"\s*\(at line \d+, column \d+\)", "", detail)
+        if match:
+            detail += f" (column {match.group(2)})"
+        raise ConfigError(path, where_in, message=f"TOML syntax error: {detail}") from None
+
+
+def load_config(
+    path: str | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    flags: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    check_token: bool = True,
+) -> Config:
+    """Load, merge and validate a configuration.
+
+    ``path``: a shards.toml, or None for built-in defaults. ``overrides``: dotted key -> value from the
+    command line (strings are parsed like flags: ``"8"``, ``"0-3"``, ``"guilds,guild_messages"``);
+    ``flags`` names the flag each override came from, for provenance and errors (default ``--key``).
+    ``environ`` (default ``os.environ``) supplies ``SHARDTUI_<SECTION>_<KEY>`` overrides and the token.
+    ``check_token=False`` skips the "mode = discord needs a token" check (for ``--print-config``).
+    Raises ``ConfigError`` with one line naming file, key, expectation and finding.
+    """
+    environ = os.environ if environ is None else environ
+    config = Config()
+    for key in KEYS:
+        config.provenance[key] = DEFAULT_SOURCE
+
+    if path is not None:
+        config.source = path
+        data = read_toml(path)
+        _apply_file(config, data, path)
+
+    for key in KEYS:
+        name = env_var_for(key)
+        if name in environ:
+            _set(config, key, environ[name], f"env {name}", from_text=True)
+
+    for key, value in (overrides or {}).items():
+        if key not in KEYS:
+            raise ConfigError(
+                "command line", key, "a known config key", f'"{key}"', hint=_did_you_mean(key, KEYS)
+            )
+        source = (flags or {}).get(key) or "--" + key.split(".", 1)[1].replace("_", "-")
+        _set(config, key, value, source, from_text=isinstance(value, str))
+
+    _validate(config, environ, check_token=check_token)
+    return config
+
+
+def _apply_file(config: Config, data: dict[str, Any], path: str) -> None:
+    for section, table in data.items():
+        if section not in _SCHEMA:
+            hint = _did_you_mean(section, SECTIONS)
+            if hint is None and not isinstance(table, dict):
+                owner = next((s for s in SECTIONS if section in _SCHEMA[s]), None)
+                if owner:
+                    hint = f'"{section}" belongs under [{owner}]'
+            raise ConfigError(
+                path,
+                section,
+                "one of the sections " + ", ".join(f"[{s}]" for s in SECTIONS),
+                f'unknown key "{section}"',
+                hint=hint,
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(path, section, f"a [{section}] table", describe(table))
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            if key not in _SCHEMA[section]:
+                raise ConfigError(
+                    path,
+                    dotted,
+                    f"a key of [{section}] (" + ", ".join(_SCHEMA[section]) + ")",
+                    f'unknown key "{key}"',
+                    hint=_did_you_mean(key, tuple(_SCHEMA[section])),
+                )
+            _set(config, dotted, value, path, from_text=False)
+
+
+def where_of(source: str) -> str:
+    """A provenance as the first word of an error: a file path, "command line --flag" or "environment X"."""
+    if source.startswith("--"):
+        return f"command line {source}"
+    if source.startswith("env "):
+        return f"environment {source[4:]}"
+    return source
+
+
+def _set(config: Config, dotted: str, value: Any, source: str, *, from_text: bool) -> None:
+    section, key = dotted.split(".", 1)
+    parsed = _SCHEMA[section][key](value, _Ctx(where_of(source), dotted, from_text))
+    setattr(getattr(config, section), key, parsed)
+    config.provenance[dotted] = source
+
+
+def _validate(config: Config, environ: Mapping[str, str], *, check_token: bool) -> None:
+    """Checks that involve more than one key."""
+    gw = config.gateway
+
+    def where(*keys: str) -> str:
+        # Name the first of ``keys`` that was set somewhere, so the error points at a line to edit.
+        for key in keys:
+            if config.provenance[key] != DEFAULT_SOURCE:
+                return where_of(config.provenance[key])
+        return config.source
+
+    if gw.shard_range is not None:
+        total = config.shard_total()
+        if total is not None:
+            first, last = gw.shard_range
+            if last > total - 1:
+                by = "gateway.shards" if gw.shards is not None else "sandbox.shards"
+                raise ConfigError(
+                    where("gateway.shard_range"),
+                    "gateway.shard_range",
+                    f"shard ids within 0..{total - 1} ({by} = {total})",
+                    f"{first}-{last}",
+                )
+    if config.presence.activity_type is None:
+        for key in ("activity_state", "activity_url"):
+            if getattr(config.presence, key) is not None:
+                raise ConfigError(
+                    where(f"presence.{key}"),
+                    f"presence.{key}",
+                    "no value while presence.activity_type is none",
+                    describe(getattr(config.presence, key)),
+                )
+    try:
+        presence = build_presence(config.presence)
+        if presence is not None:
+            presence.validate()
+    except ValueError as exc:
+        message = str(exc)
+        key = "activity_name"
+        if "url" in message:
+            key = "activity_url"
+        elif "custom" in message or "state" in message:
+            key = "activity_state"
+        value = getattr(config.presence, key)
+        raise ConfigError(
+            where(f"presence.{key}", "presence.activity_type", "presence.activity_name"),
+            f"presence.{key}",
+            f"a valid presence for a {config.presence.activity_type} activity ({message})",
+            "nothing" if value is None else describe(value),
+        ) from None
+    if check_token and gw.mode == "discord":
+        name = config.bot.token_env
+        if not environ.get(name, "").strip():
+            raise ConfigError(
+                where("gateway.mode", "bot.token_env"),
+                "bot.token_env",
+                f'the bot token in environment variable {name} (gateway.mode = "discord")',
+                f"{name} {'empty' if name in environ else 'unset'}",
+            )
+
+
+def build_presence(cfg: PresenceConfig) -> Presence:
+    from shardtui.gateway.models import Activity, Presence
+    from shardtui.gateway.protocol import ActivityType, Status
+
+    activity = None
+    if cfg.activity_type is not None:
+        activity = Activity(
+            name=cfg.activity_name or "",
+            type=ActivityType[cfg.activity_type.upper()],
+            state=cfg.activity_state,
+            url=cfg.activity_url,
+        )
+    return Presence(status=Status(cfg.status), activity=activity)
+
+
+def resolve_token(config: Config, sandbox: Any = None, environ: Mapping[str, str] | None = None) -> str:
+    """The bot token to connect with.
+
+    Embedded sandbox: its token. Sandbox at ``gateway.rest_url``: ``[sandbox] token`` or the token
+    variable. Discord: the variable named by ``bot.token_env``. Raises ``ConfigError`` if there is none.
+    """
+    environ = os.environ if environ is None else environ
+    if config.gateway.mode == "sandbox":
+        if sandbox is not None:
+            return str(sandbox.token)
+        if config.sandbox.token:
+            return config.sandbox.token
+    name = config.bot.token_env
+    token = environ.get(name, "").strip()
+    if token:
+        return token
+    where = where_of(config.provenance.get("gateway.rest_url", config.source))
+    if config.gateway.mode == "sandbox":
+        raise ConfigError(
+            where,
+            "sandbox.token",
+            f"the token of the sandbox at {config.gateway.rest_url} in [sandbox] token or {name}",
+            "neither set",
+        )
+    raise ConfigError(
+        where_of(config.provenance.get("gateway.mode", config.source)),
+        "bot.token_env",
+        f'the bot token in environment variable {name} (gateway.mode = "discord")',
+        f"{name} {'empty' if name in environ else 'unset'}",
+    )
+
+
+def find_default_config(cwd: str | None = None) -> str | None:
+    """``shards.toml`` in ``cwd`` (default: the working directory) when it exists, else None."""
+    if cwd is None:
+        return "shards.toml" if os.path.isfile("shards.toml") else None
+    candidate = os.path.join(cwd, "shards.toml")
+    return candidate if os.path.isfile(candidate) else None
+
+
+def format_config(config: Config) -> str:
+    """``--print-config``: one line per key, its value (TOML-ish) and where it came from."""
+    values = config.values()
+    width = max(len(k) for k in values)
+    lines = [f"# config: {config.source}"]
+    for key, value in values.items():
+        lines.append(
+            f"{key:<{width}} = {_toml_value(value):<28} # {config.provenance.get(key, DEFAULT_SOURCE)}"
+        )
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return f'"{value[0]}-{value[1]}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return str(value)

@@ -8,10 +8,17 @@ in-memory for one process, Redis for a fleet.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from shardtui.gateway.models import ShardId
+from shardtui.gateway.protocol import IDENTIFY_WINDOW_SECONDS, bucket_for_shard
+
+log = logging.getLogger("shardtui.gateway.gate")
 
 
 @dataclass(slots=True)
@@ -30,3 +37,186 @@ class IdentifyGate(Protocol):
     async def acquire(self, shard_id: ShardId) -> None:
         """Return when ``shard_id`` may send IDENTIFY right now; consumes one session start."""
         ...
+
+
+class Clock(Protocol):
+    """Time source for the gate, queuer and health checks; tests pass a virtual clock."""
+
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clocks: ``time.monotonic`` for spacing, ``time.time`` for display and resets."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def describe_wall_time(at: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(at))
+
+
+def describe_duration(seconds: float) -> str:
+    """``0.4 s``, ``12 s``, ``3 min 5 s``, ``2 h 10 min``: short enough for a status line."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+class InMemoryIdentifyGate:
+    """Discord's identify pacing for one process.
+
+    Bucket ``shard_id % max_concurrency`` admits one IDENTIFY per ``window`` seconds; waiters of a
+    bucket are served first come, first served, and buckets proceed independently. Each admission
+    takes one session start from ``limit.remaining``; when none are left the gate holds every
+    waiter until ``limit.reset_at`` and says why in ``waiting_reason``.
+    """
+
+    def __init__(
+        self,
+        max_concurrency: int = 1,
+        window: float = IDENTIFY_WINDOW_SECONDS,
+        limit: SessionStartLimit | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if window < 0:
+            raise ValueError(f"identify window must not be negative, got {window}")
+        self.max_concurrency = int(max_concurrency)
+        self.window = float(window)
+        self.limit = limit
+        self.clock = clock
+        #: Why identifies are being held back right now (None when they are not); for the console.
+        self.waiting_reason: str | None = None
+        #: Called with the new ``waiting_reason`` whenever it changes (the manager logs it as an event).
+        self.on_waiting_change: Callable[[str | None], None] | None = None
+        #: Identifies admitted so far, in order: (shard id, monotonic time); the console and tests read it.
+        self.admitted: list[tuple[ShardId, float]] = []
+        self._last: dict[int, float] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._waiting: dict[int, int] = {}
+        self._budget_waiters = 0
+
+    def bucket_of(self, shard_id: ShardId | int) -> int:
+        return bucket_for_shard(int(shard_id), self.max_concurrency)
+
+    def next_free_monotonic(self, bucket: int) -> float:
+        """Monotonic time at which ``bucket`` may identify again (now or earlier when it is free)."""
+        last = self._last.get(bucket)
+        return self.clock.monotonic() if last is None else max(last + self.window, self.clock.monotonic())
+
+    def next_free_at(self, bucket: int) -> float:
+        """Wall-clock time (``time.time()``) at which ``bucket`` may identify again."""
+        now = self.clock.monotonic()
+        return self.clock.wall() + (self.next_free_monotonic(bucket) - now)
+
+    def next_slots(self) -> dict[int, float]:
+        """Every bucket's next free slot, as wall-clock times."""
+        return {bucket: self.next_free_at(bucket) for bucket in range(self.max_concurrency)}
+
+    def waiting(self, bucket: int | None = None) -> int:
+        """Shards currently waiting in ``bucket`` (or in all buckets)."""
+        if bucket is None:
+            return sum(self._waiting.values())
+        return self._waiting.get(bucket, 0)
+
+    def budget_remaining(self) -> int | None:
+        """Session starts left before the reset, or None when the budget is not tracked."""
+        if self.limit is None:
+            return None
+        self._refill_if_due()
+        return self.limit.remaining
+
+    def update_limit(self, limit: SessionStartLimit) -> None:
+        """Take a freshly read ``session_start_limit`` (after ``GET /gateway/bot``)."""
+        self.limit = limit
+
+    async def acquire(self, shard_id: ShardId) -> None:
+        bucket = self.bucket_of(shard_id)
+        lock = self._locks.setdefault(bucket, asyncio.Lock())
+        self._waiting[bucket] = self._waiting.get(bucket, 0) + 1
+        try:
+            async with lock:
+                await self._wait_for_turn(bucket)
+                now = self.clock.monotonic()
+                self._last[bucket] = now
+                if self.limit is not None:
+                    self.limit.remaining -= 1
+                self.admitted.append((ShardId(int(shard_id)), now))
+        finally:
+            self._waiting[bucket] -= 1
+
+    async def _wait_for_turn(self, bucket: int) -> None:
+        while True:
+            budget_wait = self._budget_wait()
+            if budget_wait > 0:
+                self._budget_waiters += 1
+                try:
+                    await self.clock.sleep(budget_wait)
+                finally:
+                    self._budget_waiters -= 1
+                    if self._budget_waiters == 0:
+                        self._set_waiting_reason(None)
+                continue
+            slot_wait = self.next_free_monotonic(bucket) - self.clock.monotonic()
+            if slot_wait > 0:
+                await self.clock.sleep(slot_wait)
+                continue
+            return
+
+    def _refill_if_due(self) -> None:
+        limit = self.limit
+        if limit is not None and self.clock.wall() >= limit.reset_at:
+            limit.remaining = limit.total
+            # Discord's window is a day; without a fresh read we assume the next reset is a day on.
+            limit.reset_at = self.clock.wall() + 86_400.0
+            log.info("session start budget refilled: %d identifies available", limit.total)
+
+    def _budget_wait(self) -> float:
+        """Seconds to wait for the daily budget to refill; 0 when an identify may go now."""
+        self._refill_if_due()
+        limit = self.limit
+        if limit is None or limit.remaining > 0:
+            return 0.0
+        wait = max(0.0, limit.reset_at - self.clock.wall())
+        self._set_waiting_reason(
+            f"session start limit used up (0 of {limit.total} identifies left): "
+            f"waiting {describe_duration(wait)} for the reset at {describe_wall_time(limit.reset_at)}"
+        )
+        # Wake at least once a minute so a budget refreshed from /gateway/bot is noticed.
+        return max(min(wait, 60.0), 0.001)
+
+    def _set_waiting_reason(self, reason: str | None) -> None:
+        if reason == self.waiting_reason:
+            return
+        previous, self.waiting_reason = self.waiting_reason, reason
+        if reason is not None and previous is None:
+            log.warning("identify gate: %s", reason)
+        elif reason is None:
+            log.info("identify gate: session start budget available again")
+        if self.on_waiting_change is not None:
+            try:
+                self.on_waiting_change(reason)
+            except Exception:
+                log.exception("identify gate waiting listener failed")

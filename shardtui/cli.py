@@ -1,0 +1,259 @@
+"""The ``shardtui`` command.
+
+    shardtui                      the operator console (embedded sandbox unless the config says otherwise)
+    shardtui run --headless       no UI: stage changes as JSON lines on stdout, a report on exit
+    shardtui sandbox              the embedded gateway as a standalone server for any bot
+    shardtui --print-config       every setting, its value and where it came from
+
+Configuration problems print one line on stderr and exit with status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shardtui import __version__
+from shardtui.config import (
+    COMPRESSIONS,
+    MODES,
+    Config,
+    ConfigError,
+    find_default_config,
+    format_config,
+    load_config,
+)
+from shardtui.logsafe import LEVELS, register_secret, setup_logging
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+DEFAULT_SANDBOX_PORT = 8790
+
+log = logging.getLogger("shardtui.cli")
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    flag: str
+    key: str
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    switch: bool = False
+
+
+#: Command-line flags that override shards.toml keys (and are named as the source in --print-config).
+CONFIG_FLAGS: tuple[_Flag, ...] = (
+    _Flag("--mode", "gateway.mode", "connect to the embedded sandbox or to Discord", choices=MODES),
+    _Flag("--shards", "gateway.shards", 'total shard count, or "auto"', "N|auto"),
+    _Flag("--shard-range", "gateway.shard_range", "shards this process runs, first-last inclusive", "A-B"),
+    _Flag("--compression", "gateway.compression", "gateway transport compression", choices=COMPRESSIONS),
+    _Flag("--large-threshold", "gateway.large_threshold", "members before a guild counts as large", "N"),
+    _Flag("--rest-url", "gateway.rest_url", "REST base URL (Discord's, or a running sandbox's)", "URL"),
+    _Flag("--identify-window", "gateway.identify_window", "seconds per identify bucket slot", "SECONDS"),
+    _Flag("--state-file", "gateway.state_file", "file to persist sessions in for resumable restarts", "PATH"),
+    _Flag("--intents", "bot.intents", 'comma-separated intent names, or "default"', "NAMES"),
+    _Flag("--token-env", "bot.token_env", "environment variable holding the bot token", "VAR"),
+    _Flag("--event-handler", "bot.event_handler", 'dispatch handler as "module:callable"', "SPEC"),
+    _Flag("--status", "presence.status", "initial presence status", "STATUS"),
+    _Flag("--guilds", "sandbox.guilds", "sandbox: number of guilds", "N"),
+    _Flag("--sandbox-shards", "sandbox.shards", "sandbox: shard count /gateway/bot recommends", "N"),
+    _Flag("--max-concurrency", "sandbox.max_concurrency", "sandbox: identify buckets", "N"),
+    _Flag("--event-rate", "sandbox.event_rate", "sandbox: dispatches per second across shards", "RATE"),
+    _Flag("--heartbeat-ms", "sandbox.heartbeat_interval_ms", "sandbox: heartbeat interval (ms)", "MS"),
+    _Flag("--theme", "ui.theme", "console theme name or theme file", "THEME"),
+    _Flag("--refresh", "ui.refresh_interval", "console: seconds between table refreshes", "SECONDS"),
+    _Flag("--readonly", "ui.readonly", "console: hide every action that changes a shard", switch=True),
+)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, found {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, found {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, found {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, found {text!r}")
+    return value
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    # Defaults are SUPPRESS so that a flag given before the subcommand is not reset by the
+    # subcommand's own copy of it: ``shardtui --mode discord run`` and ``shardtui run --mode discord``
+    # mean the same.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    group = common.add_argument_group("configuration")
+    group.add_argument("--config", metavar="PATH", help="config file (default: ./shards.toml if present)")
+    group.add_argument("--print-config", action="store_true", help="print every setting and its source, exit")
+    group.add_argument("--log-level", choices=LEVELS, help="log level (default: warning)")
+    group.add_argument("--log-file", metavar="PATH", help="write logs to PATH instead of stderr")
+    for spec in CONFIG_FLAGS:
+        dest = "cfg:" + spec.key
+        if spec.switch:
+            group.add_argument(spec.flag, dest=dest, action="store_const", const=True, help=spec.help)
+        else:
+            group.add_argument(
+                spec.flag, dest=dest, metavar=spec.metavar, choices=spec.choices, help=spec.help
+            )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_parser()
+    parser = argparse.ArgumentParser(
+        prog="shardtui",
+        description="Operator console and gateway library for sharded Discord bots.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"shardtui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("tui", parents=[common], help="the operator console (the default)")
+    run = sub.add_parser("run", parents=[common], help="run the shards (with --headless: no UI)")
+    run.add_argument("--headless", action="store_true", default=False, help="no UI: JSON lines on stdout")
+    run.add_argument(
+        "--duration", type=_positive_float, metavar="SECONDS", default=None, help="stop after SECONDS"
+    )
+    run.add_argument("--report", metavar="FILE", default=None, help="write a JSON summary to FILE on exit")
+    sandbox = sub.add_parser("sandbox", parents=[common], help="run the embedded gateway as a server")
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    sandbox.add_argument(
+        "--port", type=_port, default=DEFAULT_SANDBOX_PORT, help=f"port (default: {DEFAULT_SANDBOX_PORT})"
+    )
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config overrides the flags ask for, and the flag each came from."""
+    overrides: dict[str, Any] = {}
+    flags: dict[str, str] = {}
+    by_key = {spec.key: spec for spec in CONFIG_FLAGS}
+    for dest, value in vars(args).items():
+        if dest.startswith("cfg:"):
+            key = dest[4:]
+            overrides[key] = value
+            flags[key] = by_key[key].flag
+    return overrides, flags
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors; argparse already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+    command = args.command or "tui"
+    level = getattr(args, "log_level", None) or "warning"
+    log_file = getattr(args, "log_file", None)
+    try:
+        if log_file is None and command == "tui":
+            # Writing to stderr under a full-screen UI garbles it: log nowhere unless asked to.
+            setup_logging(level, stream=_NullStream())
+        else:
+            setup_logging(level, file=log_file)
+    except OSError as exc:
+        print(f"shardtui: {log_file}: cannot open log file: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    overrides, flags = overrides_from_args(args)
+    path = getattr(args, "config", None) or find_default_config()
+    printing = getattr(args, "print_config", False)
+    try:
+        config = load_config(path, overrides, flags=flags, check_token=not printing)
+    except ConfigError as exc:
+        print(f"shardtui: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if printing:
+        print(format_config(config))
+        return EXIT_OK
+
+    try:
+        if command == "sandbox":
+            return _run_async(_serve_sandbox(config, args.host, args.port))
+        if command == "run" and args.headless:
+            from shardtui.headless import run_headless
+
+            return _run_async(run_headless(config, duration=args.duration, report_path=args.report))
+        if command == "run" and (args.duration is not None or args.report is not None):
+            print("shardtui: --duration and --report need --headless", file=sys.stderr)
+            return EXIT_CONFIG
+        return _run_tui(config)
+    except ConfigError as exc:
+        print(f"shardtui: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+class _NullStream:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _run_async(coro: Any) -> int:
+    return int(asyncio.run(coro))
+
+
+def _run_tui(config: Config) -> int:
+    from shardtui.tui.app import ShardTUI
+
+    app = ShardTUI(config, readonly=config.ui.readonly)
+    app.run()
+    code = getattr(app, "return_code", None)
+    return 0 if code is None else int(code)
+
+
+async def _serve_sandbox(config: Config, host: str, port: int) -> int:
+    from shardtui.sandbox import Sandbox, SandboxSettings
+
+    sandbox = Sandbox(SandboxSettings.from_config(config.sandbox))
+    try:
+        await sandbox.start(host=host, port=port)
+    except OSError as exc:
+        print(f"shardtui: sandbox: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    # The token is printed on purpose (the operator needs it) but must stay out of the logs.
+    register_secret(sandbox.token)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    print(
+        "shardtui sandbox is running\n"
+        f"  REST base URL: {sandbox.rest_url}\n"
+        f"  gateway URL:   {sandbox.gateway_url}\n"
+        f"  bot token:     {sandbox.token}\n"
+        f"  shards: {config.sandbox.shards}  guilds: {config.sandbox.guilds}  "
+        f"max_concurrency: {config.sandbox.max_concurrency}\n"
+        "Press Ctrl+C to stop.",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await sandbox.stop()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

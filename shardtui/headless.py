@@ -1,0 +1,217 @@
+"""``shardtui run --headless``: run the shards with no UI.
+
+stdout carries one JSON object per line — every shard stage change and every fatal error — so it can be
+piped into ``jq`` or a log shipper; logs go to stderr. On exit (duration over, SIGINT/SIGTERM, or a fatal
+error that stopped the shards) a JSON summary of every shard is written to ``--report``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from shardtui.config import Config
+from shardtui.gateway.models import FatalErrorEvent, ShardLogEvent, ShardStageUpdateEvent
+from shardtui.logsafe import redact, redact_value
+from shardtui.runtime import Runtime
+
+log = logging.getLogger(__name__)
+shard_log = logging.getLogger("shardtui.shard")
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_FATAL = 3
+#: How often the run checks whether a fatal error has left no shard running.
+_POLL = 0.1
+
+
+@dataclass(slots=True)
+class _RunState:
+    out: IO[str]
+    fatal: list[FatalErrorEvent] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = "duration"
+    #: Every shard's info as the run ended, taken before the shutdown turns them all "disconnected".
+    shards: list[dict[str, Any]] = field(default_factory=list)
+
+    def snapshot(self, runtime: Runtime) -> None:
+        if runtime._manager is None:
+            return
+        infos = sorted(runtime.manager.runners.values(), key=lambda info: int(info.shard_id))
+        self.shards = [info.to_dict() for info in infos]
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        # Redacted even though no event should carry the token: a close reason or error text could.
+        self.out.write(redact(json.dumps(obj, separators=(",", ":"))) + "\n")
+        self.out.flush()
+
+    def on_event(self, event: Any) -> None:
+        if isinstance(event, ShardStageUpdateEvent):
+            self.emit(
+                {
+                    "ts": round(time.time(), 6),
+                    "event": "stage",
+                    "shard": int(event.shard_id),
+                    "old": event.old.value,
+                    "new": event.new.value,
+                }
+            )
+        elif isinstance(event, FatalErrorEvent):
+            self.fatal.append(event)
+            self.emit(
+                _fatal_line(event.kind, event.message, [int(s) for s in event.shard_ids], event.close_code)
+            )
+        elif isinstance(event, ShardLogEvent):
+            prefix = f"shard {event.shard_id}: " if event.shard_id is not None else ""
+            shard_log.log(event.level, "%s%s", prefix, event.message)
+
+
+def _fatal_line(kind: str, message: str, shards: list[int], close_code: int | None) -> dict[str, Any]:
+    return {
+        "ts": round(time.time(), 6),
+        "event": "fatal",
+        "kind": kind,
+        "message": message,
+        "shards": shards,
+        "close_code": close_code,
+    }
+
+
+async def run_headless(
+    config: Config,
+    *,
+    duration: float | None = None,
+    report_path: str | None = None,
+    out: IO[str] | None = None,
+    runtime_factory: Callable[[Config], Runtime] = Runtime,
+) -> int:
+    """Run until ``duration`` seconds pass, a signal arrives, or a fatal error stops every shard.
+
+    Returns the exit status: 0 normal stop, 3 when a fatal gateway error stopped shards.
+    ``ConfigError`` propagates (the CLI turns it into one line and status 2).
+    """
+    state = _RunState(out=out if out is not None else sys.stdout)
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, _on_signal, state, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
+            pass
+    started = time.time()
+    runtime = runtime_factory(config)
+    status = EXIT_OK
+    try:
+        try:
+            await runtime.open()
+            unsubscribe = runtime.manager.subscribe(state.on_event)
+            try:
+                await runtime.start()
+                await _wait(runtime, state, duration)
+            finally:
+                unsubscribe()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            from shardtui.config import ConfigError
+
+            if isinstance(exc, ConfigError):
+                raise
+            # Start-up failures (REST 401, unreachable gateway) are fatal gateway errors, said once.
+            state.reason = "fatal"
+            state.emit(_fatal_line("gateway", f"{type(exc).__name__}: {exc}", [], None))
+            log.error("cannot run the shards: %s", exc)
+            status = EXIT_FATAL
+        finally:
+            state.snapshot(runtime)
+            await runtime.close()
+        if state.fatal:
+            status = EXIT_FATAL
+        if report_path is not None:
+            _write_report(report_path, config, state, started, status)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    return status
+
+
+def _on_signal(state: _RunState, signum: int) -> None:
+    state.reason = f"signal {signal.Signals(signum).name}"
+    log.warning("%s received: shutting the shards down", signal.Signals(signum).name)
+    state.stop.set()
+
+
+async def _wait(runtime: Runtime, state: _RunState, duration: float | None) -> None:
+    deadline = None if duration is None else asyncio.get_running_loop().time() + duration
+    loop = asyncio.get_running_loop()
+    while not state.stop.is_set():
+        timeout = _POLL if deadline is None else min(_POLL, max(0.0, deadline - loop.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.stop.wait(), timeout)
+        if state.stop.is_set():
+            return
+        if deadline is not None and loop.time() >= deadline:
+            state.reason = "duration"
+            return
+        if state.fatal or runtime.manager.fatal_error is not None:
+            if runtime.manager.fatal_error is not None and not state.fatal:
+                state.on_event(runtime.manager.fatal_error)
+            if not any(info.running for info in runtime.manager.runners.values()):
+                state.reason = "fatal"
+                return
+
+
+def build_report(
+    config: Config,
+    shards: list[dict[str, Any]],
+    state_reason: str,
+    started: float,
+    status: int,
+    fatal: list[FatalErrorEvent],
+) -> dict[str, Any]:
+    ended = time.time()
+    return {
+        "mode": config.gateway.mode,
+        "config": config.source,
+        "started_at": round(started, 3),
+        "ended_at": round(ended, 3),
+        "duration_s": round(ended - started, 3),
+        "stopped_by": state_reason,
+        "exit_status": status,
+        "shard_total": shards[0]["total"] if shards else config.shard_total(),
+        "connected": sum(1 for s in shards if s["stage"] == "connected"),
+        "fatal_errors": [
+            {
+                "kind": e.kind,
+                "message": e.message,
+                "shards": [int(s) for s in e.shard_ids],
+                "close_code": e.close_code,
+            }
+            for e in fatal
+        ],
+        "shards": shards,
+    }
+
+
+def _write_report(path: str, config: Config, state: _RunState, started: float, status: int) -> None:
+    report = build_report(config, state.shards, state.reason, started, status, state.fatal)
+    text = json.dumps(redact_value(report), indent=2) + "\n"
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.error("cannot write the report to %s: %s", path, exc.strerror or exc)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

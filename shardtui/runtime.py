@@ -1,0 +1,174 @@
+"""From a ``Config`` to a running ShardManager (and the embedded sandbox when there is one).
+
+Both front ends — the Textual console and headless mode — use this, so they connect the same way:
+
+    async with Runtime(config) as runtime:      # sandbox up, manager built, no shard started
+        runtime.manager.subscribe(on_event)      # subscribe before starting so no event is missed
+        await runtime.start()                    # manager.initialize()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from shardtui.config import DISCORD_REST_URL, Config, ConfigError, resolve_token, where_of
+from shardtui.logsafe import register_secret
+
+if TYPE_CHECKING:
+    from shardtui.gateway.manager import ShardManager, ShardManagerOptions
+    from shardtui.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
+
+#: Upper bound on a clean shutdown of every shard before the runtime stops waiting.
+SHUTDOWN_TIMEOUT = 15.0
+
+
+def load_event_handler(config: Config) -> Callable[..., Any] | None:
+    """Import ``bot.event_handler`` ("module:callable"); a ConfigError says why it cannot be used."""
+    spec = config.bot.event_handler
+    if spec is None:
+        return None
+    where = where_of(config.provenance.get("bot.event_handler", config.source))
+    module_name, _, attr_path = spec.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            where, "bot.event_handler", 'an importable "module:callable"', f"{spec} ({exc})"
+        ) from None
+    except Exception as exc:  # the user's module crashed on import: still a one-line config error
+        raise ConfigError(
+            where,
+            "bot.event_handler",
+            'an importable "module:callable"',
+            f"{spec} (importing {module_name} raised {type(exc).__name__}: {exc})",
+        ) from None
+    for part in attr_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(
+                where, "bot.event_handler", f"{module_name} to define {attr_path}", f"{spec} (no {part})"
+            ) from None
+    if not callable(target):
+        raise ConfigError(where, "bot.event_handler", "a callable", f"{spec} is a {type(target).__name__}")
+    return target
+
+
+class Runtime:
+    """Owns the embedded sandbox (if any) and the ShardManager for one run."""
+
+    def __init__(self, config: Config, *, sandbox_host: str = "127.0.0.1", sandbox_port: int = 0) -> None:
+        self.config = config
+        self.mode: str = config.gateway.mode
+        self.sandbox: Sandbox | None = None
+        self._manager: ShardManager | None = None
+        self._sandbox_host = sandbox_host
+        self._sandbox_port = sandbox_port
+        self._opened = False
+        self._started = False
+        self._closed = False
+
+    @property
+    def manager(self) -> ShardManager:
+        if self._manager is None:
+            raise RuntimeError("Runtime.open() has not been awaited yet")
+        return self._manager
+
+    @property
+    def rest_url(self) -> str:
+        if self.sandbox is not None:
+            return str(self.sandbox.rest_url)
+        return self.config.gateway.rest_url or DISCORD_REST_URL
+
+    async def __aenter__(self) -> Runtime:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Start the embedded sandbox when the config asks for one and build the manager (no shard yet)."""
+        if self._opened:
+            return
+        if self._closed:
+            raise RuntimeError("a closed Runtime cannot be reopened")
+        self._opened = True
+        handler = load_event_handler(self.config)
+        try:
+            if self.config.embeds_sandbox():
+                from shardtui.sandbox import Sandbox, SandboxSettings
+
+                self.sandbox = Sandbox(SandboxSettings.from_config(self.config.sandbox))
+                await self.sandbox.start(host=self._sandbox_host, port=self._sandbox_port)
+                log.info("embedded sandbox listening at %s", self.sandbox.rest_url)
+            token = resolve_token(self.config, self.sandbox)
+            register_secret(token)
+            self._manager = self._build_manager(self._options(token, handler))
+        except BaseException:
+            await self.close()
+            raise
+
+    def _options(self, token: str, handler: Callable[..., Any] | None) -> ShardManagerOptions:
+        from shardtui.gateway.manager import ShardManagerOptions
+
+        gw = self.config.gateway
+        if gw.identify_window is not None:
+            window = gw.identify_window
+        elif self.sandbox is not None:
+            window = self.config.sandbox.identify_window
+        else:
+            window = 5.0
+        return ShardManagerOptions(
+            token=token,
+            intents=self.config.intents(),
+            rest_url=self.rest_url,
+            shard_total=gw.shards,
+            shard_range=gw.shard_range,
+            compression=gw.compression,
+            large_threshold=gw.large_threshold,
+            presence=self.config.initial_presence(),
+            event_handler=handler,
+            identify_window=window,
+            state_file=gw.state_file,
+        )
+
+    def _build_manager(self, options: ShardManagerOptions) -> ShardManager:
+        from shardtui.gateway.manager import ShardManager
+
+        return ShardManager(options)
+
+    async def start(self) -> None:
+        """Open if needed, then queue every shard in range (``manager.initialize()``). Idempotent."""
+        await self.open()
+        if self._started:
+            return
+        self._started = True
+        await self.manager.initialize()
+
+    async def close(self) -> None:
+        """Shut every shard down (bounded time), then stop the sandbox. Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._manager is not None:
+            try:
+                await asyncio.wait_for(self._manager.shutdown_all(), SHUTDOWN_TIMEOUT)
+            except TimeoutError:
+                log.warning("shards did not all shut down within %.0f s", SHUTDOWN_TIMEOUT)
+            except Exception:
+                log.exception("error while shutting the shards down")
+        if self.sandbox is not None:
+            try:
+                await self.sandbox.stop()
+            except Exception:
+                log.exception("error while stopping the embedded sandbox")

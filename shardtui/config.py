@@ -798,10 +798,16 @@ def format_config(config: Config) -> str:
     width = max(len(k) for k in values)
     lines = [f"# config: {config.source}"]
     for key, value in values.items():
+        if value is None and key in _NONE_WORDS:
+            value = _NONE_WORDS[key]
         lines.append(
             f"{key:<{width}} = {_toml_value(value):<28} # {config.provenance.get(key, DEFAULT_SOURCE)}"
         )
     return "\n".join(lines)
+
+
+#: How --print-config shows an unset value where "none" would mislead.
+_NONE_WORDS = {"gateway.shards": "auto", "gateway.shard_range": "all", "presence.activity_type": "none"}
 
 
 def _toml_value(value: Any) -> str:

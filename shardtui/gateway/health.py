@@ -1,0 +1,152 @@
+"""Wedged-shard detection: a connected shard that stopped receiving dispatches while its peers did not.
+
+A wedged shard looks healthy to every other check: its socket is open and its heartbeats are
+ACKed, so no zombie detection fires. What gives it away is silence measured against the rest of
+the fleet: if peers in this process receive several events a second and this shard has had none
+for far longer than its expected gap between events, something upstream lost it. The verdict is a
+pure function of the shards' infos, their event rates and the time, so it is tested without sockets.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from shardtui.gateway.gate import describe_duration
+from shardtui.gateway.models import ConnectionStage, ShardHealth, ShardId, ShardRunnerInfo
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """Thresholds for the verdicts. A "gap" is the expected time between two events for this shard."""
+
+    #: Silence longer than this many expected gaps (and ``min_quiet_seconds``) reads "quiet".
+    quiet_after_gaps: float = 10.0
+    #: Silence longer than this many expected gaps (and ``min_wedged_seconds``) reads "wedged".
+    wedged_after_gaps: float = 40.0
+    min_quiet_seconds: float = 15.0
+    min_wedged_seconds: float = 60.0
+    #: Peers slower than this (events/s) say nothing about a shard's silence.
+    min_peer_rate: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class HealthVerdict:
+    health: ShardHealth
+    reason: str = ""
+
+
+OK = HealthVerdict(ShardHealth.OK)
+
+
+def _expected_rate(
+    info: ShardRunnerInfo, peers: list[ShardRunnerInfo], rates: Mapping[ShardId, float]
+) -> float:
+    """Events/s this shard should see, judged from its peers (scaled by guild count when known)."""
+    peer_rates = [rates.get(p.shard_id, 0.0) for p in peers]
+    peer_guilds = sum(p.guilds for p in peers)
+    if info.guilds > 0 and peer_guilds > 0:
+        return sum(peer_rates) / peer_guilds * info.guilds
+    return statistics.median(peer_rates)
+
+
+def assess_health(
+    infos: Iterable[ShardRunnerInfo],
+    now: float,
+    rates: Mapping[ShardId, float] | None = None,
+    policy: HealthPolicy = HealthPolicy(),
+) -> dict[ShardId, HealthVerdict]:
+    """A verdict for every shard. ``now`` is wall time like the infos' timestamps; ``rates`` are
+    events/s per shard (default: each info's ``events_per_second``)."""
+    infos = list(infos)
+    if rates is None:
+        rates = {info.shard_id: info.events_per_second for info in infos}
+    connected = [i for i in infos if i.stage is ConnectionStage.CONNECTED and i.fatal_error is None]
+    verdicts: dict[ShardId, HealthVerdict] = {}
+    for info in infos:
+        if info.fatal_error is not None:
+            verdicts[info.shard_id] = HealthVerdict(ShardHealth.FAILED, info.fatal_error)
+            continue
+        if info not in connected:
+            verdicts[info.shard_id] = OK
+            continue
+        peers = [p for p in connected if p is not info]
+        if not peers:
+            verdicts[info.shard_id] = OK
+            continue
+        expected = _expected_rate(info, peers, rates)
+        if expected < policy.min_peer_rate:
+            verdicts[info.shard_id] = OK
+            continue
+        starts = [t for t in (info.last_dispatch_at, info.connected_since) if t is not None]
+        if not starts:
+            verdicts[info.shard_id] = OK
+            continue
+        silent_since = max(starts)
+        silence = now - silent_since
+        gap = 1.0 / expected
+        quiet_after = max(policy.min_quiet_seconds, policy.quiet_after_gaps * gap)
+        wedged_after = max(policy.min_wedged_seconds, policy.wedged_after_gaps * gap)
+        if silence < quiet_after:
+            verdicts[info.shard_id] = OK
+            continue
+        peer_text = f"peers get {expected:.2g} events/s" if math.isfinite(expected) else "peers are busy"
+        acked = info.last_ack_at is not None and info.last_ack_at > silent_since
+        if silence >= wedged_after and acked:
+            verdicts[info.shard_id] = HealthVerdict(
+                ShardHealth.WEDGED,
+                f"no dispatch for {describe_duration(silence)} while heartbeats are ACKed and {peer_text}; "
+                "restart it (it resumes first)",
+            )
+        elif silence >= wedged_after:
+            verdicts[info.shard_id] = HealthVerdict(
+                ShardHealth.QUIET,
+                f"no dispatch and no heartbeat ACK for {describe_duration(silence)} ({peer_text}); "
+                "the connection may be a zombie",
+            )
+        else:
+            verdicts[info.shard_id] = HealthVerdict(
+                ShardHealth.QUIET, f"no dispatch for {describe_duration(silence)} ({peer_text})"
+            )
+    return verdicts
+
+
+@dataclass(slots=True)
+class _Sample:
+    at: float
+    count: int
+    rate: float | None = None
+
+
+@dataclass(slots=True)
+class RateTracker:
+    """Events/s per shard from the ``events_received`` counters, smoothed over ``tau`` seconds."""
+
+    tau: float = 30.0
+    _samples: dict[ShardId, _Sample] = field(default_factory=dict)
+
+    def update(self, infos: Iterable[ShardRunnerInfo], now: float) -> dict[ShardId, float]:
+        rates: dict[ShardId, float] = {}
+        for info in infos:
+            sample = self._samples.get(info.shard_id)
+            count = info.events_received
+            if sample is None or count < sample.count:
+                # First look, or the counter went back (a reset info): start measuring again.
+                self._samples[info.shard_id] = _Sample(now, count)
+                rates[info.shard_id] = 0.0
+                continue
+            if now <= sample.at:
+                rates[info.shard_id] = sample.rate or 0.0
+                continue
+            elapsed = now - sample.at
+            instant = (count - sample.count) / elapsed
+            alpha = 1.0 - math.exp(-elapsed / self.tau)
+            rate = instant if sample.rate is None else sample.rate + alpha * (instant - sample.rate)
+            self._samples[info.shard_id] = _Sample(now, count, rate)
+            rates[info.shard_id] = rate
+        return rates
+
+    def forget(self, shard_id: ShardId) -> None:
+        self._samples.pop(shard_id, None)

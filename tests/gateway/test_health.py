@@ -1,0 +1,107 @@
+"""Wedged-shard detection: verdicts from infos, rates and a clock (no sockets)."""
+
+from __future__ import annotations
+
+from shardtui.gateway.health import HealthPolicy, RateTracker, assess_health
+from shardtui.gateway.models import ConnectionStage, ShardHealth, ShardId, ShardRunnerInfo
+
+NOW = 10_000.0
+
+
+def shard(i: int, *, silent_for: float = 0.5, acked_ago: float = 1.0, guilds: int = 10) -> ShardRunnerInfo:
+    info = ShardRunnerInfo(ShardId(i), 4)
+    info.stage = ConnectionStage.CONNECTED
+    info.running = True
+    info.connected_since = NOW - 3600
+    info.last_dispatch_at = NOW - silent_for
+    info.last_ack_at = NOW - acked_ago
+    info.guilds = guilds
+    info.events_per_second = 5.0
+    return info
+
+
+def verdict(infos: list[ShardRunnerInfo], i: int, **kwargs):
+    return assess_health(infos, NOW, **kwargs)[ShardId(i)]
+
+
+def test_a_busy_fleet_is_ok() -> None:
+    infos = [shard(i) for i in range(4)]
+    assert {v.health for v in assess_health(infos, NOW).values()} == {ShardHealth.OK}
+
+
+def test_silent_shard_with_acked_heartbeats_among_busy_peers_is_wedged() -> None:
+    infos = [shard(0), shard(1), shard(2, silent_for=300.0, acked_ago=2.0), shard(3)]
+    infos[2].events_per_second = 0.0
+    result = verdict(infos, 2)
+    assert result.health is ShardHealth.WEDGED
+    assert "no dispatch for 5 min" in result.reason
+    assert "heartbeats are ACKed" in result.reason
+    assert "resumes first" in result.reason
+    assert verdict(infos, 0).health is ShardHealth.OK
+
+
+def test_short_silence_is_quiet_before_it_is_wedged() -> None:
+    infos = [shard(0), shard(1, silent_for=20.0)]
+    result = verdict(infos, 1)
+    assert result.health is ShardHealth.QUIET
+    assert "no dispatch for 20 s" in result.reason
+
+
+def test_silence_is_judged_against_peer_rates() -> None:
+    # Peers see one event a minute: five silent minutes is ordinary for them.
+    slow = [shard(i, silent_for=30.0) for i in range(3)] + [shard(3, silent_for=300.0)]
+    for info in slow:
+        info.events_per_second = 1 / 60
+    assert verdict(slow, 3).health is ShardHealth.OK
+
+
+def test_a_shard_with_few_guilds_is_expected_to_be_quieter() -> None:
+    infos = [shard(0, guilds=1000), shard(1, guilds=1000), shard(2, guilds=1, silent_for=100.0)]
+    infos[0].events_per_second = infos[1].events_per_second = 1.0
+    # Expected rate for shard 2 is 0.001 events/s: below what peers can say anything about.
+    assert verdict(infos, 2).health is ShardHealth.OK
+
+
+def test_no_ack_since_the_silence_began_is_not_called_wedged() -> None:
+    infos = [shard(0), shard(1, silent_for=300.0, acked_ago=400.0)]
+    result = verdict(infos, 1)
+    assert result.health is ShardHealth.QUIET
+    assert "zombie" in result.reason
+
+
+def test_fatal_shard_is_failed_with_its_reason() -> None:
+    infos = [shard(0), shard(1)]
+    infos[1].fatal_error = "4011 sharding required: raise the shard count"
+    infos[1].stage = ConnectionStage.DISCONNECTED
+    result = verdict(infos, 1)
+    assert result.health is ShardHealth.FAILED
+    assert result.reason == "4011 sharding required: raise the shard count"
+
+
+def test_lone_or_disconnected_shards_are_not_judged() -> None:
+    alone = [shard(0, silent_for=9999.0)]
+    assert verdict(alone, 0).health is ShardHealth.OK
+    reconnecting = [shard(0), shard(1, silent_for=9999.0)]
+    reconnecting[1].stage = ConnectionStage.RESUMING
+    assert verdict(reconnecting, 1).health is ShardHealth.OK
+
+
+def test_policy_thresholds_are_honoured() -> None:
+    infos = [shard(0), shard(1, silent_for=5.0)]
+    strict = HealthPolicy(min_quiet_seconds=1.0, min_wedged_seconds=4.0, wedged_after_gaps=2.0)
+    assert verdict(infos, 1).health is ShardHealth.OK
+    assert verdict(infos, 1, policy=strict).health is ShardHealth.WEDGED
+
+
+def test_rate_tracker_follows_counters_and_restarts() -> None:
+    tracker = RateTracker(tau=1.0)
+    info = shard(0)
+    info.events_received = 0
+    assert tracker.update([info], 0.0)[ShardId(0)] == 0.0
+    info.events_received = 100
+    assert tracker.update([info], 10.0)[ShardId(0)] == 10.0
+    info.events_received = 100
+    later = tracker.update([info], 20.0)[ShardId(0)]
+    assert 0.0 <= later < 1.0
+    info.events_received = 3  # a counter that went back starts a fresh measurement
+    assert tracker.update([info], 21.0)[ShardId(0)] == 0.0

@@ -288,12 +288,16 @@ def _p_float(
             raise ctx.error("a number", value) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ctx.error("a number", value)
+    found = value
     value = float(value)
     if value != value or value in (float("inf"), float("-inf")):
-        raise ctx.error("a finite number", value)
+        raise ctx.error("a finite number", found)
     if lo_open and lo is not None and value <= lo:
-        raise ctx.error(f"a number greater than {_num(lo)}", value)
-    _check_range(value, ctx, None if lo_open else lo, hi)
+        raise ctx.error(f"a number greater than {_num(lo)}", found)
+    try:
+        _check_range(value, ctx, None if lo_open else lo, hi)
+    except ConfigError:
+        raise ctx.error(_range_text(None if lo_open else lo, hi), found) from None
     return value
 
 
@@ -301,13 +305,17 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+def _range_text(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"a value from {_num(lo)} to {_num(hi)}"
+    if lo is not None:
+        return f"a value of at least {_num(lo)}"
+    return f"a value of at most {_num(hi or 0)}"
+
+
 def _check_range(value: float, ctx: _Ctx, lo: float | None, hi: float | None) -> None:
-    if lo is not None and hi is not None and not lo <= value <= hi:
-        raise ctx.error(f"a value from {_num(lo)} to {_num(hi)}", value)
-    if lo is not None and value < lo:
-        raise ctx.error(f"a value of at least {_num(lo)}", value)
-    if hi is not None and value > hi:
-        raise ctx.error(f"a value of at most {_num(hi)}", value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ctx.error(_range_text(lo, hi), value)
 
 
 def _p_choice(value: Any, ctx: _Ctx, choices: tuple[str, ...]) -> str:

@@ -1,0 +1,356 @@
+"""shards.toml loading: every bad input gets one line naming file, key, expectation and finding."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shardtui.cli import main
+from shardtui.config import Config, ConfigError, FaultRule, load_config, resolve_token
+from shardtui.gateway.models import Activity, Presence
+from shardtui.gateway.protocol import ActivityType, GatewayIntents, Status
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# (name, file text, [substrings the message must contain: key, expectation, finding])
+FILE_ERRORS = [
+    (
+        "unknown key with suggestion",
+        "[gateway]\nshard = 3\n",
+        [
+            "gateway.shard",
+            "expected a key of [gateway]",
+            'found unknown key "shard"',
+            'did you mean "shards"',
+        ],
+    ),
+    (
+        "unknown section",
+        "[gatway]\nmode = 'sandbox'\n",
+        ["gatway", "expected one of the sections", 'did you mean "gateway"'],
+    ),
+    (
+        "key outside its section",
+        "mode = 'sandbox'\n",
+        ["mode", 'unknown key "mode"', '"mode" belongs under [gateway]'],
+    ),
+    ("wrong type", '[gateway]\nshards = "8"\n', ["gateway.shards", '"auto"', 'found string "8"']),
+    ("wrong type bool", "[ui]\nreadonly = 1\n", ["ui.readonly", "expected true or false", "found integer 1"]),
+    (
+        "shard range past the total",
+        '[gateway]\nshards = 4\nshard_range = "2-5"\n',
+        ["gateway.shard_range", "expected shard ids within 0..3 (gateway.shards = 4)", "found 2-5"],
+    ),
+    (
+        "shard range past the sandbox's count",
+        '[gateway]\nshard_range = "0-9"\n[sandbox]\nshards = 8\n',
+        ["gateway.shard_range", "within 0..7 (sandbox.shards = 8)", "found 0-9"],
+    ),
+    (
+        "shard range reversed",
+        '[gateway]\nshard_range = "5-2"\n',
+        ["gateway.shard_range", "first <= last", "5-2"],
+    ),
+    (
+        "shard range garbage",
+        '[gateway]\nshard_range = "a-b"\n',
+        ["gateway.shard_range", "first-last", '"a-b"'],
+    ),
+    (
+        "compression not in the set",
+        '[gateway]\ncompression = "zstd"\n',
+        [
+            "gateway.compression",
+            '"zstd-stream", "zlib-stream", "none"',
+            'found string "zstd"',
+            "did you mean",
+        ],
+    ),
+    (
+        "large_threshold out of range",
+        "[gateway]\nlarge_threshold = 300\n",
+        ["gateway.large_threshold", "from 50 to 250", "found integer 300"],
+    ),
+    (
+        "refresh interval zero",
+        "[ui]\nrefresh_interval = 0\n",
+        ["ui.refresh_interval", "greater than 0", "found integer 0"],
+    ),
+    ("unknown mode", '[gateway]\nmode = "prod"\n', ["gateway.mode", '"sandbox", "discord"', '"prod"']),
+    (
+        "unknown intent",
+        '[bot]\nintents = ["guilds", "guild_mesages"]\n',
+        ["bot.intents", "intent names", 'unknown intent "guild_mesages"', 'did you mean "guild_messages"'],
+    ),
+    ("intents wrong type", "[bot]\nintents = 3\n", ["bot.intents", "array of strings", "integer 3"]),
+    (
+        "unknown status",
+        '[presence]\nstatus = "busy"\n',
+        ["presence.status", '"online", "idle", "dnd", "invisible"', 'found string "busy"'],
+    ),
+    (
+        "unknown activity type",
+        '[presence]\nactivity_type = "gaming"\n',
+        ["presence.activity_type", '"playing"', 'found string "gaming"'],
+    ),
+    (
+        "streaming without url",
+        '[presence]\nactivity_type = "streaming"\nactivity_name = "speedruns"\n',
+        ["presence.activity_url", "streaming", "twitch.tv", "found nothing"],
+    ),
+    (
+        "url on a non-streaming activity",
+        '[presence]\nactivity_type = "playing"\nactivity_name = "chess"\nactivity_url = "https://twitch.tv/x"\n',
+        ["presence.activity_url", "only a streaming activity may carry a url"],
+    ),
+    (
+        "custom status without text",
+        '[presence]\nactivity_type = "custom"\nactivity_name = ""\n',
+        ["presence.activity_state", "custom status needs a state", "found nothing"],
+    ),
+    (
+        "bad event handler spec",
+        '[bot]\nevent_handler = "not a spec"\n',
+        ["bot.event_handler", '"module:callable"', '"not a spec"'],
+    ),
+    (
+        "bad rest url",
+        '[gateway]\nrest_url = "localhost:8790"\n',
+        ["gateway.rest_url", "http:// or https:// URL", '"localhost:8790"'],
+    ),
+    (
+        "non-privileged in privileged_intents",
+        '[sandbox]\nprivileged_intents = ["guilds"]\n',
+        ["sandbox.privileged_intents", "privileged intent names", '"guilds"'],
+    ),
+    (
+        "fault without every",
+        '[[sandbox.faults]]\nkind = "reconnect"\n',
+        ["sandbox.faults[0].every", "seconds between faults", "missing"],
+    ),
+    (
+        "fault with negative every",
+        '[[sandbox.faults]]\nkind = "reconnect"\nevery = -1\n',
+        ["sandbox.faults[0].every", "greater than 0", "-1"],
+    ),
+    ("negative guilds", "[sandbox]\nguilds = -1\n", ["sandbox.guilds", "from 0 to", "integer -1"]),
+    ("section is a value", "ui = 3\n", ["ui", "a [ui] table", "integer 3"]),
+    ("syntax error", "[gateway]\nshards = \n", ["line 2", "TOML syntax error"]),
+    ("syntax error in table header", "[bot]\n\n[gateway\n", ["line 3", "TOML syntax error"]),
+]
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "shards.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"), [(t, p) for _, t, p in FILE_ERRORS], ids=[n for n, _, _ in FILE_ERRORS]
+)
+def test_bad_file_gives_one_line_naming_file_key_expected_found(
+    tmp_path: Path, text: str, parts: list[str]
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {}, environ={})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(path + ": ")
+    for part in parts:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"), [(t, p) for _, t, p in FILE_ERRORS], ids=[n for n, _, _ in FILE_ERRORS]
+)
+def test_bad_file_exits_2_with_one_line_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, parts: list[str]
+) -> None:
+    path = _write(tmp_path, text)
+    assert main(["--config", path, "run", "--headless", "--duration", "1"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"shardtui: {path}: ")
+    assert parts[0] in lines[0]
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(path, {})
+    assert main(["--config", path]) == 2
+    assert capsys.readouterr().err.strip() == f"shardtui: {path}: cannot read config file: no such file"
+
+
+def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() == 0:
+        # root reads anything; a directory is unreadable as a file for everyone.
+        path = str(tmp_path)
+        expected = "it is a directory"
+    else:
+        p = tmp_path / "locked.toml"
+        p.write_text("[ui]\n")
+        p.chmod(0)
+        path = str(p)
+        expected = "permission denied"
+    assert main(["--config", path, "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"shardtui: {path}: cannot read config file: {expected}"
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "shards.toml"
+    p.write_bytes(b"[ui]\ntheme = '\xff'\n")
+    with pytest.raises(ConfigError, match=r"line 2: TOML syntax error: file is not valid UTF-8"):
+        load_config(str(p), {})
+
+
+def test_discord_mode_needs_the_token_variable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, '[bot]\ntoken_env = "MY_BOT_TOKEN"\n[gateway]\nmode = "discord"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {}, environ={})
+    message = str(info.value)
+    assert message.startswith(path + ": bot.token_env: ")
+    assert "MY_BOT_TOKEN" in message and "found MY_BOT_TOKEN unset" in message
+    with pytest.raises(ConfigError, match="found MY_BOT_TOKEN empty"):
+        load_config(path, {}, environ={"MY_BOT_TOKEN": "  "})
+    config = load_config(path, {}, environ={"MY_BOT_TOKEN": "abc.def.ghi"})
+    assert resolve_token(config, environ={"MY_BOT_TOKEN": "abc.def.ghi"}) == "abc.def.ghi"
+
+
+def test_discord_mode_from_flag_names_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"gateway.mode": "discord"}, flags={"gateway.mode": "--mode"})
+    assert str(info.value).startswith("command line --mode: bot.token_env: ")
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(None, {}, environ={})
+    assert config == Config()
+    assert config.source == "<defaults>"
+    assert set(config.provenance.values()) == {"default"}
+    assert config.intents() == GatewayIntents.default()
+    assert config.initial_presence() == Presence(Status.ONLINE, Activity("the shards", ActivityType.WATCHING))
+
+
+def test_repo_shards_toml_is_valid_and_lively() -> None:
+    config = load_config(str(REPO_ROOT / "shards.toml"), {}, environ={})
+    assert config.gateway.mode == "sandbox"
+    assert config.embeds_sandbox()
+    assert config.sandbox.shards >= 8 and config.sandbox.guilds >= 100
+    assert config.sandbox.event_rate >= 10
+    assert config.shard_total() == config.sandbox.shards
+    # Every key of the schema appears in the file, so the file documents all of them.
+    text = (REPO_ROOT / "shards.toml").read_text()
+    for key in config.values():
+        assert key.split(".", 1)[1] in text, key
+
+
+def test_full_file_parses_into_typed_values(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+[bot]
+token_env = "BOT_TOKEN"
+intents = ["guilds", "guild_messages", "message_content"]
+event_handler = "mybot.events:on_dispatch"
+[gateway]
+mode = "sandbox"
+shards = 16
+shard_range = [4, 7]
+compression = "zlib-stream"
+large_threshold = 100
+rest_url = "http://127.0.0.1:8790/api/v10/"
+identify_window = 0.5
+[presence]
+status = "dnd"
+activity_type = "streaming"
+activity_name = "speedruns"
+activity_url = "https://twitch.tv/example"
+[sandbox]
+guilds = 40
+privileged_intents = ["message_content"]
+token = "fixed"
+[[sandbox.faults]]
+kind = "close"
+every = 2.5
+shard = 3
+code = 4000
+[ui]
+theme = "shardtui-light"
+refresh_interval = 0.25
+readonly = true
+""",
+    )
+    config = load_config(path, {}, environ={})
+    assert config.intents() == (
+        GatewayIntents.GUILDS | GatewayIntents.GUILD_MESSAGES | GatewayIntents.MESSAGE_CONTENT
+    )
+    assert config.bot.event_handler == "mybot.events:on_dispatch"
+    assert config.gateway.shard_range == (4, 7)
+    assert config.gateway.rest_url == "http://127.0.0.1:8790/api/v10"
+    assert not config.embeds_sandbox()
+    assert config.gateway.identify_window == 0.5
+    assert config.sandbox.faults == [FaultRule(kind="close", every=2.5, shard=3, params={"code": 4000})]
+    presence = config.initial_presence()
+    assert presence.status is Status.DND
+    assert presence.activity == Activity("speedruns", ActivityType.STREAMING, url="https://twitch.tv/example")
+    assert config.ui.readonly is True and config.ui.refresh_interval == 0.25
+    assert config.provenance["gateway.shards"] == path
+    assert config.provenance["ui.readonly"] == path
+    assert resolve_token(config, environ={}) == "fixed"
+
+
+def test_activity_none_turns_activity_off(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, '[presence]\nactivity_type = "none"\n'), {}, environ={})
+    assert config.initial_presence().activity is None
+
+
+def test_precedence_default_file_env_flag(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[gateway]\nshards = 8\nlarge_threshold = 100\n[sandbox]\nguilds = 10\n")
+    environ = {"SHARDTUI_GATEWAY_SHARDS": "12", "SHARDTUI_SANDBOX_GUILDS": "30"}
+    config = load_config(
+        path, {"gateway.shards": "16"}, flags={"gateway.shards": "--shards"}, environ=environ
+    )
+    assert config.gateway.shards == 16
+    assert config.provenance["gateway.shards"] == "--shards"
+    assert config.sandbox.guilds == 30
+    assert config.provenance["sandbox.guilds"] == "env SHARDTUI_SANDBOX_GUILDS"
+    assert config.gateway.large_threshold == 100
+    assert config.provenance["gateway.large_threshold"] == path
+    assert config.provenance["gateway.compression"] == "default"
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {}, environ={"SHARDTUI_GATEWAY_SHARDS": "many"})
+    assert str(info.value) == (
+        'environment SHARDTUI_GATEWAY_SHARDS: gateway.shards: expected an integer, found string "many"'
+    )
+
+
+def test_unknown_override_key_suggests() -> None:
+    with pytest.raises(ConfigError, match=r'did you mean "gateway\.shards"'):
+        load_config(None, {"gateway.shard": "3"})
+
+
+def test_sandbox_mode_external_needs_a_token() -> None:
+    config = load_config(None, {"gateway.rest_url": "http://127.0.0.1:9/api/v10"}, environ={})
+    with pytest.raises(ConfigError) as info:
+        resolve_token(config, environ={})
+    assert "sandbox.token" in str(info.value) and "neither set" in str(info.value)
+    assert resolve_token(config, environ={"DISCORD_TOKEN": "t.o.k"}) == "t.o.k"
+
+
+def test_sandbox_token_never_in_repr() -> None:
+    config = load_config(None, {"sandbox.token": "very-secret-token"})
+    assert "very-secret-token" not in repr(config)
+    assert config.values()["sandbox.token"] == "<set>"

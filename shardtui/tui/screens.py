@@ -1,0 +1,302 @@
+"""The console's dialogs: confirm, presence editor, shard details, help and the fatal-error screen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Sparkline, Static
+
+from shardtui.gateway.models import Activity, Presence
+from shardtui.gateway.protocol import ActivityType, Status
+from shardtui.tui.viewmodel import (
+    FleetModel,
+    describe_presence,
+    format_age,
+    format_latency,
+    stage_word,
+)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question that names exactly what will happen."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, title: str, body: str, *, yes: str = "Yes") -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.body_text = body
+        self.yes_label = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm", classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(Text(self.body_text), id="confirm-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self.yes_label} (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRequest:
+    presence: Presence
+    #: "selected" | "marked" | "all"
+    scope: str
+
+
+STATUSES = (Status.ONLINE, Status.IDLE, Status.DND, Status.INVISIBLE)
+ACTIVITY_CHOICES: tuple[tuple[str, ActivityType | None], ...] = (
+    ("none", None),
+    ("playing", ActivityType.PLAYING),
+    ("streaming", ActivityType.STREAMING),
+    ("listening", ActivityType.LISTENING),
+    ("watching", ActivityType.WATCHING),
+    ("custom", ActivityType.CUSTOM),
+    ("competing", ActivityType.COMPETING),
+)
+
+
+def build_presence(status: str, activity: str, name: str, state: str, url: str) -> Presence:
+    """The presence the form describes; raises ValueError (operator-readable) if Discord would refuse it."""
+    try:
+        status_value = Status(status)
+    except ValueError:
+        raise ValueError(f"unknown status {status!r}") from None
+    kinds = dict(ACTIVITY_CHOICES)
+    if activity not in kinds:
+        raise ValueError(f"unknown activity type {activity!r}")
+    kind = kinds[activity]
+    name, state, url = name.strip(), state.strip(), url.strip()
+    if kind is None:
+        if name or state or url:
+            raise ValueError("choose an activity type to go with the name, state or url")
+        presence = Presence(status=status_value)
+    else:
+        if url and kind is not ActivityType.STREAMING:
+            raise ValueError("a url is only allowed for streaming")
+        presence = Presence(
+            status=status_value,
+            activity=Activity(name=name, type=kind, state=state or None, url=url or None),
+        )
+    presence.validate()
+    return presence
+
+
+class PresenceScreen(ModalScreen[PresenceRequest | None]):
+    """Edit status and activity; validates before anything is sent."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="presence.cancel"),
+        Binding("ctrl+s", "apply", "Apply", id="presence.apply"),
+    ]
+
+    def __init__(self, *, initial: Presence | None, scopes: Iterable[tuple[str, str]]) -> None:
+        super().__init__(classes="dialog-screen")
+        self.initial = initial
+        self.scopes = list(scopes)
+
+    def compose(self) -> ComposeResult:
+        initial = self.initial
+        activity = initial.activity if initial is not None else None
+        status = initial.status.value if initial is not None else Status.ONLINE.value
+        if status not in {s.value for s in STATUSES}:
+            status = Status.INVISIBLE.value
+        kind = "none" if activity is None else activity.type.name.lower()
+        with Vertical(id="presence", classes="dialog"):
+            yield Label("Presence", classes="dialog-title")
+            with Horizontal(classes="form-row"):
+                yield Label("status", classes="form-label")
+                yield Select(
+                    [(s.value, s.value) for s in STATUSES], value=status, allow_blank=False, id="status"
+                )
+            with Horizontal(classes="form-row"):
+                yield Label("activity", classes="form-label")
+                yield Select(
+                    [(label, label) for label, _ in ACTIVITY_CHOICES],
+                    value=kind,
+                    allow_blank=False,
+                    id="kind",
+                )
+            with Horizontal(classes="form-row"):
+                yield Label("name", classes="form-label")
+                yield Input(activity.name if activity else "", placeholder="activity name", id="name")
+            with Horizontal(classes="form-row"):
+                yield Label("state", classes="form-label")
+                yield Input(
+                    (activity.state or "") if activity else "", placeholder="state / custom text", id="state"
+                )
+            with Horizontal(classes="form-row"):
+                yield Label("url", classes="form-label")
+                yield Input(
+                    (activity.url or "") if activity else "",
+                    placeholder="streaming only: twitch/youtube",
+                    id="url",
+                )
+            with RadioSet(id="scope"):
+                for index, (value, label) in enumerate(self.scopes):
+                    yield RadioButton(label, value=index == 0, name=value)
+            yield Static("", id="presence-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Apply (ctrl+s)", id="apply", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#name", Input).focus()
+
+    def _scope(self) -> str:
+        radio = self.query_one("#scope", RadioSet)
+        pressed = radio.pressed_button
+        return pressed.name if pressed is not None and pressed.name else self.scopes[0][0]
+
+    def action_apply(self) -> None:
+        error = self.query_one("#presence-error", Static)
+        try:
+            presence = build_presence(
+                str(self.query_one("#status", Select).value),
+                str(self.query_one("#kind", Select).value),
+                self.query_one("#name", Input).value,
+                self.query_one("#state", Input).value,
+                self.query_one("#url", Input).value,
+            )
+        except ValueError as exc:
+            error.update(Text(f"Not sent: {exc}"))
+            error.add_class("visible")
+            return
+        self.dismiss(PresenceRequest(presence, self._scope()))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_apply()
+
+    @on(Button.Pressed, "#apply")
+    def _apply_pressed(self) -> None:
+        self.action_apply()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.dismiss(None)
+
+
+class DetailsScreen(ModalScreen[None]):
+    """One shard up close: its info, a latency sparkline and its recent log. Refreshed by the app's tick."""
+
+    BINDINGS = [Binding("escape,enter,q", "close", "Back", id="details.close")]
+
+    def __init__(self, model: FleetModel, sid: int) -> None:
+        super().__init__(classes="dialog-screen")
+        self.model = model
+        self.sid = sid
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="details", classes="dialog"):
+            yield Label(f"Shard {self.sid}", classes="dialog-title", id="details-title")
+            yield Static(id="details-info")
+            yield Label("latency (ms), last samples", classes="section")
+            yield Sparkline([], id="details-latency")
+            yield Label("recent log", classes="section")
+            with VerticalScroll(id="details-log-scroll"):
+                yield Static(id="details-log")
+
+    def on_mount(self) -> None:
+        self.refresh_details()
+
+    def refresh_details(self) -> None:
+        row = self.model.rows.get(self.sid)
+        info_widget = self.query_one("#details-info", Static)
+        if row is None:
+            info_widget.update(Text("This shard is no longer managed."))
+            return
+        info = row.info
+        now = self.model.clock()
+        dispatch_age = format_age(None if info.last_dispatch_at is None else now - info.last_dispatch_at)
+        ack_age = format_age(None if info.last_ack_at is None else now - info.last_ack_at)
+        seq = info.last_seq if info.last_seq is not None else "—"
+        lines = [
+            f"stage      {stage_word(info, self.sid in self.model.queue.queued)}"
+            f"   health {info.health.value}{' (' + info.health_reason + ')' if info.health_reason else ''}",
+            f"latency    {format_latency(info.latency)}   guilds {info.guilds}"
+            f"   events {info.events_received}   seq {seq}",
+            f"session    {info.session_id or '—'}   last start {info.last_start or '—'}",
+            f"identifies {info.identifies}   resumes {info.resumes}   reconnects {info.reconnects}",
+            f"last close {info.last_close_code if info.last_close_code is not None else '—'}"
+            f"{' ' + info.last_close_reason if info.last_close_reason else ''}",
+            f"dispatch   {dispatch_age} ago   ack {ack_age} ago",
+            f"presence   {describe_presence(row.presence)}",
+        ]
+        if info.fatal_error:
+            lines.append(f"FATAL      {info.fatal_error}")
+        info_widget.update(Text("\n".join(lines)))
+        self.query_one("#details-latency", Sparkline).data = list(row.latencies)
+        log = "\n".join(line.format() for line in list(row.log)[-50:]) or "(nothing yet)"
+        self.query_one("#details-log", Static).update(Text(log))
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help.close")]
+
+    def __init__(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        super().__init__(classes="dialog-screen")
+        self.rows = list(rows)
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        for key, description, binding_id in self.rows:
+            text.append(f"{key:>8}  ", style="bold")
+            text.append(f"{description:<36}")
+            text.append(f" {binding_id}\n", style="dim")
+        with Vertical(id="help", classes="dialog"):
+            yield Label("Keys (binding id on the right, for keymaps)", classes="dialog-title")
+            with VerticalScroll():
+                yield Static(text, id="help-body")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class FatalScreen(ModalScreen[None]):
+    """Shown once for an error that stops the whole fleet: what happened and what to do."""
+
+    BINDINGS = [
+        Binding("q", "app.request_quit", "Quit", id="fatal.quit"),
+        Binding("escape", "close", "Dismiss", id="fatal.dismiss"),
+    ]
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="fatal", classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(Text(self.message), id="fatal-body")
+            yield Label("q quit · esc look at the shard table", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

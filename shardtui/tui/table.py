@@ -1,0 +1,189 @@
+"""The shard table: a DataTable kept in step with the view model by keyed diffs.
+
+Rules learned the hard way on Textual 8.2 (design.md, "Console lessons"): fixed column widths (no
+re-measuring on update), update only cells whose text changed, never clear-and-refill on a tick,
+and find the cursor's shard by key again after every sort or insert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from shardtui.tui.viewmodel import Cell, Column, FleetModel, columns_for_width
+
+#: Past this many removals one rebuild is cheaper than removing rows one by one.
+REBUILD_THRESHOLD = 200
+
+
+class IdCell:
+    """The shard-id cell: renders as text but remembers its shard, so sorting can use the model."""
+
+    __slots__ = ("sid", "text")
+
+    def __init__(self, sid: int, text: Text) -> None:
+        self.sid = sid
+        self.text = text
+
+    def __rich__(self) -> Text:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdCell) and other.sid == self.sid and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.sid)
+
+
+class ShardTable(DataTable):
+    """One row per visible shard, keyed by shard id (as a string)."""
+
+    def __init__(self, model: FleetModel, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.model = model
+        self.shown_columns: tuple[Column, ...] = ()
+        #: What each displayed row currently shows, to diff against.
+        self.rendered: dict[int, dict[str, Cell]] = {}
+        self._styles: dict[tuple[str | None, bool, bool], Style] = {}
+        self.theme_colour: Callable[[str], str | None] = lambda _name: None
+        #: Counters a test or the bench can read to prove updates stay incremental.
+        self.cell_updates = 0
+        self.rebuilds = 0
+
+    # -- selection ---------------------------------------------------------------------------------
+
+    @property
+    def selected_shard(self) -> int | None:
+        if self.row_count == 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except CellDoesNotExist:
+            return None
+        return None if key.value is None else int(key.value)
+
+    def select_shard(self, sid: int | None) -> None:
+        if sid is None or sid not in self.rendered:
+            return
+        try:
+            index = self.get_row_index(str(sid))
+        except RowDoesNotExist:
+            return
+        if index != self.cursor_row:
+            self.move_cursor(row=index, animate=False)
+
+    # -- rendering ---------------------------------------------------------------------------------
+
+    def reset_styles(self) -> None:
+        self._styles.clear()
+
+    def _style(self, cell: Cell) -> Style:
+        key = (cell.style, cell.bold, cell.reverse)
+        style = self._styles.get(key)
+        if style is None:
+            colour = self.theme_colour(cell.style) if cell.style else None
+            style = Style(color=colour, bold=cell.bold or None, reverse=cell.reverse or None)
+            self._styles[key] = style
+        return style
+
+    def _render(self, sid: int, key: str, cell: Cell) -> Text | IdCell:
+        text = Text(cell.text, style=self._style(cell), no_wrap=True, overflow="ellipsis", end="")
+        return IdCell(sid, text) if key == "id" else text
+
+    def _row_values(self, sid: int, cells: dict[str, Cell]) -> list[Text | IdCell]:
+        return [self._render(sid, c.key, cells[c.key]) for c in self.shown_columns]
+
+    # -- structure ---------------------------------------------------------------------------------
+
+    def set_width(self, width: int) -> bool:
+        """Pick the columns for ``width``; rebuild only if the set changed. True if it did."""
+        columns = columns_for_width(width)
+        if columns == self.shown_columns:
+            return False
+        self.shown_columns = columns
+        self.clear(columns=True)
+        for column in columns:
+            self.add_column(column.label, width=column.width, key=column.key)
+        self.rendered.clear()
+        self.rebuild()
+        return True
+
+    def rebuild(self) -> None:
+        """Clear and add every visible row in order (filter change, theme change, column change)."""
+        selected = self.selected_shard
+        self.model.take_dirty()
+        self.clear()
+        self.rendered.clear()
+        self.rebuilds += 1
+        for sid in self.model.visible_ids():
+            cells = self.model.cells(sid)
+            self.add_row(*self._row_values(sid, cells), key=str(sid))
+            self.rendered[sid] = cells
+        self.select_shard(selected)
+
+    def resort(self) -> None:
+        selected = self.selected_shard
+        order = {sid: index for index, sid in enumerate(self.model.visible_ids())}
+        last = len(order)
+        self.sort("id", key=lambda cell: order.get(cell.sid, last))
+        self.select_shard(selected)
+
+    # -- the tick ----------------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Push what changed since the last flush. Returns the number of cells written."""
+        if not self.shown_columns:
+            return 0
+        model = self.model
+        selected = self.selected_shard
+        dirty = model.take_dirty()
+        shown = {c.key for c in self.shown_columns}
+        added = removed = 0
+        to_remove: list[int] = []
+        written = 0
+        for sid in dirty:
+            displayed = sid in self.rendered
+            if sid not in model.rows or not model.matches(sid):
+                if displayed:
+                    to_remove.append(sid)
+                continue
+            cells = model.cells(sid)
+            if not displayed:
+                self.add_row(*self._row_values(sid, cells), key=str(sid))
+                self.rendered[sid] = cells
+                added += 1
+                continue
+            written += self._write(sid, cells, shown)
+        if len(to_remove) > REBUILD_THRESHOLD:
+            self.rebuild()
+            return written
+        for sid in to_remove:
+            self.remove_row(str(sid))
+            del self.rendered[sid]
+            removed += 1
+        if shown & {"dispatch_age", "ack_age"}:
+            for sid in self.rendered.keys() - dirty:
+                written += self._write(sid, model.age_cells(sid), shown)
+        if added or (dirty and model.sort_key.value != "id"):
+            self.resort()
+        elif removed:
+            self.select_shard(selected)
+        self.cell_updates += written
+        return written
+
+    def _write(self, sid: int, cells: dict[str, Cell], shown: Iterable[str]) -> int:
+        before = self.rendered[sid]
+        written = 0
+        row_key = str(sid)
+        for key in shown:
+            cell = cells.get(key)
+            if cell is None or before.get(key) == cell:
+                continue
+            self.update_cell(row_key, key, self._render(sid, key, cell))
+            before[key] = cell
+            written += 1
+        return written

@@ -225,7 +225,7 @@ def _short(value: Any) -> str:
 
 
 def _closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    match = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=1, cutoff=0.5)
+    match = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=1, cutoff=0.6)
     if not match:
         return None
     for choice in choices:
@@ -481,7 +481,8 @@ def _fault_kinds() -> tuple[str, ...]:
     kinds = getattr(module, "FAULT_KINDS", None)
     if kinds is None:
         return ()
-    return tuple(str(getattr(k, "value", k)) for k in kinds)
+    # "random" draws a transient kind each time (the sandbox's schedule understands it).
+    return (*(str(getattr(k, "value", k)) for k in kinds), "random")
 
 
 def _fault_as_table(rule: FaultRule) -> dict[str, Any]:

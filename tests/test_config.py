@@ -135,6 +135,11 @@ FILE_ERRORS = [
         '[[sandbox.faults]]\nkind = "reconnect"\nevery = -1\n',
         ["sandbox.faults[0].every", "greater than 0", "-1"],
     ),
+    (
+        "unknown fault kind",
+        '[[sandbox.faults]]\nkind = "recconect"\nevery = 3\n',
+        ["sandbox.faults[0].kind", '"drop"', 'found string "recconect"', 'did you mean "reconnect"'],
+    ),
     ("negative guilds", "[sandbox]\nguilds = -1\n", ["sandbox.guilds", "from 0 to", "integer -1"]),
     ("section is a value", "ui = 3\n", ["ui", "a [ui] table", "integer 3"]),
     ("syntax error", "[gateway]\nshards = \n", ["line 2", "TOML syntax error"]),

@@ -225,6 +225,9 @@ def _short(value: Any) -> str:
 
 
 def _closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    prefixed = [c for c in choices if word and c.lower().startswith(word.lower())]
+    if len(prefixed) == 1:
+        return prefixed[0]
     match = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=1, cutoff=0.6)
     if not match:
         return None

@@ -1,0 +1,168 @@
+"""Fault injection: the ways a real gateway misbehaves, on request or on a schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import orjson
+
+from shardtui.gateway.protocol import CloseCode, Opcode
+
+from .gateway import control
+from .settings import ScheduledFault
+from .state import SandboxState
+from .transport import Connection
+
+log = logging.getLogger("shardtui.sandbox")
+
+#: kind -> what it does (shown by the control API and in error messages).
+FAULT_KINDS: dict[str, str] = {
+    "drop": "drop the TCP connection without a close frame (session stays resumable)",
+    "zombie": "stop answering: no ACKs, no dispatches, the socket stays open",
+    "wedge": "keep ACKing heartbeats but stop sending dispatches (they wait in the replay buffer)",
+    "reconnect": "send op 7 Reconnect",
+    "invalid_session": "send op 9; params: resumable (bool, default false; false ends the session)",
+    "close": "close with a code; params: code (default 4000), reason",
+    "malformed": "send a frame that is not JSON (through the compression stream)",
+    "truncated": "send a compressed frame cut in half (breaks the compression stream)",
+    "oversized": "send a valid dispatch of several MB; params: size (bytes, default 2 MiB)",
+    "heartbeat_request": "send op 1, asking the client to heartbeat now",
+    "delay_hello": "delay HELLO on the next new connections; params: seconds (default 2), count (default 1)",
+    "refuse": "refuse new connections (HTTP 503); params: seconds (default 2)",
+    "outage": "drop every connection and refuse new ones; params: seconds (default 1)",
+}
+#: Faults a "random" schedule draws from (those that hit one live connection and heal by reconnecting).
+RANDOM_KINDS: tuple[str, ...] = (
+    "drop",
+    "zombie",
+    "wedge",
+    "reconnect",
+    "invalid_session",
+    "close",
+    "malformed",
+    "truncated",
+    "heartbeat_request",
+)
+#: Close codes a random "close" fault chooses from.
+RANDOM_CLOSE_CODES: tuple[int, ...] = (4000, 4001, 4002, 4003, 4005, 4007, 4008, 4009)
+
+SANDBOX_WIDE = frozenset({"delay_hello", "refuse", "outage"})
+
+
+def _apply(state: SandboxState, conn: Connection, kind: str, params: dict[str, Any]) -> None:
+    session = conn.session
+    if kind == "drop":
+        conn.abort()
+    elif kind == "zombie":
+        conn.zombie = True
+    elif kind == "wedge":
+        conn.wedged = True
+    elif kind == "reconnect":
+        conn.send(control(Opcode.RECONNECT))
+    elif kind == "invalid_session":
+        resumable = bool(params.get("resumable", False))
+        conn.send(control(Opcode.INVALID_SESSION, resumable))
+        if session is not None:
+            state.shard(session.shard_id).invalid_sessions[resumable] += 1
+            if not resumable:
+                session.kill("op 9 not resumable")
+                conn.session = None
+    elif kind == "close":
+        code = int(params.get("code", CloseCode.UNKNOWN_ERROR))
+        if not (code == 1000 or 1001 <= code <= 1014 or 3000 <= code <= 4999):
+            raise ValueError(f"close code {code} is not one a server may send")
+        reason = str(params.get("reason") or _reason(code))
+        conn.close(code, reason)
+    elif kind == "malformed":
+        conn.send_raw(b'{"t":"MESSAGE_CREATE","s":')
+    elif kind == "truncated":
+        conn.send_raw(orjson.dumps(control(Opcode.HEARTBEAT_ACK)), truncated=True)
+    elif kind == "oversized":
+        size = int(params.get("size", 2 * 1024 * 1024))
+        if session is not None:
+            guild = state.world.guilds[0] if state.world.guilds else None
+            data = {
+                "id": str(state.world.snowflakes.now()),
+                "channel_id": str(guild.text_channel_ids[0]) if guild else str(state.world.dm_channel_id),
+                "content": "x" * size,
+                "type": 0,
+                "tts": False,
+                "timestamp": "2026-01-01T00:00:00.000000+00:00",
+                "edited_timestamp": None,
+                "pinned": False,
+                "flags": 0,
+                "mention_everyone": False,
+                "mentions": [],
+                "mention_roles": [],
+                "attachments": [],
+                "embeds": [],
+                "components": [],
+                "author": state.world.users[0].payload(),
+            }
+            session.dispatch("MESSAGE_CREATE", data, state.next_event_id())
+    elif kind == "heartbeat_request":
+        conn.send(control(Opcode.HEARTBEAT))
+
+
+def _reason(code: int) -> str:
+    try:
+        return CloseCode(code).description
+    except ValueError:
+        return "sandbox fault"
+
+
+def inject(state: SandboxState, kind: str, shard_id: int | None = None, **params: Any) -> int:
+    """Apply a fault now; returns how many connections it touched (for sandbox-wide kinds: all open)."""
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown sandbox fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+    now = state.now()
+    state.totals.faults[kind] += 1
+    if kind == "delay_hello":
+        seconds, count = float(params.get("seconds", 2.0)), int(params.get("count", 1))
+        state.pending_hello_delays.extend([seconds] * count)
+        return count
+    if kind == "refuse":
+        state.refuse_until = max(state.refuse_until, now + float(params.get("seconds", 2.0)))
+        return 0
+    if kind == "outage":
+        state.refuse_until = max(state.refuse_until, now + float(params.get("seconds", 1.0)))
+        targets = list(state.connections.values())
+        for conn in targets:
+            if conn.shard_id is not None:
+                state.shard(conn.shard_id).faults[kind] += 1
+            conn.abort()
+        return len(targets)
+    targets = state.connections_for(shard_id)
+    for conn in targets:
+        _apply(state, conn, kind, params)
+        if conn.shard_id is not None:
+            state.shard(conn.shard_id).faults[kind] += 1
+    return len(targets)
+
+
+async def run_schedule(state: SandboxState, rule: ScheduledFault, rng: random.Random) -> None:
+    """Fire ``rule`` forever (until cancelled)."""
+    if rule.every <= 0:
+        raise ValueError(f"fault schedule {rule.kind!r}: every must be > 0, got {rule.every}")
+    while True:
+        await asyncio.sleep(rule.every)
+        kind, params = rule.kind, dict(rule.params)
+        if kind == "random":
+            kind = rng.choice(rule.choices or RANDOM_KINDS)
+            if kind == "close" and "code" not in params:
+                params["code"] = rng.choice(RANDOM_CLOSE_CODES)
+            if kind == "invalid_session" and "resumable" not in params:
+                params["resumable"] = rng.random() < 0.5
+        shard = rule.shard
+        if shard is None and kind not in SANDBOX_WIDE:
+            live = sorted({c.session.shard_id for c in state.connections_for(None) if c.session is not None})
+            if not live:
+                continue
+            shard = rng.choice(live)
+        try:
+            inject(state, kind, shard, **params)
+        except ValueError as exc:
+            log.warning("sandbox fault schedule %s: %s", rule.kind, exc)

@@ -1,0 +1,248 @@
+"""Realistic dispatch payloads: READY, GUILD_CREATE and the generated traffic mix."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shardtui.gateway.protocol import GatewayIntents
+
+from .world import EMOJI, GAMES, MESSAGES, Guild, Member, World, iso
+
+GEO_REGIONS = ["us-east", "us-central", "atlanta", "us-south", "newark"]
+
+
+def trace(name: str) -> list[str]:
+    return [f'["gateway-sandbox-{name}",{{"micros":0.0}}]']
+
+
+def ready_payload(
+    world: World,
+    *,
+    version: int,
+    session_id: str,
+    resume_url: str,
+    shard: list[int],
+    guild_ids: list[int],
+) -> dict[str, Any]:
+    return {
+        "v": version,
+        "user_settings": {},
+        "user": world.user_payload(),
+        "shard": shard,
+        "session_type": "normal",
+        "session_id": session_id,
+        "resume_gateway_url": resume_url,
+        "relationships": [],
+        "private_channels": [],
+        "presences": [],
+        "guilds": [{"id": str(gid), "unavailable": True} for gid in guild_ids],
+        "guild_join_requests": [],
+        "geo_ordered_rtc_regions": list(GEO_REGIONS),
+        "auth": {},
+        "application": {"id": str(world.application_id), "flags": 565248},
+        "_trace": trace("ready"),
+    }
+
+
+def presence_of(member: Member, guild_id: int) -> dict[str, Any]:
+    activities = []
+    if member.game:
+        activities.append(
+            {"id": "ec0b28a579ecb4bd", "name": member.game, "type": 0, "created_at": 1754000000123}
+        )
+    return {
+        "user": {"id": str(member.user.id)},
+        "guild_id": str(guild_id),
+        "status": member.status,
+        "client_status": {"desktop": member.status},
+        "activities": activities,
+    }
+
+
+def guild_create_payload(guild: Guild, intents: int, large_threshold: int, bot_id: int) -> dict[str, Any]:
+    data = guild.base_payload()
+    with_presences = bool(intents & GatewayIntents.GUILD_PRESENCES)
+    large = len(guild.members) > large_threshold
+    if with_presences:
+        # Large guilds only carry members who are online (or the bot itself), as on Discord.
+        members = [m for m in guild.members if not large or m.status != "offline" or m.user.id == bot_id]
+        presences = [presence_of(m, guild.id) for m in members if m.status != "offline"]
+    else:
+        members = [m for m in guild.members if m.user.id == bot_id]
+        presences = []
+    data.update(
+        {
+            "joined_at": guild.joined_at,
+            "large": large,
+            "unavailable": False,
+            "member_count": len(guild.members),
+            "voice_states": [],
+            "members": [m.payload() for m in members],
+            "channels": guild.channels,
+            "threads": [],
+            "presences": presences,
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "lazy": True,
+        }
+    )
+    return data
+
+
+@dataclass(slots=True)
+class Generated:
+    """One generated event: its name, data, the guild it belongs to (None = DM) and its gating intent."""
+
+    name: str
+    data: dict[str, Any]
+    guild_id: int | None
+    intent: GatewayIntents
+    #: Set when the data carries message content that MESSAGE_CONTENT gates.
+    has_content: bool = False
+
+
+def _now_iso() -> str:
+    return iso(int(time.time() * 1000))
+
+
+def message_create(world: World, guild: Guild | None) -> Generated:
+    rng = world.rng
+    msg_id = world.snowflakes.now()
+    if guild is None:
+        author = rng.choice(world.users)
+        data = {
+            "id": str(msg_id),
+            "channel_id": str(world.dm_channel_id),
+            "channel_type": 1,
+            "type": 0,
+            "content": rng.choice(MESSAGES),
+            "tts": False,
+            "timestamp": _now_iso(),
+            "edited_timestamp": None,
+            "pinned": False,
+            "flags": 0,
+            "nonce": str(msg_id),
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "author": author.payload(),
+        }
+        return Generated("MESSAGE_CREATE", data, None, GatewayIntents.DIRECT_MESSAGES, has_content=True)
+    member = rng.choice(guild.members[1:] or guild.members)
+    data = {
+        "id": str(msg_id),
+        "channel_id": str(rng.choice(guild.text_channel_ids)),
+        "guild_id": str(guild.id),
+        "channel_type": 0,
+        "type": 0,
+        "content": rng.choice(MESSAGES),
+        "tts": False,
+        "timestamp": _now_iso(),
+        "edited_timestamp": None,
+        "pinned": False,
+        "flags": 0,
+        "nonce": str(msg_id),
+        "mention_everyone": False,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "components": [],
+        "author": member.user.payload(),
+        "member": member.payload(with_user=False),
+    }
+    return Generated("MESSAGE_CREATE", data, guild.id, GatewayIntents.GUILD_MESSAGES, has_content=True)
+
+
+def presence_update(world: World, guild: Guild) -> Generated:
+    rng = world.rng
+    member = rng.choice(guild.members[1:] or guild.members)
+    member.status = rng.choice(("online", "idle", "dnd", "offline"))
+    member.game = rng.choice(GAMES) if rng.random() < 0.5 else None
+    data = presence_of(member, guild.id)
+    if data["activities"]:
+        data["activities"][0]["timestamps"] = {"start": int(time.time() * 1000)}
+    return Generated("PRESENCE_UPDATE", data, guild.id, GatewayIntents.GUILD_PRESENCES)
+
+
+def typing_start(world: World, guild: Guild) -> Generated:
+    member = world.rng.choice(guild.members[1:] or guild.members)
+    data = {
+        "channel_id": str(world.rng.choice(guild.text_channel_ids)),
+        "guild_id": str(guild.id),
+        "user_id": str(member.user.id),
+        "timestamp": int(time.time()),
+        "member": member.payload(),
+    }
+    return Generated("TYPING_START", data, guild.id, GatewayIntents.GUILD_MESSAGE_TYPING)
+
+
+def reaction_add(world: World, guild: Guild) -> Generated:
+    member = world.rng.choice(guild.members[1:] or guild.members)
+    data = {
+        "user_id": str(member.user.id),
+        "channel_id": str(world.rng.choice(guild.text_channel_ids)),
+        "message_id": str(world.snowflakes.random_past(0.01)),
+        "guild_id": str(guild.id),
+        "member": member.payload(),
+        "emoji": {"id": None, "name": world.rng.choice(EMOJI)},
+        "message_author_id": str(world.rng.choice(guild.members).user.id),
+        "burst": False,
+        "burst_colors": [],
+        "type": 0,
+    }
+    return Generated("MESSAGE_REACTION_ADD", data, guild.id, GatewayIntents.GUILD_MESSAGE_REACTIONS)
+
+
+def member_add(world: World, guild: Guild) -> Generated:
+    member = world.add_member(guild, world.new_user())
+    data = member.payload()
+    data["guild_id"] = str(guild.id)
+    return Generated("GUILD_MEMBER_ADD", data, guild.id, GatewayIntents.GUILD_MEMBERS)
+
+
+def generate(world: World, kind: str) -> Generated | None:
+    """One event of ``kind`` (a key of the event mix); None when the world has no guild for it."""
+    if kind == "DM_MESSAGE_CREATE":
+        return message_create(world, None)
+    if not world.guilds:
+        return None
+    guild = world.rng.choice(world.guilds)
+    if kind == "MESSAGE_CREATE":
+        return message_create(world, guild)
+    if kind == "PRESENCE_UPDATE":
+        return presence_update(world, guild)
+    if kind == "TYPING_START":
+        return typing_start(world, guild)
+    if kind == "MESSAGE_REACTION_ADD":
+        return reaction_add(world, guild)
+    if kind == "GUILD_MEMBER_ADD":
+        return member_add(world, guild)
+    raise ValueError(f"unknown event kind {kind!r} in the sandbox event mix")
+
+
+EVENT_KINDS = (
+    "MESSAGE_CREATE",
+    "PRESENCE_UPDATE",
+    "TYPING_START",
+    "MESSAGE_REACTION_ADD",
+    "GUILD_MEMBER_ADD",
+    "DM_MESSAGE_CREATE",
+)
+
+
+def filter_for_intents(event: Generated, intents: int) -> dict[str, Any] | None:
+    """The data a session with ``intents`` receives for ``event``, or None when it gets nothing."""
+    if not intents & event.intent:
+        return None
+    if event.has_content and event.guild_id is not None and not intents & GatewayIntents.MESSAGE_CONTENT:
+        data = dict(event.data)
+        data.update({"content": "", "embeds": [], "attachments": [], "components": []})
+        return data
+    return event.data

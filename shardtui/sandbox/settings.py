@@ -1,0 +1,138 @@
+"""Settings of the embedded gateway sandbox.
+
+Every timing Discord fixes (heartbeat interval, identify window, how long a dropped session stays
+resumable) is a setting here, so tests can run the same rules in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from shardtui.gateway.protocol import (
+    COMMAND_WINDOW_SECONDS,
+    COMMANDS_PER_WINDOW,
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
+    IDENTIFY_WINDOW_SECONDS,
+    MAX_GUILDS_PER_SHARD,
+)
+
+#: Relative weights of the generated traffic.
+DEFAULT_EVENT_MIX: dict[str, float] = {
+    "MESSAGE_CREATE": 5.0,
+    "PRESENCE_UPDATE": 3.0,
+    "TYPING_START": 2.0,
+    "MESSAGE_REACTION_ADD": 1.5,
+    "GUILD_MEMBER_ADD": 0.5,
+    "DM_MESSAGE_CREATE": 0.5,
+}
+
+
+@dataclass(slots=True)
+class ScheduledFault:
+    """A fault fired every ``every`` seconds, on ``shard`` or on a random live shard when None.
+
+    ``kind`` is one of :data:`shardtui.sandbox.faults.FAULT_KINDS`, or ``"random"`` to pick one of
+    ``choices`` (or of all transient kinds) each time.
+    """
+
+    kind: str
+    every: float
+    shard: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class SandboxSettings:
+    guilds: int = 100
+    #: Shard count /gateway/bot recommends.
+    shards: int = 4
+    max_concurrency: int = 1
+    #: Seconds one identify bucket stays used (Discord: 5 s).
+    identify_window: float = IDENTIFY_WINDOW_SECONDS
+    heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS
+    #: Seconds a session survives after its connection went away without a 1000/1001 close.
+    resume_window: float = 180.0
+    #: Generated dispatches per second across all shards (0 = none after the guild burst).
+    event_rate: float = 5.0
+    session_start_total: int = 1000
+    #: Privileged intent names the "developer portal" has enabled (e.g. ["guild_members"]).
+    privileged_intents: list[str] = field(default_factory=list)
+    #: A fixed bot token; None = generate one at start.
+    token: str | None = field(default=None, repr=False)
+    faults: list[ScheduledFault] = field(default_factory=list)
+    #: Seed of the world (guild ids, names, members) and of the traffic; None = random.
+    seed: int | None = None
+    #: Seconds to wait before sending HELLO on every new connection.
+    hello_delay: float = 0.0
+    event_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_MIX))
+    #: Users in each generated guild besides the bot.
+    members_per_guild: int = 12
+    #: Discord's large-bot rule: the shard count must be a multiple of this (None = any count).
+    shard_multiple: int | None = None
+    max_guilds_per_shard: int = MAX_GUILDS_PER_SHARD
+    commands_per_window: int = COMMANDS_PER_WINDOW
+    command_window: float = COMMAND_WINDOW_SECONDS
+    #: A session whose client misses heartbeats for this many intervals is closed with 4000
+    #: (resumable); None disables the check.
+    heartbeat_timeout_factor: float | None = 2.0
+    #: Seconds between server-sent op 1 requests (None = never).
+    server_heartbeat_request_every: float | None = None
+    #: Seconds between two all-member op 8 requests for the same guild (else RATE_LIMITED).
+    member_request_cooldown: float = 30.0
+    #: Dispatches kept per session for RESUME; older ones make a resume from before them fail (4007).
+    replay_buffer_size: int = 50_000
+    #: Close timeout when the sandbox closes a socket itself.
+    close_timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.guilds < 0:
+            problems.append(f"guilds must be >= 0, got {self.guilds}")
+        if self.shards < 1:
+            problems.append(f"shards must be >= 1, got {self.shards}")
+        if self.max_concurrency < 1:
+            problems.append(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.identify_window < 0:
+            problems.append(f"identify_window must be >= 0, got {self.identify_window}")
+        if self.heartbeat_interval_ms < 1:
+            problems.append(f"heartbeat_interval_ms must be >= 1, got {self.heartbeat_interval_ms}")
+        if self.event_rate < 0:
+            problems.append(f"event_rate must be >= 0, got {self.event_rate}")
+        if self.session_start_total < 0:
+            problems.append(f"session_start_total must be >= 0, got {self.session_start_total}")
+        if self.resume_window < 0:
+            problems.append(f"resume_window must be >= 0, got {self.resume_window}")
+        if problems:
+            raise ValueError("invalid sandbox settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_config(cls, cfg: Any, **overrides: Any) -> SandboxSettings:
+        """Build settings from a ``shardtui.config.SandboxConfig`` (duck-typed), plus overrides."""
+        values: dict[str, Any] = {}
+        names = {f.name for f in fields(cls)}
+        for name in (
+            "guilds",
+            "shards",
+            "max_concurrency",
+            "identify_window",
+            "heartbeat_interval_ms",
+            "resume_window",
+            "event_rate",
+            "session_start_total",
+            "privileged_intents",
+            "token",
+        ):
+            if hasattr(cfg, name):
+                values[name] = getattr(cfg, name)
+        values["privileged_intents"] = list(values.get("privileged_intents") or [])
+        values["faults"] = [
+            ScheduledFault(kind=rule.kind, every=float(rule.every), shard=rule.shard)
+            for rule in getattr(cfg, "faults", None) or []
+        ]
+        unknown = set(overrides) - names
+        if unknown:
+            raise TypeError(f"unknown sandbox setting(s): {', '.join(sorted(unknown))}")
+        values.update(overrides)
+        return cls(**values)

@@ -128,7 +128,12 @@ class SandboxSettings:
                 values[name] = getattr(cfg, name)
         values["privileged_intents"] = list(values.get("privileged_intents") or [])
         values["faults"] = [
-            ScheduledFault(kind=rule.kind, every=float(rule.every), shard=rule.shard)
+            ScheduledFault(
+                kind=rule.kind,
+                every=float(rule.every),
+                shard=rule.shard,
+                params=dict(getattr(rule, "params", None) or {}),
+            )
             for rule in getattr(cfg, "faults", None) or []
         ]
         unknown = set(overrides) - names

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from shardtui.config import (
     format_config,
     load_config,
 )
-from shardtui.logsafe import LEVELS, register_secret, setup_logging
+from shardtui.logsafe import LEVELS, setup_logging
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -223,35 +221,21 @@ def _run_tui(config: Config) -> int:
 
 
 async def _serve_sandbox(config: Config, host: str, port: int) -> int:
-    from shardtui.sandbox import Sandbox, SandboxSettings
+    from shardtui.sandbox import SandboxSettings, run_standalone
 
-    sandbox = Sandbox(SandboxSettings.from_config(config.sandbox))
-    try:
-        await sandbox.start(host=host, port=port)
-    except OSError as exc:
-        print(f"shardtui: sandbox: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    # The token is printed on purpose (the operator needs it) but must stay out of the logs.
-    register_secret(sandbox.token)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
     print(
-        "shardtui sandbox is running\n"
-        f"  REST base URL: {sandbox.rest_url}\n"
-        f"  gateway URL:   {sandbox.gateway_url}\n"
-        f"  bot token:     {sandbox.token}\n"
-        f"  shards: {config.sandbox.shards}  guilds: {config.sandbox.guilds}  "
-        f"max_concurrency: {config.sandbox.max_concurrency}\n"
-        "Press Ctrl+C to stop.",
+        f"shardtui sandbox: {config.sandbox.shards} shards, {config.sandbox.guilds} guilds, "
+        f"max_concurrency {config.sandbox.max_concurrency}",
         flush=True,
     )
     try:
-        await stop.wait()
-    finally:
-        await sandbox.stop()
+        await run_standalone(host, port, SandboxSettings.from_config(config.sandbox))
+    except OSError as exc:
+        detail = str(exc)
+        if f"{host}:{port}" not in detail:
+            detail = f"cannot listen on {host}:{port}: {detail}"
+        print(f"shardtui: {detail}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 

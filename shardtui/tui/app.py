@@ -115,13 +115,14 @@ class ShardTUI(App[int]):
         self.refresh_interval = max(0.05, float(config.ui.refresh_interval))
         self.runtime: Any = None
         self.manager: Any = None
-        self.return_code = 0
+        self._exit_code = 0
         self._quit_requested = asyncio.Event()
         self._shutting_down = False
         self._runtime_done = False
         self._fatal_shown = False
         self._tick_timer: Timer | None = None
         self._last_width = 0
+        self._startup_over = False
         super().__init__()
         for theme in self._theme_load.themes.values():
             self.register_theme(theme)
@@ -214,7 +215,7 @@ class ShardTUI(App[int]):
             await self._quit_requested.wait()
         finally:
             self._runtime_done = True
-        self.exit(self.return_code)
+        self.exit(self._exit_code, return_code=self._exit_code)
 
     def _on_manager_event(self, event: Any) -> None:
         # Runs on every event: only the model is touched; the timer does the drawing.
@@ -231,7 +232,7 @@ class ShardTUI(App[int]):
             return
         self._fatal_shown = True
         self.model.fatal_is_new = False
-        self.return_code = 1
+        self._exit_code = 1
         title = {
             "authentication": "Discord rejected the bot token",
             "disallowed_intents": "Privileged intents are not enabled for this bot",
@@ -265,26 +266,39 @@ class ShardTUI(App[int]):
             self._show_fatal()
 
     def _update_header(self) -> None:
-        stats = self.model.stats()
-        first, second = stats.header_lines()
-        extra = f" · refresh {format_duration(self.refresh_interval)}"
+        model = self.model
+        first, second = model.stats().header_lines()
+        view = [f"refresh {format_duration(self.refresh_interval)}", f"sort {model.sort_key.value}"]
+        if model.filter_text:
+            view.append(f"filter {model.filter_text!r}")
+        if model.marked:
+            view.append(f"{len(model.marked)} marked")
         if self.readonly:
-            extra += " · READ-ONLY"
-        if self.model.filter_text:
-            extra += f" · filter {self.model.filter_text!r}"
-        extra += f" · sort {self.model.sort_key.value}"
-        if self.model.marked:
-            extra += f" · {len(self.model.marked)} marked"
-        self.query_one("#fleet", Static).update(Text(f"{first}{extra}\n{second}"))
-        progress = self.model.startup()
+            view.append("READ-ONLY")
+        self.query_one("#fleet", Static).update(Text(f"{first}\n{second}\n{' · '.join(view)}"))
+        self._update_startup()
+
+    def _update_startup(self) -> None:
+        """The start-up bar shows until every running shard has been connected once."""
+        model = self.model
         startup = self.query_one("#startup")
-        show = (
-            progress.total > 0 and not progress.done and not self._shutting_down and self.model.fatal is None
+        progress = model.startup()
+        pending = any(
+            row.info.running and row.info.stage is not ConnectionStage.CONNECTED
+            for row in model.rows.values()
         )
-        startup.display = show
-        if show:
-            self.query_one("#startup-label", Label).update(progress.label())
-            self.query_one("#startup-bar", ProgressBar).update(total=progress.total, progress=progress.ready)
+        if self._startup_over or self._shutting_down or model.fatal is not None:
+            startup.display = False
+            return
+        if progress.total and not pending:
+            self._startup_over = True
+            startup.display = False
+            return
+        startup.display = True
+        self.query_one("#startup-label", Label).update(progress.label())
+        self.query_one("#startup-bar", ProgressBar).update(
+            total=max(1, progress.total), progress=progress.ready
+        )
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -657,7 +671,7 @@ class ShardTUI(App[int]):
     def _begin_quit(self) -> None:
         self._shutting_down = self.manager is not None
         if self._runtime_done:
-            self.exit(self.return_code)
+            self.exit(self._exit_code, return_code=self._exit_code)
             return
         if self._shutting_down:
             self.notify("Shutting down the shards…", timeout=30)

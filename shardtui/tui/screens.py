@@ -43,8 +43,8 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Label(self.title_text, classes="dialog-title")
             yield Static(Text(self.body_text), id="confirm-body")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self.yes_label} (y)", id="yes", variant="error")
-                yield Button("No (n)", id="no", variant="primary")
+                yield Button(f"{self.yes_label} (y)", id="yes", variant="error", compact=True)
+                yield Button("No (n)", id="no", variant="primary", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -127,7 +127,11 @@ class PresenceScreen(ModalScreen[PresenceRequest | None]):
             with Horizontal(classes="form-row"):
                 yield Label("status", classes="form-label")
                 yield Select(
-                    [(s.value, s.value) for s in STATUSES], value=status, allow_blank=False, id="status"
+                    [(s.value, s.value) for s in STATUSES],
+                    value=status,
+                    allow_blank=False,
+                    id="status",
+                    compact=True,
                 )
             with Horizontal(classes="form-row"):
                 yield Label("activity", classes="form-label")
@@ -136,14 +140,20 @@ class PresenceScreen(ModalScreen[PresenceRequest | None]):
                     value=kind,
                     allow_blank=False,
                     id="kind",
+                    compact=True,
                 )
             with Horizontal(classes="form-row"):
                 yield Label("name", classes="form-label")
-                yield Input(activity.name if activity else "", placeholder="activity name", id="name")
+                yield Input(
+                    activity.name if activity else "", placeholder="activity name", id="name", compact=True
+                )
             with Horizontal(classes="form-row"):
                 yield Label("state", classes="form-label")
                 yield Input(
-                    (activity.state or "") if activity else "", placeholder="state / custom text", id="state"
+                    (activity.state or "") if activity else "",
+                    placeholder="state / custom text",
+                    id="state",
+                    compact=True,
                 )
             with Horizontal(classes="form-row"):
                 yield Label("url", classes="form-label")
@@ -151,14 +161,15 @@ class PresenceScreen(ModalScreen[PresenceRequest | None]):
                     (activity.url or "") if activity else "",
                     placeholder="streaming only: twitch/youtube",
                     id="url",
+                    compact=True,
                 )
             with RadioSet(id="scope"):
                 for index, (value, label) in enumerate(self.scopes):
                     yield RadioButton(label, value=index == 0, name=value)
             yield Static("", id="presence-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Apply (ctrl+s)", id="apply", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Apply (ctrl+s)", id="apply", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()

@@ -360,21 +360,22 @@ class FleetStats:
     max_concurrency: int | None
 
     def header_lines(self) -> tuple[str, str]:
+        """Two lines that fit 80 columns for fleets up to thousands of shards."""
         bot = self.bot_user or "(not ready)"
         first = (
             f"{self.mode} · {bot} · ready {self.ready}/{self.total} · "
-            f"latency p50 {format_latency(self.p50)} p95 {format_latency(self.p95)} · "
+            f"p50 {format_latency(self.p50)} · p95 {format_latency(self.p95)} · "
             f"{format_rate(self.events_per_second)} ev/s"
         )
-        slot = "" if self.next_slot_in is None else f", next slot {format_duration(self.next_slot_in)}"
+        slot = "" if self.next_slot_in is None else f" next {format_duration(self.next_slot_in)}"
         if self.starts_remaining is None:
-            starts = f"session starts {DASH}"
+            starts = f"starts {DASH}"
         else:
             starts = (
-                f"session starts {self.starts_remaining}/{self.starts_total}, "
-                f"reset in {format_duration(self.starts_reset_in)}"
+                f"starts {self.starts_remaining}/{self.starts_total} "
+                f"reset {format_duration(self.starts_reset_in)}"
             )
-        second = f"identify queue {self.queued} queued, {self.identifying} identifying{slot} · {starts}"
+        second = f"identify {self.queued} queued {self.identifying} identifying{slot} · {starts}"
         return first, second
 
 
@@ -464,7 +465,9 @@ class FleetModel:
             seen.add(sid)
             row = self.rows.get(sid)
             if row is None or row.info is not info:
-                self.rows[sid] = ShardRow(info) if row is None else _rebind(row, info)
+                row = ShardRow(info) if row is None else _rebind(row, info)
+                row.sample_latency()
+                self.rows[sid] = row
                 self.dirty.add(sid)
         for sid in set(self.rows) - seen:
             del self.rows[sid]

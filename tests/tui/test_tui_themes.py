@@ -66,7 +66,7 @@ def test_theme_validation_messages(tmp_path: Path) -> None:
     with pytest.raises(ThemeError, match="'name' must be"):
         load_theme_file(path)
     path.write_text('name = "x"\nprimary = "#fff"\n[variables]\nstage-resuming = 3\n')
-    with pytest.raises(ThemeError, match="variables.stage-resuming"):
+    with pytest.raises(ThemeError, match=r"variables\.stage-resuming"):
         load_theme_file(path)
 
 

@@ -248,10 +248,8 @@ def test_fleet_stats_header() -> None:
     assert (stats.ready, stats.total, stats.queued, stats.identifying) == (2, 4, 1, 1)
     assert stats.p50 == 0.010 and stats.p95 == 0.030
     first, second = stats.header_lines()
-    assert first == "sandbox · shardbot · ready 2/4 · latency p50 10 ms p95 30 ms · 5.0 ev/s"
-    assert second == (
-        "identify queue 1 queued, 1 identifying, next slot 0.4s · session starts 996/1000, reset in 1h00m"
-    )
+    assert first == "sandbox · shardbot · ready 2/4 · p50 10 ms · p95 30 ms · 5.0 ev/s"
+    assert second == "identify 1 queued 1 identifying next 0.4s · starts 996/1000 reset 1h00m"
 
 
 def test_startup_progress_eta_from_max_concurrency() -> None:

@@ -1,0 +1,128 @@
+"""A fixed fleet for SVG snapshots: deterministic infos behind the manager surface the console reads.
+
+Snapshots must not depend on timing, so they use this frozen fleet instead of a live sandbox; every
+behaviour test runs against the real embedded sandbox instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shardtui.gateway.gate import SessionStartLimit
+from shardtui.gateway.models import (
+    Activity,
+    ConnectionStage,
+    Presence,
+    ShardHealth,
+    ShardId,
+    ShardRunnerInfo,
+)
+from shardtui.gateway.protocol import ActivityType, Status
+
+FROZEN_NOW = 1_800_000_000.0
+
+
+@dataclass
+class FixedPlan:
+    text: str
+
+
+@dataclass
+class FixedQueueStatus:
+    queued: tuple[ShardId, ...] = ()
+    identifying: tuple[ShardId, ...] = ()
+    next_slot: dict[int, float] = field(default_factory=dict)
+
+
+class FixedManager:
+    """Holds infos and answers the read-only questions; refuses every action so a snapshot cannot move."""
+
+    def __init__(self, infos: Iterable[ShardRunnerInfo], queue: FixedQueueStatus | None = None) -> None:
+        self.runners = {info.shard_id: info for info in infos}
+        self.bot_user = {"username": "shardbot", "discriminator": "0", "id": "1"}
+        self.session_start_limit = SessionStartLimit(
+            total=1000, remaining=988, reset_at=FROZEN_NOW + 5400, max_concurrency=1
+        )
+        self._queue = queue or FixedQueueStatus()
+        self.fatal_error = None
+
+    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        return lambda: None
+
+    def queue_status(self) -> FixedQueueStatus:
+        return self._queue
+
+    def plan(self, action: str, shard_ids: Iterable[ShardId]) -> FixedPlan:
+        ids = ", ".join(str(s) for s in shard_ids)
+        return FixedPlan(f"{action} shards {ids}: 0 resumes, 0 identifies (988 left today), about 0.0 s")
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown_all(self) -> None:
+        for info in self.runners.values():
+            info.running = False
+
+
+class FixedRuntime:
+    mode = "sandbox"
+    sandbox = None
+
+    def __init__(self, manager: FixedManager) -> None:
+        self.manager = manager
+
+    async def __aenter__(self) -> FixedRuntime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.manager.shutdown_all()
+
+    async def start(self) -> None:
+        await self.manager.initialize()
+
+
+def fixed_fleet(total: int = 8) -> list[ShardRunnerInfo]:
+    """A fleet showing every interesting state: connected, resuming, queued, wedged, failed, stopped."""
+    infos: list[ShardRunnerInfo] = []
+    for sid in range(total):
+        info = ShardRunnerInfo(
+            ShardId(sid),
+            total,
+            stage=ConnectionStage.CONNECTED,
+            latency=0.040 + sid * 0.003,
+            guilds=10 + sid,
+            events_received=1000 * (sid + 1),
+            events_per_second=1.5 + sid / 4,
+            last_seq=1000 * (sid + 1) + 7,
+            resumes=sid % 3,
+            reconnects=sid % 2,
+            identifies=1,
+            last_dispatch_at=FROZEN_NOW - 1 - sid,
+            last_ack_at=FROZEN_NOW - 3 - sid,
+            presence=Presence(Status.ONLINE, Activity("the shards", ActivityType.WATCHING)),
+            running=True,
+            session_id=f"session-{sid:04d}",
+            last_start="identify",
+        )
+        infos.append(info)
+    if total > 2:
+        infos[2].stage = ConnectionStage.RESUMING
+        infos[2].last_close_code = 4000
+        infos[2].last_close_reason = "unknown error"
+    if total > 3:
+        infos[3].health = ShardHealth.WEDGED
+        infos[3].health_reason = "no dispatch for 95 s while peers get 2/s"
+        infos[3].last_dispatch_at = FROZEN_NOW - 95
+    if total > 5:
+        infos[5].stage = ConnectionStage.DISCONNECTED
+        infos[5].running = False
+        infos[5].fatal_error = "shard 5 stopped: close 4010 (invalid shard)"
+        infos[5].last_close_code = 4010
+        infos[5].latency = None
+    if total > 6:
+        infos[6].stage = ConnectionStage.DISCONNECTED
+        infos[6].running = False
+        infos[6].latency = None
+    return infos

@@ -1,0 +1,105 @@
+"""SVG snapshots of the main screens: fixed fleet, frozen clock, fixed size, no cursor blink.
+
+Update after an intended visual change with ``pytest tests/tui/test_tui_snapshots.py --snapshot-update``
+and look at the SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from fleet_fixture import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from shardtui.config import Config
+from shardtui.gateway.models import ConnectionStage, ShardId, ShardLogEvent, ShardStageUpdateEvent
+from shardtui.tui.app import ShardTUI
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Log lines show local time; pin it so the pictures do not depend on the machine.
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def make_app(theme: str = "shardtui-dark") -> ShardTUI:
+    config = Config()
+    config.ui.theme = theme
+    manager = FixedManager(fixed_fleet(8))
+    return ShardTUI(config, runtime_factory=lambda _c: FixedRuntime(manager), clock=lambda: FROZEN_NOW)
+
+
+async def settle(pilot: Pilot) -> None:
+    app = pilot.app
+    assert isinstance(app, ShardTUI)
+    for _ in range(200):
+        if app.manager is not None and app.table.row_count == 8:
+            break
+        await pilot.pause()
+    assert app.table.row_count == 8
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause()
+
+
+def test_main_table_80x24(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_wide_table_with_marks_and_log(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        app = pilot.app
+        assert isinstance(app, ShardTUI)
+        app.model.apply(ShardStageUpdateEvent(ShardId(2), ConnectionStage.CONNECTED, ConnectionStage.RESUMING))
+        app.model.apply(ShardLogEvent(ShardId(2), logging.WARNING, "closed 4000 (unknown error)", at=FROZEN_NOW))
+        await pilot.press("down", "space", "space", "l")
+        app._tick()
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(170, 30), run_before=run_before)
+
+
+def test_details_of_wedged_shard(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("down", "down", "down", "enter")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run_before)
+
+
+def test_presence_editor_shows_invalid_input(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        app = pilot.app
+        for widget in app.screen.query(Input):
+            widget.cursor_blink = False
+        app.screen.query_one("#kind").value = "streaming"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_shutdown_confirmation_light_theme(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("s")
+        await pilot.pause()
+
+    assert snap_compare(make_app("shardtui-light"), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_high_contrast_theme(snap_compare) -> None:
+    assert snap_compare(make_app("shardtui-high-contrast"), terminal_size=(120, 24), run_before=settle)

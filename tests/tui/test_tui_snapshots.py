@@ -58,8 +58,9 @@ def test_wide_table_with_marks_and_log(snap_compare) -> None:
         await settle(pilot)
         app = pilot.app
         assert isinstance(app, ShardTUI)
-        app.model.apply(ShardStageUpdateEvent(ShardId(2), ConnectionStage.CONNECTED, ConnectionStage.RESUMING))
-        app.model.apply(ShardLogEvent(ShardId(2), logging.WARNING, "closed 4000 (unknown error)", at=FROZEN_NOW))
+        stage = ShardStageUpdateEvent(ShardId(2), ConnectionStage.CONNECTED, ConnectionStage.RESUMING)
+        app.model.apply(stage)
+        app.model.apply(ShardLogEvent(ShardId(2), logging.WARNING, "closed 4000 (unknown error)", FROZEN_NOW))
         await pilot.press("down", "space", "space", "l")
         app._tick()
         await pilot.pause()

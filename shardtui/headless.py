@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from shardtui.config import Config
+from shardtui.config import Config, ConfigError
+from shardtui.gateway.errors import GatewayError
 from shardtui.gateway.models import FatalErrorEvent, ShardLogEvent, ShardStageUpdateEvent
 from shardtui.logsafe import redact, redact_value
 from shardtui.runtime import Runtime
@@ -40,6 +41,7 @@ class _RunState:
     fatal: list[FatalErrorEvent] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = "duration"
+    out_closed: bool = False
     #: Every shard's info as the run ended, taken before the shutdown turns them all "disconnected".
     shards: list[dict[str, Any]] = field(default_factory=list)
 
@@ -50,9 +52,17 @@ class _RunState:
         self.shards = [info.to_dict() for info in infos]
 
     def emit(self, obj: dict[str, Any]) -> None:
+        if self.out_closed:
+            return
         # Redacted even though no event should carry the token: a close reason or error text could.
-        self.out.write(redact(json.dumps(obj, separators=(",", ":"))) + "\n")
-        self.out.flush()
+        try:
+            self.out.write(redact(json.dumps(obj, separators=(",", ":"))) + "\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            # The reader went away (``| head``): stop cleanly rather than fail inside the manager.
+            self.out_closed = True
+            self.reason = "stdout closed"
+            self.stop.set()
 
     def on_event(self, event: Any) -> None:
         if isinstance(event, ShardStageUpdateEvent):
@@ -114,23 +124,27 @@ async def run_headless(
     try:
         try:
             await runtime.open()
-            unsubscribe = runtime.manager.subscribe(state.on_event)
-            try:
-                await runtime.start()
-                await _wait(runtime, state, duration)
-            finally:
-                unsubscribe()
+            # Stays subscribed through the shutdown, so the final transitions are on stdout too.
+            runtime.manager.subscribe(state.on_event)
+            await runtime.start()
+            await _wait(runtime, state, duration)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            from shardtui.config import ConfigError
-
             if isinstance(exc, ConfigError):
                 raise
             # Start-up failures (REST 401, unreachable gateway) are fatal gateway errors, said once.
             state.reason = "fatal"
-            state.emit(_fatal_line("gateway", f"{type(exc).__name__}: {exc}", [], None))
-            log.error("cannot run the shards: %s", exc)
+            if not state.fatal:
+                message = str(exc) if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
+                state.on_event(
+                    FatalErrorEvent(
+                        kind=str(getattr(exc, "kind", "gateway")),
+                        message=message,
+                        close_code=getattr(exc, "code", None),
+                    )
+                )
+            log.error("cannot run the shards: %s", state.fatal[0].message)
             status = EXIT_FATAL
         finally:
             state.snapshot(runtime)

@@ -1,0 +1,107 @@
+"""Outgoing gateway command limits: Discord's 120 commands per 60 s per connection, and 4096 bytes each.
+
+The limiter is a sliding-window log of send times. Heartbeats always go through (a missed heartbeat
+kills the connection); every other command may use only the window minus the slots reserved for the
+heartbeats that will fall into it, so heartbeats can never push the connection over the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from shardtui.gateway.errors import PayloadTooLarge
+from shardtui.gateway.protocol import COMMAND_WINDOW_SECONDS, COMMANDS_PER_WINDOW, MAX_CLIENT_PAYLOAD_BYTES
+
+#: Heartbeat slots reserved before HELLO tells us the interval (Discord's 41.25 s needs 2, plus 1 spare).
+DEFAULT_HEARTBEAT_RESERVE = 3
+
+
+def encode_command(payload: dict, limit: int = MAX_CLIENT_PAYLOAD_BYTES) -> bytes:
+    """Encode an outgoing payload as JSON, refusing it if Discord would reject it for size."""
+    data = orjson.dumps(payload)
+    if len(data) > limit:
+        op = payload.get("op") if isinstance(payload, dict) else None
+        raise PayloadTooLarge(op if isinstance(op, int) else None, len(data), limit)
+    return data
+
+
+class CommandLimiter:
+    """Per-connection command budget. Create one per connection (or call :meth:`reset`).
+
+    ``clock`` and ``sleep`` are injectable so tests can drive time without waiting.
+    """
+
+    def __init__(
+        self,
+        limit: int = COMMANDS_PER_WINDOW,
+        window: float = COMMAND_WINDOW_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if limit < 2:
+            raise ValueError(f"command limit must be at least 2, got {limit}")
+        if window <= 0:
+            raise ValueError(f"command window must be positive, got {window}")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self.reserved = min(DEFAULT_HEARTBEAT_RESERVE, limit // 2)
+        #: Commands that had to wait for the window, for the operator's curiosity.
+        self.delayed = 0
+
+    def reset(self) -> None:
+        self._sent.clear()
+        self.delayed = 0
+
+    def set_heartbeat_interval(self, interval: float) -> None:
+        """Reserve enough slots for the heartbeats one window holds at ``interval`` seconds, plus one
+        (an op 1 request from the server), but never more than half the budget."""
+        if not math.isfinite(interval) or interval <= 0:
+            return
+        beats = math.ceil(self.window / interval) + 1
+        self.reserved = max(1, min(beats, self.limit // 2))
+
+    @property
+    def command_budget(self) -> int:
+        """How many non-heartbeat commands fit in one window."""
+        return self.limit - self.reserved
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.window
+        sent = self._sent
+        while sent and sent[0] <= horizon:
+            sent.popleft()
+
+    def in_window(self) -> int:
+        self._prune(self._clock())
+        return len(self._sent)
+
+    def try_acquire(self, heartbeat: bool = False) -> float:
+        """Take a slot now and return 0.0, or return how many seconds to wait before trying again."""
+        now = self._clock()
+        self._prune(now)
+        sent = self._sent
+        if heartbeat or len(sent) < self.limit - self.reserved:
+            sent.append(now)
+            return 0.0
+        # Wait until enough old sends leave the window to bring us under the command budget.
+        excess = len(sent) - (self.limit - self.reserved)
+        return max(sent[excess] + self.window - now, 1e-3)
+
+    async def acquire(self, heartbeat: bool = False) -> None:
+        """Wait for a slot (heartbeats never wait)."""
+        wait = self.try_acquire(heartbeat)
+        if wait:
+            self.delayed += 1
+            while wait:
+                await self._sleep(wait)
+                wait = self.try_acquire(heartbeat)

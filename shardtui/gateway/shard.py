@@ -1,0 +1,613 @@
+"""The per-connection protocol state machine of one shard, without I/O (in the spirit of h11/wsproto).
+
+The runner feeds a :class:`Shard` what happened — a decoded payload (:meth:`Shard.receive`), the clock
+(:meth:`Shard.tick`), a closed connection (:meth:`Shard.connection_closed`), an operator request
+(:meth:`Shard.close_requested`, :meth:`Shard.restart_requested`) — and gets back a list of actions to
+carry out. Every protocol decision lives here: heartbeat schedule and zombie detection, identify vs
+resume vs reconnect vs give up, seq tracking and the exactly-once rule for dispatches.
+
+Liberal in what it accepts: payloads with missing ``s``/``t``, a first dispatch numbered 0, READY
+without ``shard``, unknown dispatch names or opcodes, a non-dict ``d``, seq going backwards — none of
+them raises; they are ignored, counted, or logged. Strict in what it builds: every payload it asks the
+runner to send is complete and well-typed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from shardtui.gateway.models import ConnectionStage, Dispatch, Presence, ShardId
+from shardtui.gateway.protocol import (
+    API_VERSION,
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
+    FATAL_CLOSE_CODES,
+    SESSION_ENDING_CLIENT_CLOSES,
+    SESSION_INVALIDATING_CLOSE_CODES,
+    GatewayIntents,
+    Opcode,
+    describe_close_code,
+    gateway_query,
+)
+
+#: Close code the client uses when it closes but wants to RESUME (anything but 1000/1001 keeps the session).
+RESUMABLE_CLOSE: Final = 4000
+#: Close code that ends the session on Discord's side.
+SESSION_ENDING_CLOSE: Final = 1000
+#: Heartbeat intervals outside this range (seconds) are clamped: a hostile or broken HELLO must not make
+#: us beat in a busy loop or never.
+MIN_HEARTBEAT_INTERVAL: Final = 0.02
+MAX_HEARTBEAT_INTERVAL: Final = 3600.0
+#: Anomalies (seq gaps, stale seqs, junk payloads) are logged this many times per connection, then counted.
+MAX_ANOMALY_LOGS: Final = 5
+_LIBRARY: Final = "shardtui"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What a RESUME needs; saved across runner restarts (and processes, for zero-downtime restarts)."""
+
+    session_id: str
+    seq: int | None
+    resume_gateway_url: str | None
+
+
+# -- actions ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``payload`` now. Heartbeats bypass the command limiter's queue (they have reserved slots)."""
+
+    payload: dict[str, Any]
+    heartbeat: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Identify:
+    """Await the identify gate, then send :meth:`Shard.identify_payload` (if it is still wanted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Close the connection with ``close_code`` (if it is still open) and connect again after ``delay``
+    seconds to ``url``: RESUME if ``resume`` else IDENTIFY. ``failure`` marks reconnects caused by a
+    connection that never became usable (the runner backs off on those)."""
+
+    resume: bool
+    url: str
+    close_code: int
+    reason: str
+    delay: float = 0.0
+    failure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Close the connection with ``close_code`` and stop the runner; the session is over."""
+
+    close_code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """The gateway refused this shard for good: stop, never retry."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    old: ConnectionStage
+    new: ConnectionStage
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAcked:
+    """An ACK arrived for a heartbeat sent ``latency`` seconds before."""
+
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """READY (``kind="identify"``) or RESUMED (``kind="resume"``): the shard is connected."""
+
+    kind: str
+    session_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: int
+    message: str
+
+
+ShardAction = (
+    Send
+    | Identify
+    | Reconnect
+    | Stop
+    | Fatal
+    | StageChange
+    | HeartbeatAcked
+    | SessionStarted
+    | Log
+    | Dispatch
+)
+
+#: Seqs are int64 on Discord's side; anything outside is junk we could not even echo back in JSON.
+_MAX_SEQ: Final = 2**63 - 1
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _is_seq(value: object) -> bool:
+    return type(value) is int and 0 <= value <= _MAX_SEQ
+
+
+def _short(value: object) -> str:
+    """A bounded, never-raising rendering of a value from the wire, for log lines."""
+    if type(value) is int:
+        return str(value) if -(10**30) < value < 10**30 else f"<{value.bit_length()}-bit integer>"
+    return type(value).__name__
+
+
+def _as_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _clean_ws_url(url: object) -> str | None:
+    """A ws(s) url with its query and fragment removed, or None if ``url`` is not usable."""
+    if not isinstance(url, str) or len(url) > 2048:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        return None
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+class Shard:
+    """Protocol state of one shard across its connections.
+
+    ``clock`` (monotonic seconds) is read only to time heartbeat ACKs inside :meth:`receive`; every other
+    method takes ``now`` explicitly. ``rng`` drives the heartbeat jitter and the op 9 wait.
+    """
+
+    def __init__(
+        self,
+        shard_id: ShardId | int,
+        total: int,
+        *,
+        token: str,
+        intents: GatewayIntents | int,
+        gateway_url: str,
+        compression: str = "zstd-stream",
+        large_threshold: int = 250,
+        presence: Presence | None = None,
+        resume: SessionState | None = None,
+        api_version: int = API_VERSION,
+        hello_timeout: float = 10.0,
+        invalid_session_delay: tuple[float, float] = (1.0, 5.0),
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.shard_id = shard_id if isinstance(shard_id, ShardId) else ShardId(shard_id)
+        if not _is_int(total) or total < 1 or self.shard_id.id >= total:
+            raise ValueError(f"shard {self.shard_id} is not within a total of {total!r} shards")
+        base = _clean_ws_url(gateway_url)
+        if base is None:
+            raise ValueError(f"gateway url must be a ws:// or wss:// url, got {gateway_url!r}")
+        self.total = total
+        self._token = token
+        self.intents = int(intents)
+        self.gateway_url = base
+        self.query = gateway_query(api_version, compression)
+        self.large_threshold = large_threshold
+        self.presence = presence
+        self.hello_timeout = hello_timeout
+        self.invalid_session_delay = invalid_session_delay
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+        self.stage = ConnectionStage.DISCONNECTED
+        self.session_id: str | None = None
+        #: Last seq seen in this session (delivered or not): what heartbeats and RESUME carry.
+        self.seq: int | None = None
+        self.resume_gateway_url: str | None = None
+        if resume is not None and isinstance(resume.session_id, str) and resume.session_id:
+            self.session_id = resume.session_id
+            self.seq = resume.seq if _is_seq(resume.seq) else None
+            self.resume_gateway_url = _clean_ws_url(resume.resume_gateway_url)
+
+        self.heartbeat_interval: float | None = None
+        self.next_heartbeat: float | None = None
+        self.last_heartbeat_sent: float | None = None
+        self.heartbeat_acked = True
+        self.latency: float | None = None
+
+        #: Whether this connection was opened to RESUME (else to IDENTIFY).
+        self._resuming = False
+        self._identify_sent = False
+        self._opened_at: float | None = None
+        self._anomaly_logs = 0
+        #: Counters an operator (or a test) may read.
+        self.stale_dropped = 0
+        self.seq_gaps = 0
+        self.ignored_payloads = 0
+        #: Reused by :meth:`receive` so the per-dispatch path allocates nothing but the Dispatch.
+        self._out: list[ShardAction] = []
+
+    def __repr__(self) -> str:  # the token must never appear
+        return (
+            f"Shard(id={self.shard_id}, total={self.total}, stage={self.stage.value}, "
+            f"session_id={self.session_id!r}, seq={self.seq})"
+        )
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    @property
+    def has_session(self) -> bool:
+        return self.session_id is not None
+
+    def session_state(self) -> SessionState | None:
+        if self.session_id is None:
+            return None
+        return SessionState(self.session_id, self.seq, self.resume_gateway_url)
+
+    def connect_url(self) -> str:
+        """Where the next connection goes: ``resume_gateway_url`` when resuming, else the base url,
+        always with the same query (v, encoding, compress)."""
+        base = self.gateway_url
+        if self.session_id is not None and self.resume_gateway_url:
+            base = self.resume_gateway_url
+        if not base.endswith("/"):
+            base += "/"
+        return base + self.query
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time at which :meth:`tick` has something to do, or None."""
+        if self.stage is ConnectionStage.HANDSHAKE and self._opened_at is not None:
+            return self._opened_at + self.hello_timeout
+        return self.next_heartbeat
+
+    # -- connection lifecycle ---------------------------------------------------------------------------
+
+    def _set_stage(self, new: ConnectionStage, out: list[ShardAction]) -> None:
+        old = self.stage
+        if old is not new:
+            self.stage = new
+            out.append(StageChange(old, new))
+
+    def begin_connect(self) -> list[ShardAction]:
+        """The runner is about to open a connection to :meth:`connect_url`."""
+        out: list[ShardAction] = []
+        self._set_stage(ConnectionStage.CONNECTING, out)
+        return out
+
+    def connect_failed(self) -> list[ShardAction]:
+        """Opening the connection failed. A resume url that does not answer is dropped: the next attempt
+        resumes through the base url (Discord accepts RESUME there too)."""
+        out: list[ShardAction] = []
+        self.resume_gateway_url = None
+        self._set_stage(ConnectionStage.DISCONNECTED, out)
+        return out
+
+    def connection_opened(self, now: float) -> list[ShardAction]:
+        """The WebSocket is open; HELLO is expected next."""
+        out: list[ShardAction] = []
+        self._opened_at = now
+        self._resuming = False
+        self._identify_sent = False
+        self.heartbeat_interval = None
+        self.next_heartbeat = None
+        self.last_heartbeat_sent = None
+        self.heartbeat_acked = True
+        self._anomaly_logs = 0
+        self._set_stage(ConnectionStage.HANDSHAKE, out)
+        return out
+
+    def connection_closed(self, code: int | None, reason: str = "") -> list[ShardAction]:
+        """The server (or the network) closed the connection; decide what comes next.
+
+        Not called for closes the runner made itself on this Shard's request.
+        """
+        out: list[ShardAction] = []
+        was_connected = self.stage is ConnectionStage.CONNECTED
+        self._end_connection(out)
+        described = describe_close_code(code)
+        if code is not None and code in FATAL_CLOSE_CODES:
+            out.append(Fatal(code, reason or described))
+            return out
+        if code is not None and code in SESSION_INVALIDATING_CLOSE_CODES:
+            self._drop_session()
+            out.append(self._reconnect(False, RESUMABLE_CLOSE, f"closed with {described}", failure=False))
+            return out
+        # Any other code — 4000-4003, 4005, 4008, unknown codes, a server 1000/1001, a dropped TCP
+        # connection — keeps whatever session we have. A connection that closes before it was ever
+        # usable counts as a failure so a server that keeps refusing us is met with backoff.
+        out.append(
+            self._reconnect(
+                self.has_session, RESUMABLE_CLOSE, f"closed with {described}", failure=not was_connected
+            )
+        )
+        return out
+
+    def _end_connection(self, out: list[ShardAction]) -> None:
+        self.heartbeat_interval = None
+        self.next_heartbeat = None
+        self.last_heartbeat_sent = None
+        self.heartbeat_acked = True
+        self._opened_at = None
+        self._set_stage(ConnectionStage.DISCONNECTED, out)
+
+    def _drop_session(self) -> None:
+        self.session_id = None
+        self.seq = None
+        self.resume_gateway_url = None
+
+    def _reconnect(
+        self, resume: bool, close_code: int, reason: str, *, delay: float = 0.0, failure: bool = False
+    ) -> Reconnect:
+        resume = resume and self.has_session
+        return Reconnect(resume, self.connect_url(), close_code, reason, delay, failure)
+
+    # -- operator requests --------------------------------------------------------------------------
+
+    def close_requested(self, code: int, reason: str = "") -> list[ShardAction]:
+        """Close with ``code``: 1000/1001 end the session and stop; any other code reconnects and resumes."""
+        out: list[ShardAction] = []
+        if code in SESSION_ENDING_CLIENT_CLOSES:
+            self._drop_session()
+            self._end_connection(out)
+            out.append(Stop(code, reason or "shutdown requested"))
+            return out
+        self._end_connection(out)
+        out.append(self._reconnect(True, code, reason or f"closed with {code} on request"))
+        return out
+
+    def restart_requested(self, force_identify: bool = False) -> list[ShardAction]:
+        """Reconnect now: resume if the session is valid (costs no identify) unless ``force_identify``."""
+        out: list[ShardAction] = []
+        if force_identify or not self.has_session:
+            # 1000 ends the old session on Discord's side instead of leaving a ghost until it times out.
+            had_session = self.has_session
+            self._drop_session()
+            self._end_connection(out)
+            code = SESSION_ENDING_CLOSE if had_session else RESUMABLE_CLOSE
+            out.append(self._reconnect(False, code, "restart with a fresh identify"))
+            return out
+        self._end_connection(out)
+        out.append(self._reconnect(True, RESUMABLE_CLOSE, "restart (resuming the session)"))
+        return out
+
+    def decode_failed(self, detail: str) -> list[ShardAction]:
+        """A frame could not be inflated or parsed: the stream is unusable; reconnect and resume."""
+        out: list[ShardAction] = []
+        out.append(Log(logging.WARNING, f"unreadable frame from the gateway ({detail}); reconnecting"))
+        was_connected = self.stage is ConnectionStage.CONNECTED
+        self._end_connection(out)
+        out.append(self._reconnect(True, RESUMABLE_CLOSE, "unreadable frame", failure=not was_connected))
+        return out
+
+    # -- clock --------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[ShardAction]:
+        """Heartbeat when due; detect a zombie connection or a HELLO that never came."""
+        out: list[ShardAction] = []
+        stage = self.stage
+        if stage is ConnectionStage.HANDSHAKE:
+            if self._opened_at is not None and now >= self._opened_at + self.hello_timeout:
+                out.append(Log(logging.WARNING, f"no HELLO within {self.hello_timeout:g} s; reconnecting"))
+                self._end_connection(out)
+                out.append(self._reconnect(True, RESUMABLE_CLOSE, "no HELLO", failure=True))
+            return out
+        if stage is ConnectionStage.DISCONNECTED or stage is ConnectionStage.CONNECTING:
+            return out
+        if self.next_heartbeat is None or now < self.next_heartbeat:
+            return out
+        if not self.heartbeat_acked:
+            # Zombie: the last beat was never ACKed. Close with a non-1000 code so the session survives.
+            out.append(Log(logging.WARNING, "heartbeat not acknowledged; connection is a zombie, resuming"))
+            was_connected = stage is ConnectionStage.CONNECTED
+            self._end_connection(out)
+            out.append(self._reconnect(True, RESUMABLE_CLOSE, "zombie connection", failure=not was_connected))
+            return out
+        out.append(self._heartbeat(now))
+        interval = self.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL_MS / 1000.0
+        # Skip missed slots rather than bursting after a stall.
+        nxt = self.next_heartbeat + interval
+        self.next_heartbeat = nxt if nxt > now else now + interval
+        return out
+
+    def _heartbeat(self, now: float) -> Send:
+        self.last_heartbeat_sent = now
+        self.heartbeat_acked = False
+        return Send({"op": 1, "d": self.seq}, heartbeat=True)
+
+    # -- receiving ------------------------------------------------------------------------------------
+
+    def receive(self, payload: object) -> list[ShardAction]:
+        """Process one decoded payload from the gateway.
+
+        The returned list is reused by the next ``receive`` call: act on it (or copy it) first.
+        """
+        out = self._out
+        out.clear()
+        if type(payload) is not dict:
+            self._anomaly(out, f"ignored a payload that is not a JSON object ({type(payload).__name__})")
+            return out
+        op = payload.get("op")
+        if op == 0 and _is_int(op):
+            self._on_dispatch(payload, out)
+        elif not _is_int(op):
+            self._anomaly(out, f"ignored a payload whose op is not an integer ({_short(op)})")
+        elif op == Opcode.HEARTBEAT_ACK:
+            self._on_ack(out)
+        elif op == Opcode.HEARTBEAT:
+            # The server asks for a beat now; the regular schedule continues unchanged.
+            if self.stage is not ConnectionStage.DISCONNECTED:
+                out.append(self._heartbeat(self._clock()))
+        elif op == Opcode.HELLO:
+            self._on_hello(payload.get("d"), out)
+        elif op == Opcode.RECONNECT:
+            self._on_reconnect(out)
+        elif op == Opcode.INVALID_SESSION:
+            self._on_invalid_session(payload.get("d"), out)
+        else:
+            self._anomaly(out, f"ignored unknown opcode {_short(op)}")
+        return out
+
+    def _anomaly(self, out: list[ShardAction], message: str) -> None:
+        self.ignored_payloads += 1
+        if self._anomaly_logs < MAX_ANOMALY_LOGS:
+            self._anomaly_logs += 1
+            out.append(Log(logging.WARNING, message))
+
+    def _on_dispatch(self, payload: dict, out: list[ShardAction]) -> None:
+        s = payload.get("s")
+        t = payload.get("t")
+        name = t if type(t) is str else "UNKNOWN"
+        if _is_seq(s):
+            last = self.seq
+            if name == "READY":
+                last = None  # a new session numbers from the start again
+            elif last is not None:
+                if s <= last:
+                    # A replay we already delivered (or a server going backwards): never deliver twice.
+                    self.stale_dropped += 1
+                    return
+                if s != last + 1:
+                    self.seq_gaps += 1
+                    if self._anomaly_logs < MAX_ANOMALY_LOGS:
+                        self._anomaly_logs += 1
+                        out.append(Log(logging.WARNING, f"seq jumped from {last} to {_short(s)}"))
+            self.seq = s
+        else:
+            s = None
+        data = payload.get("d")
+        if name == "READY":
+            self._on_ready(data, out)
+        elif name == "RESUMED":
+            self._connected("resume", out)
+        out.append(Dispatch(self.shard_id, name, s, data))
+
+    def _on_ready(self, data: object, out: list[ShardAction]) -> None:
+        if type(data) is dict:
+            session_id = data.get("session_id")
+            self.session_id = session_id if type(session_id) is str and session_id else None
+            self.resume_gateway_url = _clean_ws_url(data.get("resume_gateway_url"))
+        else:
+            self.session_id = None
+            self.resume_gateway_url = None
+        if self.session_id is None:
+            out.append(Log(logging.WARNING, "READY carried no session_id; this session cannot be resumed"))
+        self._connected("identify", out)
+
+    def _connected(self, kind: str, out: list[ShardAction]) -> None:
+        self._set_stage(ConnectionStage.CONNECTED, out)
+        out.append(SessionStarted(kind, self.session_id))
+
+    def _on_ack(self, out: list[ShardAction]) -> None:
+        if self.heartbeat_acked or self.last_heartbeat_sent is None:
+            return  # unrequested ACK: harmless
+        self.heartbeat_acked = True
+        latency = max(0.0, self._clock() - self.last_heartbeat_sent)
+        self.latency = latency
+        out.append(HeartbeatAcked(latency))
+
+    def _on_hello(self, data: object, out: list[ShardAction]) -> None:
+        interval_ms = _as_float(data.get("heartbeat_interval")) if type(data) is dict else None
+        if interval_ms is not None:
+            interval = min(max(interval_ms / 1000.0, MIN_HEARTBEAT_INTERVAL), MAX_HEARTBEAT_INTERVAL)
+        else:
+            interval = DEFAULT_HEARTBEAT_INTERVAL_MS / 1000.0
+            self._anomaly(out, "HELLO without a usable heartbeat_interval; using Discord's default")
+        first_hello = self.heartbeat_interval is None
+        self.heartbeat_interval = interval
+        if self.stage is not ConnectionStage.HANDSHAKE or not first_hello:
+            return  # a repeated HELLO only updates the interval
+        now = self._opened_at if self._opened_at is not None else self._clock()
+        # Jittered first beat spreads the heartbeats of shards that reconnected together.
+        self.next_heartbeat = now + interval * self._rng.random()
+        self.heartbeat_acked = True
+        if self.session_id is not None:
+            self._resuming = True
+            self._set_stage(ConnectionStage.RESUMING, out)
+            out.append(
+                Send(
+                    {
+                        "op": int(Opcode.RESUME),
+                        "d": {"token": self._token, "session_id": self.session_id, "seq": self.seq or 0},
+                    }
+                )
+            )
+        else:
+            self._set_stage(ConnectionStage.IDENTIFYING, out)
+            out.append(Identify())
+
+    def _on_reconnect(self, out: list[ShardAction]) -> None:
+        was_connected = self.stage is ConnectionStage.CONNECTED
+        self._end_connection(out)
+        out.append(
+            self._reconnect(
+                True, RESUMABLE_CLOSE, "gateway asked to reconnect (op 7)", failure=not was_connected
+            )
+        )
+
+    def _on_invalid_session(self, data: object, out: list[ShardAction]) -> None:
+        self._end_connection(out)
+        if data is True and self.has_session:
+            out.append(self._reconnect(True, RESUMABLE_CLOSE, "invalid session (resumable)"))
+            return
+        # Not resumable: the session is gone. Wait a little (the server may be telling us we identified
+        # too fast) and identify again through the gate, on the base url.
+        self._drop_session()
+        low, high = self.invalid_session_delay
+        delay = low + (high - low) * self._rng.random()
+        out.append(
+            self._reconnect(False, SESSION_ENDING_CLOSE, "invalid session (not resumable)", delay=delay)
+        )
+
+    # -- sending --------------------------------------------------------------------------------------
+
+    @property
+    def wants_identify(self) -> bool:
+        return self.stage is ConnectionStage.IDENTIFYING and not self._identify_sent
+
+    def identify_payload(self) -> dict[str, Any] | None:
+        """The IDENTIFY to send now that the gate let us through, or None if it is no longer wanted
+        (the connection closed meanwhile, or it was already sent)."""
+        if not self.wants_identify:
+            return None
+        self._identify_sent = True
+        d: dict[str, Any] = {
+            "token": self._token,
+            "properties": {"os": sys.platform, "browser": _LIBRARY, "device": _LIBRARY},
+            "large_threshold": self.large_threshold,
+            "shard": [self.shard_id.id, self.total],
+            "intents": self.intents,
+        }
+        if self.presence is not None:
+            d["presence"] = self.presence.to_payload()
+        return {"op": int(Opcode.IDENTIFY), "d": d}

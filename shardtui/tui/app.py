@@ -262,6 +262,9 @@ class ShardTUI(App[int]):
                     pane.write(Text(line.format()))
             if isinstance(self.screen, DetailsScreen):
                 self.screen.refresh_details()
+        if model.alerts:
+            alerts, model.alerts = model.alerts, []
+            self.notify("\n".join(alerts), title="Shard stopped", severity="error", timeout=15)
         if model.fatal_is_new:
             self._show_fatal()
 
@@ -465,9 +468,10 @@ class ShardTUI(App[int]):
                 batch_size = max(1, getattr(limit, "max_concurrency", 1) or 1)
                 for start in range(0, len(ids), batch_size):
                     batch = ids[start : start + batch_size]
+                    before = {sid: self._starts(sid) for sid in batch}
                     for sid in batch:
                         await manager.restart(ShardId(sid))
-                    await self._wait_connected(batch, ROLLING_BATCH_TIMEOUT)
+                    await self._wait_restarted(batch, before, ROLLING_BATCH_TIMEOUT)
         except Exception as exc:
             self.model.note(f"rolling restart failed: {exc}", logging.ERROR)
             self.notify(str(exc), title="Rolling restart failed", severity="error")
@@ -475,16 +479,24 @@ class ShardTUI(App[int]):
         self.model.note("rolling restart finished")
         self.notify("Rolling restart finished")
 
-    async def _wait_connected(self, ids: list[int], limit: float) -> None:
+    def _starts(self, sid: int) -> int:
+        info = self.manager.runners.get(ShardId(sid))
+        return -1 if info is None else info.resumes + info.identifies
+
+    async def _wait_restarted(self, ids: list[int], starts_before: dict[int, int], limit: float) -> None:
+        """Until every shard in ``ids`` began a new session and is connected (or failed, or time ran out)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
-        # A restart first leaves CONNECTED; give the runners a moment to report that before polling.
-        await asyncio.sleep(0.05)
         while loop.time() < deadline:
-            rows = [self.model.rows.get(i) for i in ids]
-            if all(
-                r is None or r.info.stage is ConnectionStage.CONNECTED or r.info.fatal_error for r in rows
-            ):
+            done = True
+            for sid in ids:
+                info = self.manager.runners.get(ShardId(sid))
+                if info is None or info.fatal_error:
+                    continue
+                if self._starts(sid) <= starts_before[sid] or info.stage is not ConnectionStage.CONNECTED:
+                    done = False
+                    break
+            if done:
                 return
             await asyncio.sleep(0.05)
 

@@ -35,6 +35,18 @@ LOG_LINES_FLEET = 2_000
 LATENCY_SAMPLES = 60
 DASH = "—"
 
+#: Fatal errors that stop every shard (the token, the intents, the account): one screen, not a toast.
+FLEET_FATAL_KINDS = frozenset(
+    {
+        "authentication",
+        "invalid_intents",
+        "disallowed_intents",
+        "sharding_required",
+        "invalid_api_version",
+        "session_start_limit",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Cell:
@@ -450,6 +462,8 @@ class FleetModel:
         self.pending_log: list[LogLine] = []
         self.fatal: FatalErrorEvent | None = None
         self.fatal_is_new = False
+        #: Per-shard failures to show once as notifications.
+        self.alerts: list[str] = []
         self.queue = EMPTY_QUEUE
         self.mode = "sandbox"
         self.bot_user = ""
@@ -494,7 +508,10 @@ class FleetModel:
             if sid is not None:
                 self.dirty.add(sid)
         elif isinstance(event, FatalErrorEvent):
-            if self.fatal is None:
+            if event.kind not in FLEET_FATAL_KINDS and event.shard_ids:
+                # One shard stopping is news, not the end: the rest of the fleet keeps running.
+                self.alerts.append(event.message)
+            elif self.fatal is None:
                 self.fatal = event
                 self.fatal_is_new = True
             for shard_id in event.shard_ids:

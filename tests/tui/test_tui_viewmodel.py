@@ -169,6 +169,15 @@ def test_fatal_event_is_kept_once() -> None:
     model.apply(FatalErrorEvent("authentication", "again", (ShardId(0),), 4004))
     assert model.fatal is first
     assert model.fatal_is_new
+    assert model.alerts == []
+
+
+def test_one_shard_fatal_is_an_alert_not_a_fleet_stop() -> None:
+    model = fleet(make_info(0), make_info(1))
+    model.apply(FatalErrorEvent("invalid_shard", "shard 1 stopped: 4010 invalid shard", (ShardId(1),), 4010))
+    assert model.fatal is None
+    assert model.alerts == ["shard 1 stopped: 4010 invalid shard"]
+    assert model.take_dirty() == {1}
 
 
 def test_sync_adopts_new_shards_and_keeps_history_on_reboot() -> None:

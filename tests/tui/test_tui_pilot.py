@@ -1,0 +1,314 @@
+"""Every key and dialog of the console, driven with Textual's pilot against the real embedded sandbox."""
+
+from __future__ import annotations
+
+import pytest
+from textual.command import CommandPalette
+from textual.widgets import Input, RichLog, Select
+from tui_helpers import fast_config, wait_until
+
+from shardtui.config import Config
+from shardtui.gateway.models import ConnectionStage
+from shardtui.tui.app import ShardTUI
+from shardtui.tui.screens import ConfirmScreen, DetailsScreen, FatalScreen, HelpScreen, PresenceScreen
+
+pytest.importorskip("shardtui.gateway.manager", reason="the ShardManager has not landed yet")
+
+SIZE = (120, 30)
+
+
+def cell(app: ShardTUI, sid: int, column: str) -> str:
+    value = app.table.get_cell(str(sid), column)
+    return getattr(value, "text", value).plain
+
+
+def all_connected(app: ShardTUI, count: int) -> bool:
+    rows = app.model.rows
+    return (
+        len(rows) == count
+        and app.table.row_count == count
+        and all(cell(app, sid, "stage") == "connected" for sid in rows)
+    )
+
+
+def shard_stats(app: ShardTUI, sid: int) -> dict:
+    return app.runtime.sandbox.stats()["shards"][str(sid)]
+
+
+async def started(pilot, count: int = 3) -> ShardTUI:
+    app = pilot.app
+    await wait_until(pilot, lambda: all_connected(app, count), f"all {count} shards connected in the table")
+    return app
+
+
+async def test_start_up_fills_table_and_header() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        header = str(app.query_one("#fleet").render())
+        assert "ready 3/3" in header
+        assert app.model.bot_user and app.model.bot_user in header
+        assert "starts " in header and "starts —" not in header
+        await wait_until(pilot, lambda: not app.query_one("#startup").display, "the start-up bar to hide")
+        assert [cell(app, sid, "id") for sid in range(3)] == [" 0/3", " 1/3", " 2/3"]
+        # The table is updated cell by cell, never rebuilt on a tick.
+        rebuilds = app.table.rebuilds
+        await wait_until(pilot, lambda: app.table.cell_updates > 0, "some cell updates")
+        assert app.table.rebuilds == rebuilds
+
+
+async def test_r_resumes_the_selected_shard() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("down")
+        assert app.table.selected_shard == 1
+        identifies = shard_stats(app, 1)["identifies"]
+        await pilot.press("r")
+        await wait_until(
+            pilot,
+            lambda: app.model.rows[1].info.resumes == 1 and cell(app, 1, "stage") == "connected",
+            "shard 1 to resume and be connected again",
+        )
+        assert shard_stats(app, 1)["resumes"] == 1
+        assert shard_stats(app, 1)["identifies"] == identifies
+        assert [app.model.rows[sid].info.resumes for sid in (0, 2)] == [0, 0]
+        assert any("resuming" in line.message for line in app.model.rows[1].log)
+        assert cell(app, 1, "resumes") == "1"
+
+
+async def test_marked_shards_are_the_targets() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("space")  # marks 0, cursor moves to 1
+        await pilot.press("down", "space")  # marks 2
+        assert app.model.marked == {0, 2}
+        assert cell(app, 0, "id") == "*0/3"
+        await pilot.press("r")
+        await wait_until(
+            pilot,
+            lambda: all(app.model.rows[s].info.resumes == 1 for s in (0, 2)) and all_connected(app, 3),
+            "shards 0 and 2 to resume",
+        )
+        assert app.model.rows[1].info.resumes == 0
+        await pilot.press("escape")
+        assert app.model.marked == set()
+
+
+async def test_shutdown_confirms_with_plan_and_boot_brings_it_back() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("down", "s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the shutdown confirmation")
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "Shut down shard(s) 1?" in body
+        assert app.manager.plan("shutdown", [app.model.rows[1].info.shard_id]).text in body
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app.model.rows[1].info.running
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation again")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: cell(app, 1, "stage") == "stopped", "shard 1 to show stopped")
+        assert shard_stats(app, 1)["client_closes"].get("1000", 0) >= 1
+        assert cell(app, 0, "stage") == "connected"
+        await pilot.press("b")
+        await wait_until(pilot, lambda: cell(app, 1, "stage") == "connected", "shard 1 booted again")
+
+
+async def test_rolling_restart_restarts_every_shard() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("R")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, ConfirmScreen), "the rolling-restart confirmation"
+        )
+        assert "Restart all 3 shards" in str(app.screen.query_one("#confirm-body").render())
+        await pilot.press("y")
+        await wait_until(
+            pilot,
+            lambda: (
+                all(r.info.resumes + r.info.identifies >= 2 for r in app.model.rows.values())
+                and all_connected(app, 3)
+            ),
+            "every shard restarted and connected",
+        )
+        await wait_until(
+            pilot,
+            lambda: any("rolling restart finished" in line.message for line in app.model.fleet_log),
+            "the rolling restart to report it finished",
+        )
+
+
+async def test_presence_editor_sends_to_all_and_rows_show_it() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
+        screen = app.screen
+        screen.query_one("#status", Select).value = "dnd"
+        screen.query_one("#kind", Select).value = "playing"
+        name = screen.query_one("#name", Input)
+        name.value = ""
+        name.focus()
+        await pilot.press(*"[deploy] v2")
+        scope = screen.query_one("#scope")
+        scope.focus()
+        await pilot.press("down", "enter")  # from "shard 0" to "all 3 shards"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: not isinstance(app.screen, PresenceScreen), "the editor to close")
+        await wait_until(
+            pilot,
+            lambda: all(cell(app, sid, "presence") == "dnd · Playing [deploy] v2" for sid in range(3)),
+            "every row to show the new presence",
+        )
+        await wait_until(
+            pilot,
+            lambda: all(shard_stats(app, sid)["presence_updates"] >= 1 for sid in range(3)),
+            "the sandbox to receive op 3 on every shard",
+        )
+        presence = shard_stats(app, 2)["presence"]
+        assert presence["status"] == "dnd"
+        assert presence["activities"][0]["name"] == "[deploy] v2"
+
+
+async def test_presence_editor_rejects_bad_input_and_sends_nothing() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
+        screen = app.screen
+        screen.query_one("#kind", Select).value = "streaming"
+        url = screen.query_one("#url", Input)
+        url.value = "https://example.com/live"
+        await pilot.press("ctrl+s")
+        error = screen.query_one("#presence-error")
+        await wait_until(pilot, lambda: error.has_class("visible"), "the inline error")
+        assert "twitch.tv or youtube.com" in str(error.render())
+        assert isinstance(app.screen, PresenceScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, PresenceScreen)
+        assert all(shard_stats(app, sid)["presence_updates"] == 0 for sid in range(3))
+        assert all(app.model.rows[sid].sent_presence is None for sid in range(3))
+
+
+async def test_view_keys_details_filter_sort_log_theme_refresh_help() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), "the details pane")
+        assert app.screen.sid == 1
+        assert "session" in str(app.screen.query_one("#details-info").render())
+        await pilot.press("escape")
+
+        await pilot.press("slash")
+        assert app.focused is app.query_one("#filter", Input)
+        await pilot.press("2", "enter")
+        assert app.table.row_count == 1 and app.table.selected_shard == 2
+        await pilot.press("escape")
+        assert app.table.row_count == 3
+        assert app.table.selected_shard == 2
+
+        sort_before = app.model.sort_key
+        await pilot.press("greater_than_sign")
+        assert app.model.sort_key is not sort_before
+        assert app.table.selected_shard == 2
+        await pilot.press("less_than_sign")
+        assert app.model.sort_key is sort_before
+
+        log_pane = app.query_one("#log", RichLog)
+        assert not log_pane.display
+        await pilot.press("l")
+        assert log_pane.display
+        await wait_until(pilot, lambda: len(log_pane.lines) > 0, "log lines in the pane")
+
+        theme = app.theme
+        await pilot.press("t")
+        assert app.theme != theme
+
+        interval = app.refresh_interval
+        await pilot.press("plus")
+        assert app.refresh_interval > interval
+        await pilot.press("minus", "minus")
+        assert app.refresh_interval < interval
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one("#help-body").render())
+        assert "rolling_restart" in help_text and "Presence" in help_text
+        await pilot.press("escape")
+
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert {"Restart shards", "Rolling restart", "Edit presence", "Filter shards"} <= set(titles)
+        await pilot.press("escape")
+
+
+async def test_readonly_hides_every_mutating_action() -> None:
+    app = ShardTUI(fast_config(), readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        shown = {binding.binding.action for binding in app.active_bindings.values() if binding.enabled}
+        assert not shown & {"restart", "shutdown", "boot", "rolling_restart", "presence"}
+        await pilot.press("r", "s", "b", "R", "p")
+        assert not isinstance(app.screen, ConfirmScreen | PresenceScreen)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert "Restart shards" not in titles and "Shard details" in titles
+        assert all(r.info.resumes == 0 for r in app.model.rows.values())
+        assert "READ-ONLY" in str(app.query_one("#fleet").render())
+
+
+async def test_quit_asks_while_shards_are_live_then_shuts_down_cleanly() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        sandbox = app.runtime.sandbox
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the quit confirmation")
+        assert "3 shard(s) are live" in str(app.screen.query_one("#confirm-body").render())
+        await pilot.press("n")
+        assert app.return_code is None
+        await pilot.press("ctrl+c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation on ctrl+c")
+        await pilot.press("ctrl+c")  # a second ctrl+c answers yes
+        await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert app.return_code == 0
+    assert all(s["client_closes"].get("1000", 0) == 1 for s in sandbox.stats()["shards"].values())
+
+
+async def test_bad_token_shows_one_fatal_screen(sandbox_factory) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    config: Config = fast_config(shards=2)
+    config.gateway.rest_url = sandbox.rest_url
+    config.sandbox.token = "not-the-sandbox-token"
+    app = ShardTUI(config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FatalScreen), "the fatal-error screen")
+        text = str(app.screen.query_one("#fatal-body").render())
+        assert "token" in text.lower()
+        assert "not-the-sandbox-token" not in text
+        await pilot.pause()
+        assert len(app.screen_stack) == 2  # exactly one fatal screen over the table
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert app.return_code == 1
+
+
+async def test_one_failed_shard_does_not_stop_the_console() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        assert app.runtime.sandbox.inject("close", shard_id=1, code=4010) == 1
+        await wait_until(pilot, lambda: cell(app, 1, "stage") == "failed", "shard 1 to show failed")
+        assert cell(app, 1, "health") == "failed"
+        assert not isinstance(app.screen, FatalScreen)
+        assert app.model.rows[0].info.stage is ConnectionStage.CONNECTED
+        await pilot.press("r")  # the console still takes keys
+        await wait_until(pilot, lambda: app.model.rows[0].info.resumes == 1, "shard 0 to resume")

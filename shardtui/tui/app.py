@@ -223,7 +223,12 @@ class ShardTUI(App[int]):
 
     def _fatal_from_exception(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
-        self.model.apply(FatalErrorEvent(kind=type(exc).__name__, message=message))
+        kind = getattr(exc, "kind", None)
+        if not isinstance(kind, str):
+            kind = "configuration" if type(exc).__name__ == "ConfigError" else type(exc).__name__
+        code = getattr(exc, "code", None)
+        close_code = code if isinstance(code, int) else None
+        self.model.apply(FatalErrorEvent(kind=kind, message=message, close_code=close_code))
         self._show_fatal()
 
     def _show_fatal(self) -> None:
@@ -234,7 +239,9 @@ class ShardTUI(App[int]):
         self.model.fatal_is_new = False
         self._exit_code = 1
         title = {
-            "authentication": "Discord rejected the bot token",
+            "authentication": "The gateway rejected the bot token",
+            "configuration": "The configuration cannot be used",
+            "session_start_limit": "The daily session start budget is used up",
             "disallowed_intents": "Privileged intents are not enabled for this bot",
             "invalid_intents": "The configured intents are invalid",
         }.get(fatal.kind, "The fleet stopped on a fatal error")

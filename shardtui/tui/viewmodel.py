@@ -370,6 +370,7 @@ class FleetStats:
     starts_total: int | None
     starts_reset_in: float | None
     max_concurrency: int | None
+    waiting_reason: str | None = None
 
     def header_lines(self) -> tuple[str, str]:
         """Two lines that fit 80 columns for fleets up to thousands of shards."""
@@ -388,6 +389,8 @@ class FleetStats:
                 f"reset {format_duration(self.starts_reset_in)}"
             )
         second = f"identify {self.queued} queued {self.identifying} identifying{slot} · {starts}"
+        if self.waiting_reason:
+            second += f" · held: {self.waiting_reason}"
         return first, second
 
 
@@ -425,6 +428,8 @@ class QueueView:
     queued: frozenset[int]
     identifying: frozenset[int]
     next_slot_at: float | None
+    #: Why the queuer holds starts back (e.g. the daily budget is spent), or None.
+    waiting_reason: str | None = None
 
     @classmethod
     def from_status(cls, status: Any) -> QueueView:
@@ -440,7 +445,8 @@ class QueueView:
             next_at = float(slots)
         else:
             next_at = None
-        return cls(ids("queued"), ids("identifying"), next_at)
+        reason = getattr(status, "waiting_reason", None)
+        return cls(ids("queued"), ids("identifying"), next_at, str(reason) if reason else None)
 
 
 EMPTY_QUEUE = QueueView(frozenset(), frozenset(), None)
@@ -635,6 +641,7 @@ class FleetModel:
             starts_total=None if limit is None else limit.total,
             starts_reset_in=None if limit is None else max(0.0, limit.reset_at - now),
             max_concurrency=None if limit is None else limit.max_concurrency,
+            waiting_reason=self.queue.waiting_reason,
         )
 
     def startup(self) -> StartupProgress:

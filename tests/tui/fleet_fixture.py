@@ -33,7 +33,8 @@ class FixedPlan:
 class FixedQueueStatus:
     queued: tuple[ShardId, ...] = ()
     identifying: tuple[ShardId, ...] = ()
-    next_slot: dict[int, float] = field(default_factory=dict)
+    next_slots: dict[int, float] = field(default_factory=dict)
+    waiting_reason: str | None = None
 
 
 class FixedManager:

@@ -261,6 +261,23 @@ def test_fleet_stats_header() -> None:
     assert second == "identify 1 queued 1 identifying next 0.4s · starts 996/1000 reset 1h00m"
 
 
+def test_queue_view_reads_the_queuer_status() -> None:
+    from shardtui.gateway.queuer import QueueStatus
+
+    status = QueueStatus(
+        queued=(ShardId(3), ShardId(4)),
+        identifying=(ShardId(2),),
+        next_slots={0: NOW + 2.0, 1: NOW + 1.0},
+        waiting_reason="daily session start budget spent; resets in 3h",
+    )
+    view = QueueView.from_status(status)
+    assert view.queued == {3, 4} and view.identifying == {2}
+    assert view.next_slot_at == NOW + 1.0
+    model = fleet(make_info(0))
+    model.queue = view
+    assert "held: daily session start budget spent" in model.stats().header_lines()[1]
+
+
 def test_startup_progress_eta_from_max_concurrency() -> None:
     assert startup_eta(0, 1, 5.0) == 0.0
     assert startup_eta(8, 1, 5.0) == 40.0

@@ -72,8 +72,10 @@ class ShardTUI(App[int]):
         Binding("r", "restart", "Restart", id="restart"),
         Binding("s", "shutdown", "Shutdown", id="shutdown"),
         Binding("b", "boot", "Boot", id="boot"),
-        Binding("R", "rolling_restart", "Rolling restart", id="rolling_restart", key_display="R"),
+        Binding("R", "rolling_restart", "Rolling", id="rolling_restart", key_display="R"),
         Binding("p", "presence", "Presence", id="presence"),
+        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+        Binding("q", "request_quit", "Quit", id="quit"),
         Binding("enter", "details", "Details", id="details"),
         Binding("space", "mark", "Mark", id="mark"),
         Binding("slash", "filter", "Filter", id="filter", key_display="/"),
@@ -88,9 +90,17 @@ class ShardTUI(App[int]):
             "minus", "refresh_rate(-1)", "Faster refresh", id="refresh_faster", key_display="-", show=False
         ),
         Binding("escape", "clear", "Clear marks/filter", id="clear", show=False),
-        Binding("question_mark", "help", "Help", id="help", key_display="?"),
-        Binding("q", "request_quit", "Quit", id="quit"),
         Binding("ctrl+c", "request_quit", "Quit", id="quit_ctrl_c", show=False, priority=True),
+        # Textual's own ctrl+q quits at once; here it asks like q does, so shards always close cleanly.
+        Binding("ctrl+q", "request_quit", "Quit", id="quit_ctrl_q", show=False, priority=True),
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            "palette",
+            id="command_palette",
+            show=False,
+            priority=True,
+        ),
     ]
 
     def __init__(
@@ -657,10 +667,13 @@ class ShardTUI(App[int]):
                 continue
             key = binding.key_display or binding.key
             rows.append((key, binding.description, binding.id or ""))
-        rows.append(("ctrl+p", "Command palette (every action above)", "command_palette"))
         self.push_screen(HelpScreen(rows))
 
     # -- quitting ----------------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        # The palette's built-in "Quit" lands here: same confirmation and clean shutdown as q.
+        self.action_request_quit()
 
     def action_request_quit(self) -> None:
         if self._shutting_down:

@@ -124,7 +124,11 @@ class GatewayHandler:
             state.totals.refused_connections += 1
             return web.Response(status=503, text="sandbox is refusing connections (injected fault)")
         ws = web.WebSocketResponse(
-            max_msg_size=READ_LIMIT, compress=False, autoping=True, timeout=self.settings.close_timeout
+            max_msg_size=READ_LIMIT,
+            compress=False,
+            autoping=True,
+            autoclose=False,
+            timeout=self.settings.close_timeout,
         )
         await ws.prepare(request)
         query = request.query
@@ -141,6 +145,7 @@ class GatewayHandler:
             command_window=self.settings.command_window,
             commands_per_window=self.settings.commands_per_window,
         )
+        conn.on_server_close = self._server_closed
         state.connections[conn.id] = conn
         state.totals.connections += 1
         conn.start()
@@ -180,7 +185,17 @@ class GatewayHandler:
             except (asyncio.CancelledError, ConnectionError):
                 raise
             if msg.type == WSMsgType.CLOSE:
-                return int(msg.data) if msg.data is not None else None
+                code = int(msg.data) if msg.data is not None else None
+                if conn.close_sent:
+                    return None  # the client's reply to our close
+                # Settle the session before answering, so a client whose close() returned can rely
+                # on a 1000/1001 close having ended the session.
+                self._settle(conn, code)
+                with contextlib.suppress(Exception):
+                    await ws.close(
+                        code=code if code in (1000, 1001) or (code and 3000 <= code < 5000) else 1000
+                    )
+                return code
             if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 if (
                     msg.type == WSMsgType.ERROR
@@ -207,22 +222,26 @@ class GatewayHandler:
             self.state.shard(conn.shard_id).command_violations += 1
 
     async def _finish(self, conn: Connection, client_close: int | None) -> None:
-        state = self.state
-        state.connections.pop(conn.id, None)
         conn.closing = True
+        self.state.connections.pop(conn.id, None)
+        self._settle(conn, client_close)
         if conn.writer_task is not None and not conn.writer_task.done():
-            # Let a queued close frame go out; a writer stuck on a dead peer is cancelled.
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(conn.writer_task), self.settings.close_timeout)
             conn.writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await conn.writer_task
-        if conn.server_close_code is not None and not conn.dropped:
-            code, by_client = conn.server_close_code, False
-        elif client_close is not None:
-            code, by_client = client_close, True
-        else:
-            code, by_client = 1006, True
+
+    def _server_closed(self, conn: Connection, code: int) -> None:
+        """The sandbox ends a connection: count it and end the session now if the code says so."""
+        self._settle(conn, code, by_client=False)
+
+    def _settle(self, conn: Connection, code: int | None, *, by_client: bool = True) -> None:
+        """Close accounting and session detach, once per connection."""
+        if conn.settled:
+            return
+        conn.settled = True
+        state = self.state
+        if code is None:
+            code = 1006
         if conn.shard_id is not None:
             stats = state.shard(conn.shard_id)
             (stats.client_closes if by_client else stats.server_closes)[code] += 1

@@ -133,7 +133,7 @@ class Sandbox:
         app.router.add_get("/{tail:.*}", gateway.handle)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as exc:
@@ -174,9 +174,11 @@ class Sandbox:
         await asyncio.gather(*(c.shutdown(CloseCode.GOING_AWAY) for c in conns), return_exceptions=True)
         handlers = [c.handler_task for c in conns if c.handler_task is not None and not c.handler_task.done()]
         if handlers:
-            _, pending = await asyncio.wait(handlers, timeout=self.settings.close_timeout + 1.0)
+            _, pending = await asyncio.wait(handlers, timeout=1.0)
             for task in pending:
                 task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
         await runner.cleanup()
         log.info("sandbox stopped")
 

@@ -7,10 +7,10 @@ sees payloads in exactly the order their seqs were assigned, whichever task prod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -89,9 +89,15 @@ class Connection:
         self.server_close_code: int | None = None
         self.dropped = False
         self.closing = False
+        #: Our close frame is on the wire; the next CLOSE from the client is its reply.
+        self.close_sent = False
+        #: Close accounting and session detach are done (exactly once per connection).
+        self.settled = False
         self._commands: deque[float] = deque()
         self._command_window = command_window
         self._commands_per_window = commands_per_window
+        #: Called once when the server decides to end the connection (close frame or drop).
+        self.on_server_close: Callable[[Connection, int], None] | None = None
         self.writer_task: asyncio.Task[None] | None = None
         self.handler_task: asyncio.Task[Any] | None = asyncio.current_task()
 
@@ -129,13 +135,18 @@ class Connection:
         self.closing = True
         self.server_close_code = code
         self._queue.put_nowait(Outgoing("close", code=code, reason=reason))
+        if self.on_server_close is not None:
+            self.on_server_close(self, code)
 
     def abort(self) -> None:
         """Drop the TCP connection without a close frame, right now."""
         if self.dropped:
             return
-        self.closing = True
+        already_closing, self.closing = self.closing, True
         self.dropped = True
+        if not already_closing and self.on_server_close is not None:
+            self.server_close_code = 1006
+            self.on_server_close(self, 1006)
         transport = self.request.transport
         if transport is not None:
             transport.abort()
@@ -161,32 +172,34 @@ class Connection:
                     else:
                         await self.ws.send_str(item.raw[: max(1, len(item.raw) // 2)].decode(errors="ignore"))
                 elif item.kind == "close":
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(
-                            self.ws.close(code=item.code, message=item.reason.encode()[:120]),
-                            self._close_timeout,
-                        )
-                    if not self.ws.closed:
-                        self.abort()
+                    await self._close_handshake(item.code, item.reason)
                     return
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             # The peer vanished mid-write; the reader sees the same and cleans up.
             log.debug("sandbox connection %s writer stopped: %s", self.id, type(exc).__name__)
-        except asyncio.CancelledError:
-            raise
+
+    async def _close_handshake(self, code: int, reason: str) -> None:
+        writer = getattr(self.ws, "_writer", None)
+        try:
+            if writer is None:
+                raise RuntimeError("websocket not prepared")
+            # The close frame is written directly rather than through ws.close(): closing from this
+            # task while the reader task waits makes aiohttp cut the TCP connection at once, and the
+            # client then reports 1006 instead of our code. The reader sees the client's reply.
+            await writer.close(code, reason.encode()[:120])
+            self.close_sent = True
+        except (ConnectionError, RuntimeError):
+            self.abort()
+            return
+        await asyncio.sleep(self._close_timeout)
+        # The client never answered the close frame.
+        self.abort()
 
     async def shutdown(self, code: int) -> None:
-        """Close now (used by Sandbox.stop): close frame if possible, else abort."""
-        self.closing = True
-        if self.writer_task is not None:
-            self.writer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.writer_task
-        if not self.ws.closed:
-            self.server_close_code = self.server_close_code or code
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self.ws.close(code=code, message=b"sandbox stopping"), self._close_timeout
-                )
-        if not self.ws.closed:
-            self.abort()
+        """Close for Sandbox.stop: a close handshake if the client answers in time, else a drop."""
+        self.close(code, "Sandbox stopping.")
+        handler = self.handler_task
+        if handler is not None and not handler.done() and handler is not asyncio.current_task():
+            _, pending = await asyncio.wait([handler], timeout=self._close_timeout + 0.5)
+            if pending:
+                self.abort()

@@ -264,6 +264,7 @@ class ShardTUI(App[int]):
         model = self.model
         if manager is not None:
             model.sync(manager.runners)
+            model.scan()
             queue_status = getattr(manager, "queue_status", None)
             if queue_status is not None:
                 model.queue = QueueView.from_status(queue_status())

@@ -227,6 +227,8 @@ class ShardRow:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     #: What the console last sent with set_presence, shown until the runner reports it applied.
     sent_presence: Presence | None = None
+    #: The info's fields as last seen by ``FleetModel.scan``.
+    signature: tuple[Any, ...] = ()
     _last_sample_ack: float | None = None
     _last_latency: float | None = None
 
@@ -535,6 +537,34 @@ class FleetModel:
             row = self.rows.get(line.shard_id)
             if row is not None:
                 row.log.append(line)
+
+    def scan(self) -> None:
+        """Mark rows whose info changed in place without an event.
+
+        Runners bump counters (events, seq, guilds, resumes, ...) on the info object directly and
+        only stage and latency changes arrive as events, so the tick compares one tuple per row.
+        """
+        for sid, row in self.rows.items():
+            info = row.info
+            signature = (
+                info.stage,
+                info.latency,
+                info.health,
+                info.events_received,
+                info.events_per_second,
+                info.last_seq,
+                info.guilds,
+                info.resumes,
+                info.reconnects,
+                info.last_close_code,
+                info.presence,
+                info.fatal_error,
+                info.running,
+            )
+            if signature != row.signature:
+                row.signature = signature
+                row.sample_latency()
+                self.dirty.add(sid)
 
     def take_dirty(self) -> set[int]:
         dirty, self.dirty = self.dirty, set()

@@ -162,6 +162,19 @@ def test_events_mark_only_their_shard_dirty_and_log() -> None:
     assert model.take_log() == []
 
 
+def test_scan_catches_counters_changed_in_place() -> None:
+    infos = [make_info(i) for i in range(3)]
+    model = fleet(*infos)
+    model.scan()
+    model.take_dirty()
+    infos[2].events_received += 10
+    infos[2].last_seq = 10
+    model.scan()
+    assert model.take_dirty() == {2}
+    model.scan()
+    assert model.take_dirty() == set()
+
+
 def test_fatal_event_is_kept_once() -> None:
     model = fleet(make_info(0))
     first = FatalErrorEvent("authentication", "the token was rejected", (ShardId(0),), 4004)

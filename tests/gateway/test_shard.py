@@ -335,6 +335,17 @@ def test_seq_going_backwards_is_ignored_and_a_gap_is_logged() -> None:
     assert shard.seq_gaps == 1
 
 
+@pytest.mark.parametrize("bad", [2**63, 10**400, -1, "7", 7.0, True])
+def test_seq_that_cannot_be_a_seq_is_delivered_without_one_and_never_echoed(bad: object) -> None:
+    clock = Clock()
+    shard = identified(clock)
+    [d] = of(shard.receive(dispatch("A", bad)), Dispatch)
+    assert d.seq is None
+    assert shard.seq == 1
+    [beat] = shard.tick(shard.next_heartbeat)
+    assert beat.payload == {"op": 1, "d": 1}
+
+
 def test_new_session_after_identify_restarts_seq_numbering() -> None:
     shard = identified()
     for s in range(2, 10):

@@ -105,6 +105,9 @@ class InMemoryIdentifyGate:
             raise ValueError(f"identify window must not be negative, got {window}")
         self.max_concurrency = int(max_concurrency)
         self.window = float(window)
+        # Discord measures the window when an IDENTIFY arrives, not when we let it go: a small
+        # margin keeps send-time jitter from turning two back-to-back slots into a violation.
+        self.margin = 0.0 if window == 0 else min(0.25, max(0.01, self.window * 0.02))
         self.limit = limit
         self.clock = clock
         #: Why identifies are being held back right now (None when they are not); for the console.
@@ -124,7 +127,8 @@ class InMemoryIdentifyGate:
     def next_free_monotonic(self, bucket: int) -> float:
         """Monotonic time at which ``bucket`` may identify again (now or earlier when it is free)."""
         last = self._last.get(bucket)
-        return self.clock.monotonic() if last is None else max(last + self.window, self.clock.monotonic())
+        now = self.clock.monotonic()
+        return now if last is None else max(last + self.window + self.margin, now)
 
     def next_free_at(self, bucket: int) -> float:
         """Wall-clock time (``time.time()``) at which ``bucket`` may identify again."""
@@ -180,7 +184,7 @@ class InMemoryIdentifyGate:
                         self._set_waiting_reason(None)
                 continue
             slot_wait = self.next_free_monotonic(bucket) - self.clock.monotonic()
-            if slot_wait > 0:
+            if slot_wait > 1e-6:  # below a microsecond is float noise, not a wait
                 await self.clock.sleep(slot_wait)
                 continue
             return

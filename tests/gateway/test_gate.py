@@ -41,9 +41,11 @@ async def test_one_identify_per_bucket_per_window() -> None:
     assert admitted_ids(gate) == [0]
     await clock.advance(4.9)
     assert admitted_ids(gate) == [0]
-    await clock.advance(0.1)
+    # The window plus a small margin for send-time jitter (the server times arrivals).
+    assert 0 < gate.margin <= 0.25
+    await clock.advance(0.1 + gate.margin)
     assert admitted_ids(gate) == [0, 1]
-    await clock.advance(10.0)
+    await clock.advance(20.0)
     await asyncio.gather(*tasks)
     times = [at for _, at in gate.admitted]
     assert all(later - earlier >= 5.0 for earlier, later in itertools.pairwise(times))
@@ -69,12 +71,12 @@ async def test_buckets_proceed_in_parallel() -> None:
     await clock.settle()
     # Shards 0..3 are in four different buckets: all identify together.
     assert sorted(admitted_ids(gate)) == [0, 1, 2, 3]
-    await clock.advance(5.0)
+    await clock.advance(5.0 + gate.margin)
     await asyncio.gather(*tasks)
     at = admitted_at(gate)
     for shard in range(4, 8):
         assert at[shard] - at[shard - 4] >= 5.0
-    assert {at[s] for s in range(4, 8)} == {5.0}
+    assert len({at[s] for s in range(4, 8)}) == 1
 
 
 async def test_next_free_slot_is_reported_per_bucket_in_wall_time() -> None:
@@ -83,7 +85,7 @@ async def test_next_free_slot_is_reported_per_bucket_in_wall_time() -> None:
     await gate.acquire(ShardId(1))
     slots = gate.next_slots()
     assert slots[0] == 1_000.0  # untouched bucket: free now
-    assert slots[1] == 1_005.0
+    assert slots[1] == 1_005.0 + gate.margin
     await clock.advance(6.0)
     assert gate.next_free_at(1) == clock.wall()
 
@@ -133,7 +135,7 @@ async def test_cancelled_waiter_consumes_nothing() -> None:
     await clock.settle()
     assert gate.waiting(0) == 0
     assert limit.remaining == 4
-    await clock.advance(5.0)
+    await clock.advance(6.0)
     await gate.acquire(ShardId(2))
     assert admitted_ids(gate) == [0, 2]
 

@@ -46,6 +46,7 @@ class ShardStats:
     #: Every dispatch given a seq for a session of this shard, in order (replays are not repeated here).
     sent: list[SentEvent] = field(default_factory=list)
     replayed: int = 0
+    heartbeats: int = 0
     identifies: int = 0
     resumes: int = 0
     resume_failures: int = 0
@@ -76,6 +77,7 @@ class ShardStats:
             "dispatches_sent": len(self.sent),
             "last_seq": self.sent[-1].seq if self.sent else None,
             "replayed": self.replayed,
+            "heartbeats": self.heartbeats,
             "not_replayable": sum(1 for e in self.sent if not e.replayable),
             "identifies": self.identifies,
             "resumes": self.resumes,

@@ -312,6 +312,8 @@ class GatewayHandler:
         if d is not None and not _is_int(d):
             raise Reject(CloseCode.UNKNOWN_OPCODE, "Heartbeat payload must be the last sequence or null.")
         conn.last_heartbeat = self.state.now()
+        if conn.shard_id is not None:
+            self.state.shard(conn.shard_id).heartbeats += 1
         if conn.session is not None:
             conn.session.confirm(d)
         conn.send(control(Opcode.HEARTBEAT_ACK))

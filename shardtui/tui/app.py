@@ -18,7 +18,6 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.events import Resize
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, RichLog, Static
@@ -131,7 +130,6 @@ class ShardTUI(App[int]):
         self._runtime_done = False
         self._fatal_shown = False
         self._tick_timer: Timer | None = None
-        self._last_width = 0
         self._startup_over = False
         super().__init__()
         for theme in self._theme_load.themes.values():
@@ -186,12 +184,8 @@ class ShardTUI(App[int]):
         table.reset_styles()
         table.rebuild()
 
-    def on_resize(self, event: Resize) -> None:
-        self._apply_width(event.size.width)
-
     def _apply_width(self, width: int) -> None:
-        if width and width != self._last_width:
-            self._last_width = width
+        if width:
             self.query_one(ShardTable).set_width(width)
 
     # -- the runtime worker ----------------------------------------------------------------------

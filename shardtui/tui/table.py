@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from rich.style import Style
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
@@ -53,6 +54,10 @@ class ShardTable(DataTable):
         #: Counters a test or the bench can read to prove updates stay incremental.
         self.cell_updates = 0
         self.rebuilds = 0
+
+    def on_resize(self, event: Resize) -> None:
+        # More columns when the terminal grows, fewer when it shrinks; rebuilds only if the set changes.
+        self.set_width(event.size.width)
 
     # -- selection ---------------------------------------------------------------------------------
 
@@ -104,17 +109,19 @@ class ShardTable(DataTable):
         columns = columns_for_width(width)
         if columns == self.shown_columns:
             return False
+        selected = self.selected_shard
         self.shown_columns = columns
         self.clear(columns=True)
         for column in columns:
             self.add_column(column.label, width=column.width, key=column.key)
         self.rendered.clear()
-        self.rebuild()
+        self.rebuild(selected)
         return True
 
-    def rebuild(self) -> None:
+    def rebuild(self, selected: int | None = None) -> None:
         """Clear and add every visible row in order (filter change, theme change, column change)."""
-        selected = self.selected_shard
+        if selected is None:
+            selected = self.selected_shard
         self.model.take_dirty()
         self.clear()
         self.rendered.clear()

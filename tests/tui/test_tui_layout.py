@@ -1,0 +1,117 @@
+"""Layout behaviour on a fixed fleet: columns per width, cursor kept by shard, theme fallback, diffs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fleet_fixture import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
+from textual.pilot import Pilot
+
+from shardtui.config import Config
+from shardtui.gateway.models import ShardId, ShardInfoUpdateEvent
+from shardtui.tui.app import ShardTUI
+from shardtui.tui.themes import DEFAULT_THEME, THEMES_DIR
+
+
+def make_app(config: Config | None = None, count: int = 8, **kwargs) -> tuple[ShardTUI, FixedManager]:
+    manager = FixedManager(fixed_fleet(count))
+    app = ShardTUI(
+        config or Config(),
+        runtime_factory=lambda _c: FixedRuntime(manager),
+        clock=lambda: FROZEN_NOW,
+        **kwargs,
+    )
+    return app, manager
+
+
+async def loaded(pilot: Pilot, count: int = 8) -> ShardTUI:
+    app = pilot.app
+    assert isinstance(app, ShardTUI)
+    for _ in range(300):
+        if app.table.row_count == count:
+            break
+        await pilot.pause()
+    assert app.table.row_count == count
+    return app
+
+
+async def test_resize_changes_columns_and_keeps_the_cursor_on_its_shard() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        narrow = len(app.table.shown_columns)
+        await pilot.press("down", "down", "down")
+        assert app.table.selected_shard == 3
+        await pilot.resize_terminal(180, 30)
+        await pilot.pause()
+        assert len(app.table.shown_columns) > narrow
+        assert "presence" in {c.key for c in app.table.shown_columns}
+        assert app.table.selected_shard == 3
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert len(app.table.shown_columns) == narrow
+        assert app.table.selected_shard == 3
+
+
+async def test_sorting_keeps_the_cursor_on_the_same_shard() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("down", "down")
+        assert app.table.selected_shard == 2
+        for _ in range(3):
+            await pilot.press("greater_than_sign")
+            assert app.table.selected_shard == 2
+        # Sorted by latency (slowest first), shard 7 leads and failed/stopped shards trail.
+        order = [int(row.key.value) for row in app.table.ordered_rows]
+        assert app.model.sort_key.value == "latency"
+        assert order[0] == 7 and set(order[-2:]) == {5, 6}
+
+
+async def test_updates_touch_only_changed_cells() -> None:
+    app, manager = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(pilot)
+        app._tick()
+        before_updates = app.table.cell_updates
+        rebuilds = app.table.rebuilds
+        info = manager.runners[ShardId(4)]
+        info.events_received += 1
+        info.last_seq += 1
+        app.model.apply(ShardInfoUpdateEvent(ShardId(4)))
+        app._tick()
+        assert app.table.cell_updates - before_updates == 2
+        assert app.table.rebuilds == rebuilds
+        assert app.table.get_cell("4", "events").plain == "5001"
+
+
+async def test_broken_theme_file_one_notification_and_default(tmp_path: Path) -> None:
+    for path in THEMES_DIR.glob("*.toml"):
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "shardtui-light.toml").write_text('name = "shardtui-light"\nprimary = 12\n')
+    config = Config()
+    config.ui.theme = "shardtui-light"
+    app, _ = make_app(config, themes_dir=tmp_path)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await loaded(pilot)
+        assert app.theme == DEFAULT_THEME
+        notes = [n for n in app._notifications if n.title == "Theme problem"]
+        assert len(notes) == 1
+        assert "shardtui-light.toml" in notes[0].message and "primary" in notes[0].message
+        await pilot.press("t")
+        assert app.theme != DEFAULT_THEME and app.theme != "shardtui-light"
+
+
+async def test_theme_switch_recolours_stage_cells() -> None:
+    app, _ = make_app()
+    async with app.run_test(size=(100, 24)) as pilot:
+        await loaded(pilot)
+        dark = app.table.get_cell("0", "stage").style.color
+        while app.theme != "shardtui-high-contrast":
+            await pilot.press("t")
+            await pilot.pause()
+        await pilot.pause()
+        contrast = app.table.get_cell("0", "stage").style.color
+        assert dark != contrast
+        assert contrast.triplet.hex == app.current_theme.variables["stage-connected"].lower()

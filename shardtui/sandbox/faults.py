@@ -72,8 +72,6 @@ def _apply(state: SandboxState, conn: Connection, kind: str, params: dict[str, A
                 conn.session = None
     elif kind == "close":
         code = int(params.get("code", CloseCode.UNKNOWN_ERROR))
-        if not (code == 1000 or 1001 <= code <= 1014 or 3000 <= code <= 4999):
-            raise ValueError(f"close code {code} is not one a server may send")
         reason = str(params.get("reason") or _reason(code))
         conn.close(code, reason)
     elif kind == "malformed":
@@ -118,6 +116,16 @@ def inject(state: SandboxState, kind: str, shard_id: int | None = None, **params
     """Apply a fault now; returns how many connections it touched (for sandbox-wide kinds: all open)."""
     if kind not in FAULT_KINDS:
         raise ValueError(f"unknown sandbox fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+    if kind == "close":
+        code = params.get("code", CloseCode.UNKNOWN_ERROR)
+        if (
+            not isinstance(code, int)
+            or code in (1004, 1005, 1006)
+            or not (1000 <= code <= 1014 or 3000 <= code <= 4999)
+        ):
+            raise ValueError(
+                f"close code {code} is not one a server may send (1000-1014 except 1004-1006, 3000-4999)"
+            )
     now = state.now()
     state.totals.faults[kind] += 1
     if kind == "delay_hello":

@@ -385,19 +385,20 @@ class ShardRunner:
         if self._outcome is not None:
             return
         self._outcome = outcome
-        if isinstance(outcome, Reconnect | Stop):
-            self.info.last_close_code = outcome.close_code
-            self.info.last_close_reason = outcome.reason
-            level = logging.INFO if isinstance(outcome, Stop) else logging.WARNING
-            how = "resuming" if isinstance(outcome, Reconnect) and outcome.resume else "identifying"
-            if isinstance(outcome, Reconnect):
-                self._log(level, f"reconnecting ({outcome.reason}); {how}")
+        if isinstance(outcome, Reconnect):
+            how = "resuming" if outcome.resume else "identifying"
+            self._log(logging.WARNING, f"reconnecting ({outcome.reason}); {how}")
         ws = self._ws
-        if ws is not None and not ws.closed and self._closer is None:
-            # Closing wakes the reader (it is in ws.receive()); the reader awaits this task.
-            self._closer = asyncio.create_task(
-                self._close_quietly(ws, _close_code_of(outcome)), name=f"shard-{self.shard_id}-close"
-            )
+        if ws is not None and not ws.closed:
+            # We are the ones closing: that is the close the operator should see.
+            if isinstance(outcome, Reconnect | Stop):
+                self.info.last_close_code = outcome.close_code
+                self.info.last_close_reason = outcome.reason
+            if self._closer is None:
+                # Closing wakes the reader (it is in ws.receive()); the reader awaits this task.
+                self._closer = asyncio.create_task(
+                    self._close_quietly(ws, _close_code_of(outcome)), name=f"shard-{self.shard_id}-close"
+                )
 
     async def _timer_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         shard = self._shard

@@ -23,6 +23,7 @@ from shardtui.gateway.protocol import (
 )
 
 from .payloads import guild_create_payload, presence_of, ready_payload, trace
+from .responses import error_response
 from .session import Session
 from .state import SandboxState
 from .tokens import token_matches
@@ -119,7 +120,7 @@ class GatewayHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         state = self.state
         if not web.WebSocketResponse().can_prepare(request).ok:
-            return web.json_response({"message": "404: Not Found", "code": 0}, status=404)
+            return error_response(404, "404: Not Found")
         if state.now() < state.refuse_until:
             state.totals.refused_connections += 1
             return web.Response(status=503, text="sandbox is refusing connections (injected fault)")

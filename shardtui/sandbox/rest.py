@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from .faults import FAULT_KINDS
+from .responses import error_response, json_response
 from .state import SandboxState
 from .tokens import token_matches
 
 API_VERSIONS = (9, 10)
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    # Built by hand: web.json_response appends "; charset=utf-8", which strict clients treat as text.
-    return web.Response(body=orjson.dumps(data), status=status, headers={"Content-Type": "application/json"})
-
-
-def _error(status: int, message: str, code: int = 0) -> web.Response:
-    return json_response({"message": message, "code": code}, status=status)
 
 
 class RestApi:
@@ -54,7 +45,7 @@ class RestApi:
 
     async def gateway_bot(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _error(401, "401: Unauthorized")
+            return error_response(401, "401: Unauthorized")
         return json_response(
             {
                 "url": self.state.gateway_url,
@@ -65,18 +56,18 @@ class RestApi:
 
     async def me(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _error(401, "401: Unauthorized")
+            return error_response(401, "401: Unauthorized")
         return json_response(self.state.world.user_payload())
 
     async def application(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _error(401, "401: Unauthorized")
+            return error_response(401, "401: Unauthorized")
         return json_response(self.state.world.application_payload())
 
     async def not_found(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _error(401, "401: Unauthorized")
-        return _error(404, "404: Not Found")
+            return error_response(401, "401: Unauthorized")
+        return error_response(404, "404: Not Found")
 
     # -- control API (loopback only) ----------------------------------------------------------------
 
@@ -89,41 +80,41 @@ class RestApi:
 
     async def control_stats(self, request: web.Request) -> web.Response:
         if not self._loopback(request):
-            return _error(403, "the sandbox control API only answers loopback clients")
+            return error_response(403, "the sandbox control API only answers loopback clients")
         data = self.state.stats(with_events=request.query.get("events") in ("1", "true"))
         data["rest_url"] = self._rest_url()
         return json_response(data)
 
     async def control_events(self, request: web.Request) -> web.Response:
         if not self._loopback(request):
-            return _error(403, "the sandbox control API only answers loopback clients")
+            return error_response(403, "the sandbox control API only answers loopback clients")
         try:
             shard_id = int(request.match_info["shard"])
         except ValueError:
-            return _error(400, "shard must be an integer")
+            return error_response(400, "shard must be an integer")
         stats = self.state.shard_stats.get(shard_id)
         return json_response([e.as_dict() for e in stats.sent] if stats else [])
 
     async def control_fault_kinds(self, request: web.Request) -> web.Response:
         if not self._loopback(request):
-            return _error(403, "the sandbox control API only answers loopback clients")
+            return error_response(403, "the sandbox control API only answers loopback clients")
         return json_response(FAULT_KINDS)
 
     async def control_inject(self, request: web.Request) -> web.Response:
         if not self._loopback(request):
-            return _error(403, "the sandbox control API only answers loopback clients")
+            return error_response(403, "the sandbox control API only answers loopback clients")
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            return _error(400, 'body must be JSON: {"kind": ..., "shard": null|int, ...params}')
+            return error_response(400, 'body must be JSON: {"kind": ..., "shard": null|int, ...params}')
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
-            return _error(400, "body needs a string 'kind'")
+            return error_response(400, "body needs a string 'kind'")
         kind = body.pop("kind")
         shard = body.pop("shard", None)
         if shard is not None and (not isinstance(shard, int) or isinstance(shard, bool)):
-            return _error(400, "'shard' must be an integer or null")
+            return error_response(400, "'shard' must be an integer or null")
         try:
             affected = self._inject(kind, shard, **body)
         except (ValueError, TypeError) as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         return json_response({"kind": kind, "shard": shard, "affected": affected})

@@ -32,6 +32,8 @@ MESSAGES = (
 GAMES = ("Rocket League", "Minecraft", "Stardew Valley", "Factorio", "Celeste", "Hades II", "Tetris 99")
 EMOJI = ("👍", "😂", "🎉", "❤️", "🔥", "👀")
 STATUSES = ("online", "online", "online", "idle", "dnd")
+#: 2026-01-01T00:00:00Z: the "present" of the generated world.
+WORLD_ANCHOR_MS = 1_767_225_600_000
 
 
 def iso(ms: int) -> str:
@@ -41,9 +43,11 @@ def iso(ms: int) -> str:
 class Snowflakes:
     """Unique, increasing snowflakes whose timestamps are spread the way real ids are."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, anchor_ms: int) -> None:
         self._rng = rng
         self._increment = 0
+        #: "Now" for ids of things that already exist, fixed so a seed always builds the same world.
+        self.anchor_ms = anchor_ms
 
     def at(self, ms: int) -> int:
         self._increment = (self._increment + 1) % 4096
@@ -51,8 +55,7 @@ class Snowflakes:
         return ((ms - DISCORD_EPOCH_MS) << 22) | (worker << 17) | (self._increment)
 
     def random_past(self, years_back: float = 6.0) -> int:
-        now = int(time.time() * 1000)
-        return self.at(now - int(self._rng.random() * years_back * 365 * 86_400_000))
+        return self.at(self.anchor_ms - int(self._rng.random() * years_back * 365 * 86_400_000))
 
     def now(self) -> int:
         return self.at(int(time.time() * 1000))
@@ -171,7 +174,7 @@ class World:
         self, rng: random.Random, guild_count: int, members_per_guild: int, bot_id: int | None
     ) -> None:
         self.rng = rng
-        self.snowflakes = Snowflakes(rng)
+        self.snowflakes = Snowflakes(rng, WORLD_ANCHOR_MS)
         self.bot = User(
             id=bot_id if bot_id is not None else self.snowflakes.random_past(),
             username="sandbox-bot",

@@ -357,3 +357,38 @@ async def test_stop_requested_while_waiting_to_reconnect_ends_promptly(
     h.runner.messenger.shutdown_clean()
     await asyncio.wait_for(h.task, 3.0)
     assert h.drain()[-1] == ShardManagerMessage.ShutdownFinished(h.runner.shard_id)
+
+
+async def test_oversized_dispatch_is_received_without_a_reconnect(sandbox_factory, harness_factory) -> None:
+    sandbox = await sandbox_factory()
+    h = harness_factory(sandbox)
+    await h.wait_connected()
+    sandbox.inject("oversized", 0, size=3 * 1024 * 1024)
+    await assert_all_delivered_once(h, sandbox)
+    assert len(h.received[-1].data["content"]) == 3 * 1024 * 1024
+    assert h.stage_changes() == FIRST_CONNECT
+
+
+async def test_hello_that_never_comes_is_given_up_on_and_retried(sandbox_factory, harness_factory) -> None:
+    sandbox = await sandbox_factory()
+    sandbox.inject("delay_hello", seconds=3.0, count=1)
+    h = harness_factory(sandbox, connect_timeout=0.3)
+    await h.wait_connected()
+    assert "no HELLO" in h.log_text()
+    assert h.info.identifies == 1
+    assert h.stage_changes()[:3] == [C.CONNECTING, C.HANDSHAKE, C.DISCONNECTED]
+
+
+async def test_two_shards_get_their_own_guilds_through_one_gate(sandbox_factory, harness_factory) -> None:
+    sandbox = await sandbox_factory(guilds=8)
+    first = harness_factory(sandbox, shard_id=0, total=2)
+    gate = first.gate
+    shards = [first, harness_factory(sandbox, shard_id=1, total=2, gate=gate)]
+    for h in shards:
+        await h.wait_connected()
+    for i, h in enumerate(shards):
+        expected = len(sandbox.guild_ids_for_shard(i, 2))
+        await h.wait_for(lambda h=h, n=expected: h.info.guilds == n, what=f"shard {i} guilds")
+        assert h.names().count("GUILD_CREATE") == expected
+    assert sorted(int(s) for s in gate.acquired) == [0, 1]
+    assert sandbox.stats()["identify_violations"] == 0

@@ -749,10 +749,16 @@ class ShardRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._ws = None
         delivery = self._delivery_task
+        cancelled_while_draining = False
         if delivery is not None:
             if clean:
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.wait_for(asyncio.shield(delivery), DRAIN_TIMEOUT)
+                except asyncio.CancelledError:
+                    # Cancelled mid-drain (the manager's shutdown timeout): finish cleaning up first.
+                    cancelled_while_draining = True
+                except Exception:
+                    pass
             delivery.cancel()
             await asyncio.gather(delivery, return_exceptions=True)
         while self._pending_awaitables:  # never awaited: close them so Python does not warn
@@ -771,6 +777,8 @@ class ShardRunner:
         self.info.running = False
         self.info.events_per_second = 0.0
         self._put_manager(ShardManagerMessage.ShutdownFinished(self.shard_id))
+        if cancelled_while_draining:
+            raise asyncio.CancelledError
 
 
 def _chunk_payload(message: ShardRunnerMessage.ChunkGuild) -> dict[str, Any]:

@@ -135,6 +135,7 @@ class ShardQueuer:
         #: bucket -> (shard in flight, monotonic time it was spawned)
         self._in_flight: dict[int, tuple[ShardId, float]] = {}
         self._spawned: set[ShardId] = set()
+        self._unread_starts: list[ShardId] = []
         self._starts: dict[ShardId, ShardQueuerMessage.Start] = {}
         self._at_gate: set[ShardId] = set()
         self._not_before: dict[int, float] = {}
@@ -158,6 +159,9 @@ class ShardQueuer:
         if self._closed:
             log.debug("queuer closed; dropping %r", message)
             return
+        if isinstance(message, ShardQueuerMessage.Start):
+            # Counted as queued from now on, not only once the task has read it.
+            self._unread_starts.append(message.shard_id)
         self._rx.put_nowait(message)
 
     def notify_progress(self, shard_id: ShardId) -> None:
@@ -169,6 +173,8 @@ class ShardQueuer:
         self._post(_Finished(ShardId(int(shard_id)), retry))
 
     def is_queued(self, shard_id: ShardId) -> bool:
+        if shard_id in self._unread_starts:
+            return True
         bucket = self.bucket_of(shard_id)
         return any(start.shard_id == shard_id for start in self._pending.get(bucket, ()))
 
@@ -179,7 +185,7 @@ class ShardQueuer:
         return bucket_for_shard(int(shard_id), self.max_concurrency)
 
     def status(self) -> QueueStatus:
-        queued: list[ShardId] = []
+        queued: list[ShardId] = list(dict.fromkeys(self._unread_starts))
         for bucket in sorted(self._pending):
             queued.extend(start.shard_id for start in self._pending[bucket])
         identifying = {shard for shard, _ in self._in_flight.values()} | self._at_gate
@@ -187,7 +193,7 @@ class ShardQueuer:
         budget_fn = getattr(self.gate, "budget_remaining", None)
         gate_reason = getattr(self.gate, "waiting_reason", None)
         return QueueStatus(
-            queued=tuple(sorted(queued)),
+            queued=tuple(sorted(set(queued))),
             identifying=tuple(sorted(identifying)),
             next_slots=next_slots_fn() if callable(next_slots_fn) else {},
             waiting_reason=self.waiting_reason or gate_reason,
@@ -234,6 +240,8 @@ class ShardQueuer:
 
     def _handle(self, message: ShardQueuerMessageT | _Progressed | _Finished | _Tick) -> None:
         if isinstance(message, ShardQueuerMessage.Start):
+            with contextlib.suppress(ValueError):
+                self._unread_starts.remove(message.shard_id)
             self._enqueue(message, front=False)
         elif isinstance(message, ShardQueuerMessage.ShutdownShard):
             self._shutdown_shard(message.shard_id, message.code)
@@ -281,6 +289,9 @@ class ShardQueuer:
             del self._in_flight[bucket]
 
     def _drop_all_pending(self) -> None:
+        for shard_id in dict.fromkeys(self._unread_starts):
+            self._dequeued(shard_id)
+        self._unread_starts.clear()
         for line in self._pending.values():
             while line:
                 self._dequeued(line.popleft().shard_id)

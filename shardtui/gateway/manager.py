@@ -1,0 +1,683 @@
+"""``ShardManager``: the user's handle on every shard this process runs.
+
+It reads ``GET /gateway/bot``, keeps a ``ShardRunnerInfo`` for every shard in range from the moment
+it is queued, boots shards through the ``ShardQueuer`` (identify buckets, session start budget),
+and owns the monitor task that keeps those infos true. Restarts resume when the session is alive
+(``force_identify`` for a fresh IDENTIFY), shutdown acknowledgements are matched by shard id,
+``shutdown_all()`` closes every shard in parallel in bounded time and leaves no task behind, and
+a fatal authentication or intents error stops everything and is reported once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from shardtui.gateway.errors import FatalGatewayError, GatewayError
+from shardtui.gateway.gate import (
+    SYSTEM_CLOCK,
+    Clock,
+    IdentifyGate,
+    InMemoryIdentifyGate,
+    SessionStartLimit,
+    describe_duration,
+    describe_wall_time,
+)
+from shardtui.gateway.health import HealthPolicy, RateTracker, assess_health
+from shardtui.gateway.http import fetch_gateway_bot
+from shardtui.gateway.messages import ShardManagerMessageT, ShardQueuerMessage
+from shardtui.gateway.models import (
+    ConnectionStage,
+    Dispatch,
+    FatalErrorEvent,
+    ManagerEvent,
+    Presence,
+    ShardHealth,
+    ShardId,
+    ShardInfoUpdateEvent,
+    ShardLogEvent,
+    ShardRunnerInfo,
+    ShardStageUpdateEvent,
+)
+from shardtui.gateway.monitor import ShardManagerMonitor
+from shardtui.gateway.planner import Plan, format_shard_ids, make_plan
+from shardtui.gateway.protocol import COMPRESSIONS, IDENTIFY_WINDOW_SECONDS, GatewayIntents
+from shardtui.gateway.queuer import QueueStatus, ShardQueuer
+
+log = logging.getLogger("shardtui.gateway.manager")
+
+#: A runner that crashed (raised out of ``run()``) this many times in a row is not started again.
+MAX_CRASH_RESTARTS = 3
+
+
+@dataclass
+class ShardManagerOptions:
+    token: str = field(repr=False)
+    intents: GatewayIntents
+    #: "https://discord.com/api/v10" or a sandbox's rest_url; the gateway url comes from /gateway/bot.
+    rest_url: str
+    #: None = "auto": the count /gateway/bot recommends.
+    shard_total: int | None = None
+    #: First..last shard id (inclusive) this process runs; None = all.
+    shard_range: tuple[int, int] | None = None
+    compression: str = "zstd-stream"
+    large_threshold: int = 250
+    presence: Presence | None = None
+    event_handler: Callable[[Dispatch], Any] | None = None
+    #: Seconds per identify bucket slot (Discord: 5; sandbox tests shorten it).
+    identify_window: float = IDENTIFY_WINDOW_SECONDS
+    #: None = what /gateway/bot says.
+    max_concurrency: int | None = None
+    #: Persisted sessions (zero-downtime restarts).
+    state_file: str | None = None
+    #: Seconds between wedged-shard checks (0 disables them).
+    health_interval: float = 5.0
+    health_policy: HealthPolicy = field(default_factory=HealthPolicy)
+    #: How long ``shutdown`` / ``shutdown_all`` wait for runners to close before cancelling them.
+    shutdown_timeout: float = 5.0
+    #: Timeout of the ``GET /gateway/bot`` request.
+    request_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, str) or not self.token.strip():
+            raise ValueError("a bot token is required")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(
+                f"compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}"
+            )
+        if not 50 <= self.large_threshold <= 250:
+            raise ValueError(f"large_threshold must be 50..250, got {self.large_threshold}")
+        if self.identify_window < 0:
+            raise ValueError(f"identify_window must not be negative, got {self.identify_window}")
+        if self.shard_total is not None and self.shard_total < 1:
+            raise ValueError(f"shard_total must be at least 1, got {self.shard_total}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.shard_range is not None:
+            first, last = self.shard_range
+            if first < 0 or last < first:
+                raise ValueError(
+                    f"shard_range must be first..last with 0 <= first <= last, got {self.shard_range}"
+                )
+            if self.shard_total is not None and last >= self.shard_total:
+                raise ValueError(f"shard_range {first}..{last} does not fit in {self.shard_total} shards")
+
+
+class ShardManager:
+    def __init__(
+        self,
+        options: ShardManagerOptions,
+        *,
+        gate: IdentifyGate | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        #: Every shard in range, from the moment it is queued.
+        self.runners: dict[ShardId, ShardRunnerInfo] = {}
+        #: READY's ``user`` once a shard is ready.
+        self.bot_user: dict[str, Any] | None = None
+        self.session_start_limit: SessionStartLimit | None = None
+        #: Set once when Discord refused the bot (bad token, intents): every shard is stopped.
+        self.fatal_error: FatalErrorEvent | None = None
+        #: The gateway url /gateway/bot advertised (no query).
+        self.gateway_url: str | None = None
+        self.shard_total: int | None = options.shard_total
+        self.max_concurrency: int | None = options.max_concurrency
+        self._range = options.shard_range
+        self._gate: IdentifyGate | None = gate
+        self._subscribers: list[Callable[[ManagerEvent], Any]] = []
+        self._manager_tx: asyncio.Queue[Any] = asyncio.Queue()
+        self._monitor = ShardManagerMonitor(self, self._manager_tx)
+        self._queuer: ShardQueuer | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._runner_objects: dict[ShardId, Any] = {}
+        self._tasks: dict[ShardId, asyncio.Task[None]] = {}
+        self._stopping: dict[ShardId, int] = {}
+        self._boot_after_stop: set[ShardId] = set()
+        self._finished_waiters: dict[ShardId, list[asyncio.Future[None]]] = {}
+        self._resume_states: dict[ShardId, Any] = {}
+        self._crashes: dict[ShardId, int] = {}
+        self._aux_tasks: set[asyncio.Task[Any]] = set()
+        self._health_task: asyncio.Task[None] | None = None
+        self._rates = RateTracker()
+        self._stage_event = asyncio.Event()
+        self._initialized = False
+        self._closing = False
+        self._closed = False
+        self._closed_event = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return (
+            f"ShardManager(rest_url={self.options.rest_url!r}, shards={len(self.runners)}, "
+            f"total={self.shard_total})"
+        )
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[ManagerEvent], Any]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every manager event; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, event: ManagerEvent) -> None:
+        for callback in list(self._subscribers):
+            try:
+                result = callback(event)
+                if inspect.iscoroutine(result):
+                    # Subscribers are plain callables; a coroutine would never run, so say so once.
+                    result.close()
+                    log.warning(
+                        "event subscriber %r returned a coroutine; subscribers must be sync", callback
+                    )
+            except Exception:
+                log.exception("event subscriber %r failed on %s", callback, type(event).__name__)
+
+    def _log(self, shard_id: ShardId | None, level: int, message: str) -> None:
+        log.log(level, "%s%s", "" if shard_id is None else f"shard {shard_id}: ", message)
+        self._emit(ShardLogEvent(shard_id, level, message))
+
+    def _stage_changed(self) -> None:
+        self._stage_event.set()
+        self._stage_event = asyncio.Event()
+
+    # -- start ------------------------------------------------------------------------------------
+
+    def set_shards(self, index: int, init: int, total: int) -> None:
+        """Run shards ``index .. index+init-1`` of ``total`` (call before ``initialize()``)."""
+        if self._initialized:
+            raise RuntimeError("set_shards() must be called before initialize()")
+        if total < 1 or init < 1 or index < 0 or index + init > total:
+            raise ValueError(f"cannot run {init} shards from {index} out of {total}")
+        self._range = (index, index + init - 1)
+        self.shard_total = total
+
+    async def initialize(self) -> None:
+        """Read /gateway/bot, then queue every shard in range. Raises ``FatalGatewayError`` when
+        the token is rejected and ``GatewayError`` when the gateway cannot be found."""
+        if self._initialized:
+            return
+        if self._closing or self._closed:
+            raise RuntimeError("this ShardManager was shut down; make a new one")
+        self._initialized = True
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        try:
+            bot = await fetch_gateway_bot(
+                self._session,
+                self.options.rest_url,
+                self.options.token,
+                request_timeout=self.options.request_timeout,
+                clock=self.clock,
+            )
+        except FatalGatewayError as exc:
+            self.fatal_error = FatalErrorEvent(exc.kind, exc.message, (), exc.code)
+            await self._close_session()
+            raise
+        except BaseException:
+            await self._close_session()
+            raise
+        self.gateway_url = bot.url
+        self.session_start_limit = bot.session_start_limit
+        total = self.shard_total or bot.shards
+        self.shard_total = total
+        if self.max_concurrency is None:
+            limit = bot.session_start_limit
+            self.max_concurrency = limit.max_concurrency if limit is not None else 1
+        first, last = self._range if self._range is not None else (0, total - 1)
+        if last >= total:
+            await self._close_session()
+            raise GatewayError(f"shard range {first}..{last} does not fit in {total} shards")
+        ids = [ShardId(i) for i in range(first, last + 1)]
+
+        gate = self._gate
+        if gate is None:
+            gate = InMemoryIdentifyGate(
+                self.max_concurrency, self.options.identify_window, self.session_start_limit, self.clock
+            )
+            self._gate = gate
+        elif isinstance(gate, InMemoryIdentifyGate) and self.session_start_limit is not None:
+            gate.update_limit(self.session_start_limit)
+        if isinstance(gate, InMemoryIdentifyGate):
+            gate.on_waiting_change = self._on_waiting_change
+            # The gate counts the budget down from here; keep the manager's view the same object.
+            self.session_start_limit = gate.limit
+
+        self._queuer = ShardQueuer(
+            gate,
+            self._spawn_runner,
+            self._stop_runner,
+            max_concurrency=self.max_concurrency,
+            clock=self.clock,
+            on_dequeued=self._on_dequeued,
+            on_waiting_change=self._on_waiting_change,
+        )
+        self._monitor.start()
+        self._queuer.start()
+        if self.options.health_interval > 0:
+            self._health_task = asyncio.create_task(self._health_loop(), name="shardtui-health")
+
+        for shard_id in ids:
+            self.runners[shard_id] = ShardRunnerInfo(shard_id, total, running=True)
+        self._log(
+            None,
+            logging.INFO,
+            f"starting {format_shard_ids(ids)} of {total} (max_concurrency {self.max_concurrency}, "
+            f"gateway {bot.url})",
+        )
+        limit = self.session_start_limit
+        if limit is not None and limit.remaining < len(ids):
+            self._log(
+                None,
+                logging.WARNING,
+                f"{len(ids)} shards to start but only {limit.remaining} session starts left today: "
+                f"{max(0, limit.remaining)} start now, the rest wait for the reset at "
+                f"{describe_wall_time(limit.reset_at)} "
+                f"(in {describe_duration(limit.reset_at - self.clock.wall())})",
+            )
+        for shard_id in ids:
+            self._emit(ShardInfoUpdateEvent(shard_id))
+            self._queuer.send(ShardQueuerMessage.Start(shard_id, total))
+
+    def _on_waiting_change(self, reason: str | None) -> None:
+        if reason is not None:
+            self._emit(ShardLogEvent(None, logging.WARNING, reason))
+        else:
+            self._emit(ShardLogEvent(None, logging.INFO, "identifies may go again"))
+
+    # -- runners ----------------------------------------------------------------------------------
+
+    def _handle_dispatch(self, dispatch: Dispatch) -> Awaitable[Any] | None:
+        if dispatch.name == "READY" and isinstance(dispatch.data, dict):
+            user = dispatch.data.get("user")
+            if isinstance(user, dict):
+                self.bot_user = user
+        handler = self.options.event_handler
+        if handler is None:
+            return None
+        return handler(dispatch)
+
+    def _spawn_runner(self, start: ShardQueuerMessage.Start, gate: IdentifyGate) -> None:
+        from shardtui.gateway.runner import ShardRunner, ShardRunnerOptions
+
+        info = self.runners.get(start.shard_id)
+        if info is None or self._closing:
+            raise RuntimeError(f"shard {start.shard_id} is not run by this manager")
+        if self.gateway_url is None:
+            raise RuntimeError("initialize() has not read the gateway url yet")
+        resume = None if start.force_identify else self._resume_states.pop(start.shard_id, None)
+        options = ShardRunnerOptions(
+            token=self.options.token,
+            gateway_url=self.gateway_url,
+            intents=self.options.intents,
+            identify_gate=gate,
+            compression=self.options.compression,
+            large_threshold=self.options.large_threshold,
+            presence=self.options.presence,
+            event_handler=self._handle_dispatch,
+            session=self._session,
+            resume=resume,
+        )
+        runner = ShardRunner(start.shard_id, start.total, options, info, self._manager_tx, self._emit)
+        info.running = True
+        info.runner_tx = runner.messenger
+        self._runner_objects[start.shard_id] = runner
+        self._tasks[start.shard_id] = asyncio.create_task(
+            self._run_runner(start.shard_id, runner), name=f"shardtui-shard-{start.shard_id}"
+        )
+
+    async def _run_runner(self, shard_id: ShardId, runner: Any) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # run() promises never to raise; if it does, the shard still has to be accounted for.
+            log.exception("shard %s runner crashed", shard_id)
+            self._crashes[shard_id] = self._crashes.get(shard_id, 0) + 1
+            self._manager_tx.put_nowait(_crash_finished(shard_id))
+
+    def _stop_runner(self, shard_id: ShardId, code: int) -> None:
+        """Stop a running shard: 1000/1001 end its session; any other code keeps it resumable."""
+        self._stopping[shard_id] = code
+        runner = self._runner_objects.get(shard_id)
+        if code in (1000, 1001) and runner is not None:
+            runner.messenger.close(code, "shutdown")
+            return
+        # A cancelled runner closes its socket with a resumable code and keeps its session, which
+        # _on_runner_finished saves for the next boot; a Close message would reconnect instead.
+        task = self._tasks.get(shard_id)
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _on_dequeued(self, shard_id: ShardId) -> None:
+        info = self.runners.get(shard_id)
+        if info is not None and shard_id not in self._tasks:
+            info.running = False
+            self._emit(ShardInfoUpdateEvent(shard_id))
+        self._resolve_finished(shard_id)
+
+    def _resolve_finished(self, shard_id: ShardId) -> None:
+        for waiter in self._finished_waiters.pop(shard_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _on_runner_finished(self, shard_id: ShardId) -> None:
+        """The monitor saw ``ShutdownFinished(shard_id)``: the runner is gone."""
+        task = self._tasks.get(shard_id)
+        if task is not None and not task.done():
+            # The runner's last act is the ShutdownFinished message; its task ends right after.
+            await asyncio.wait({task}, timeout=1.0)
+            if not task.done():
+                log.debug("shard %s sent ShutdownFinished but is still running", shard_id)
+                return
+        self._tasks.pop(shard_id, None)
+        runner = self._runner_objects.pop(shard_id, None)
+        info = self.runners.get(shard_id)
+        requested = shard_id in self._stopping
+        code = self._stopping.pop(shard_id, None)
+        if runner is not None and code is not None and code not in (1000, 1001):
+            state = getattr(runner, "session_state", lambda: None)()
+            if state is not None:
+                self._resume_states[shard_id] = state
+        if info is not None:
+            old = info.stage
+            info.running = False
+            info.latency = None
+            info.stage = ConnectionStage.DISCONNECTED
+            if old is not ConnectionStage.DISCONNECTED:
+                self._emit(ShardStageUpdateEvent(shard_id, old, ConnectionStage.DISCONNECTED))
+                self._stage_changed()
+            self._emit(ShardInfoUpdateEvent(shard_id))
+        self._resolve_finished(shard_id)
+        if self._queuer is None or self._closing:
+            return
+        fatal = info is not None and info.fatal_error is not None
+        if shard_id in self._boot_after_stop:
+            self._boot_after_stop.discard(shard_id)
+            self._queue_start(shard_id, force_identify=False)
+        elif not requested and not fatal and self.fatal_error is None:
+            crashes = self._crashes.get(shard_id, 0)
+            if crashes >= MAX_CRASH_RESTARTS and info is not None:
+                info.fatal_error = f"the runner crashed {crashes} times in a row; not starting it again"
+                info.health, info.health_reason = ShardHealth.FAILED, info.fatal_error
+                self._emit(FatalErrorEvent("gateway", info.fatal_error, (shard_id,), None))
+                self._queuer.notify_finished(shard_id, retry=False)
+                return
+            self._log(shard_id, logging.WARNING, "runner ended unexpectedly; starting it again")
+            if info is not None:
+                info.running = True
+            self._queuer.notify_finished(shard_id, retry=True)
+            return
+        self._queuer.notify_finished(shard_id, retry=False)
+
+    def _queue_start(self, shard_id: ShardId, *, force_identify: bool) -> None:
+        assert self._queuer is not None and self.shard_total is not None
+        info = self.runners[shard_id]
+        info.running = True
+        info.fatal_error = None
+        info.health, info.health_reason = ShardHealth.OK, ""
+        self._crashes.pop(shard_id, None)
+        self._emit(ShardInfoUpdateEvent(shard_id))
+        self._queuer.send(ShardQueuerMessage.Start(shard_id, self.shard_total, force_identify))
+
+    def _stop_everything(self) -> None:
+        """After a bot-wide fatal error: drop the queue and stop every runner; nothing retries."""
+        if self._queuer is not None:
+            for shard_id in self._queuer.status().queued:
+                self._queuer.send(ShardQueuerMessage.ShutdownShard(shard_id, 1000))
+        self._boot_after_stop.clear()
+        for shard_id in list(self._tasks):
+            self._stop_runner(shard_id, 1000)
+
+    def _spawn_aux(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._aux_tasks.add(task)
+        task.add_done_callback(self._aux_tasks.discard)
+
+    # -- operator actions -------------------------------------------------------------------------
+
+    def _check_shard(self, shard_id: ShardId) -> ShardId:
+        shard_id = ShardId(int(shard_id))
+        if shard_id not in self.runners:
+            raise ValueError(
+                f"shard {shard_id} is not run by this process (it runs {format_shard_ids(self.runners)})"
+            )
+        return shard_id
+
+    async def restart(self, shard_id: ShardId, *, force_identify: bool = False) -> None:
+        """Reconnect a shard: RESUME when its session is alive (no identify spent), a fresh
+        IDENTIFY through the gate when ``force_identify`` or when it has no session."""
+        shard_id = self._check_shard(shard_id)
+        if self._closing:
+            return
+        runner = self._runner_objects.get(shard_id)
+        task = self._tasks.get(shard_id)
+        if runner is not None and task is not None and not task.done() and shard_id not in self._stopping:
+            how = "with a fresh identify" if force_identify else "resuming if the session is alive"
+            self._log(shard_id, logging.INFO, f"restart requested ({how})")
+            runner.messenger.restart(force_identify)
+            return
+        await self.boot(shard_id, force_identify=force_identify)
+
+    def _request_shutdown(self, shard_id: ShardId, code: int = 1000) -> bool:
+        """Ask a shard to stop without waiting; True when there is something to wait for."""
+        if self._queuer is not None and self._queuer.is_queued(shard_id):
+            self._queuer.send(ShardQueuerMessage.ShutdownShard(shard_id, code))
+            return True
+        self._boot_after_stop.discard(shard_id)
+        if shard_id in self._tasks:
+            self._log(shard_id, logging.INFO, f"shutting down (close {code})")
+            self._stop_runner(shard_id, code)
+            return True
+        return False
+
+    async def shutdown(self, shard_id: ShardId, code: int = 1000) -> None:
+        """Stop one shard and wait (bounded) until its runner is gone. 1000 ends the session; any
+        other code keeps it resumable for a later ``boot``."""
+        shard_id = self._check_shard(shard_id)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finished_waiters.setdefault(shard_id, []).append(waiter)
+        if not self._request_shutdown(shard_id, code):
+            self._resolve_finished(shard_id)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.options.shutdown_timeout)
+        except TimeoutError:
+            task = self._tasks.get(shard_id)
+            if task is not None and not task.done():
+                self._log(shard_id, logging.WARNING, "did not close in time; cancelling its runner")
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self._manager_tx.put_nowait(_crash_finished(shard_id))
+                await asyncio.wait_for(asyncio.shield(waiter), 1.0)
+
+    async def boot(self, shard_id: ShardId, *, force_identify: bool = False) -> None:
+        """Start a stopped shard through the queuer (it identifies, or resumes a kept session)."""
+        shard_id = self._check_shard(shard_id)
+        if self._queuer is None or self._closing:
+            raise RuntimeError("the manager is not running (call initialize() first)")
+        if self._queuer.is_queued(shard_id):
+            return
+        if shard_id in self._tasks:
+            if shard_id in self._stopping:
+                self._boot_after_stop.add(shard_id)
+            return
+        if force_identify:
+            self._resume_states.pop(shard_id, None)
+        self._log(shard_id, logging.INFO, "booting")
+        self._queue_start(shard_id, force_identify=force_identify)
+
+    async def shutdown_all(self, *, keep_sessions: bool = False) -> None:
+        """Close every shard in parallel, wait at most ``shutdown_timeout`` (then cancel the rest),
+        stop the queuer, monitor and health tasks and close the HTTP session. Idempotent."""
+        if self._closed or self._closing:
+            await self._closed_event.wait()
+            return
+        self._closing = True
+        try:
+            self._emit(ShardLogEvent(None, logging.INFO, "shutting down all shards"))
+            if self._queuer is not None:
+                await self._queuer.close()
+            code = 4000 if keep_sessions else 1000
+            for shard_id in list(self._tasks):
+                try:
+                    self._stop_runner(shard_id, code)
+                except Exception:
+                    log.exception("asking shard %s to stop failed", shard_id)
+            tasks = [t for t in self._tasks.values() if not t.done()]
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self.options.shutdown_timeout)
+                if pending:
+                    stragglers = sorted(sid for sid, t in self._tasks.items() if t in pending)
+                    self._log(
+                        None,
+                        logging.WARNING,
+                        f"{format_shard_ids(stragglers)} did not close within "
+                        f"{describe_duration(self.options.shutdown_timeout)}; cancelling",
+                    )
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+            await self._monitor.close()
+            for shard_id in list(self._tasks):
+                self._tasks.pop(shard_id, None)
+                self._runner_objects.pop(shard_id, None)
+            for shard_id, info in self.runners.items():
+                if info.running or info.stage is not ConnectionStage.DISCONNECTED:
+                    old = info.stage
+                    info.running = False
+                    info.latency = None
+                    info.stage = ConnectionStage.DISCONNECTED
+                    if old is not ConnectionStage.DISCONNECTED:
+                        self._emit(ShardStageUpdateEvent(shard_id, old, ConnectionStage.DISCONNECTED))
+                    self._emit(ShardInfoUpdateEvent(shard_id))
+                self._resolve_finished(shard_id)
+            await self._cancel_background()
+            await self._close_session()
+        finally:
+            self._closed = True
+            self._closed_event.set()
+            self._stage_changed()
+
+    async def _cancel_background(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in (self._health_task, *self._aux_tasks) if t is not None and t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._health_task = None
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def has(self, shard_id: ShardId) -> bool:
+        """True while the shard has a runner (connecting, connected or reconnecting)."""
+        task = self._tasks.get(ShardId(int(shard_id)))
+        return task is not None and not task.done()
+
+    def shards_instantiated(self) -> list[ShardId]:
+        return sorted(sid for sid, task in self._tasks.items() if not task.done())
+
+    def queue_status(self) -> QueueStatus:
+        if self._queuer is None:
+            return QueueStatus(queued=(), identifying=())
+        return self._queuer.status()
+
+    def plan(self, action: str, shard_ids: Iterable[ShardId]) -> Plan:
+        """What ``action`` on ``shard_ids`` would cost, before doing it (see :mod:`planner`)."""
+        mc = self.max_concurrency or 1
+        now = self.clock.wall()
+        gate = self._gate
+        bucket_free_in: dict[int, float] = {}
+        next_slots = getattr(gate, "next_slots", None)
+        if callable(next_slots):
+            bucket_free_in = {b: max(0.0, at - now) for b, at in next_slots().items()}
+        status = self.queue_status()
+        budget_fn = getattr(gate, "budget_remaining", None)
+        budget = budget_fn() if callable(budget_fn) else None
+        limit = self.session_start_limit
+        if budget is None and limit is not None:
+            budget = limit.remaining
+        reset_in = None if limit is None else max(0.0, limit.reset_at - now)
+        window = getattr(gate, "window", self.options.identify_window)
+        return make_plan(
+            action,
+            shard_ids,
+            infos=self.runners,
+            max_concurrency=mc,
+            window=window,
+            bucket_free_in=bucket_free_in,
+            queued_ahead=status.queued_per_bucket(mc),
+            budget_remaining=budget,
+            reset_in=reset_in,
+        )
+
+    async def wait_until_connected(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contract's name
+        """Wait until every shard in range is CONNECTED; False on timeout or a fatal error."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self.fatal_error is not None:
+                return False
+            if self.runners and all(i.stage is ConnectionStage.CONNECTED for i in self.runners.values()):
+                return True
+            if self._closed:
+                return False
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            event = self._stage_event
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
+
+    # -- health -----------------------------------------------------------------------------------
+
+    async def _health_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.options.health_interval)
+            try:
+                self.check_health()
+            except Exception:
+                log.exception("health check failed")
+
+    def check_health(self) -> None:
+        """One wedged-shard check over every shard; emits info updates for verdicts that changed."""
+        now = self.clock.wall()
+        infos = list(self.runners.values())
+        # Smoothed over tens of seconds: the runner's own events/s reacts too fast to judge silence.
+        rates = self._rates.update(infos, now)
+        verdicts = assess_health(infos, now, rates, self.options.health_policy)
+        for info in infos:
+            changed = False
+            verdict = verdicts[info.shard_id]
+            if (verdict.health, verdict.reason) != (info.health, info.health_reason):
+                was = info.health
+                info.health, info.health_reason = verdict.health, verdict.reason
+                changed = True
+                if verdict.health is ShardHealth.WEDGED and was is not ShardHealth.WEDGED:
+                    self._log(info.shard_id, logging.WARNING, f"wedged: {verdict.reason}")
+                elif was is ShardHealth.WEDGED and verdict.health is ShardHealth.OK:
+                    self._log(info.shard_id, logging.INFO, "no longer wedged")
+            if changed:
+                self._emit(ShardInfoUpdateEvent(info.shard_id))
+
+
+def _crash_finished(shard_id: ShardId) -> ShardManagerMessageT:
+    from shardtui.gateway.messages import ShardManagerMessage
+
+    return ShardManagerMessage.ShutdownFinished(shard_id)

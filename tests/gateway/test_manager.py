@@ -1,0 +1,383 @@
+"""ShardManager against the real sandbox and the real runner: boot pacing, restarts, shutdowns,
+the session start budget, fatal errors, events, and a clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from shardtui.gateway.errors import FatalGatewayError
+from shardtui.gateway.health import HealthPolicy
+from shardtui.gateway.manager import ShardManager, ShardManagerOptions
+from shardtui.gateway.models import (
+    ConnectionStage,
+    FatalErrorEvent,
+    ShardHealth,
+    ShardId,
+    ShardInfoUpdateEvent,
+    ShardLogEvent,
+    ShardStageUpdateEvent,
+)
+from shardtui.gateway.protocol import GatewayIntents
+
+
+def options_for(sandbox, **overrides) -> ShardManagerOptions:
+    values = {
+        "token": sandbox.token,
+        "intents": GatewayIntents.default(),
+        "rest_url": sandbox.rest_url,
+        "identify_window": sandbox._state.settings.identify_window,
+        "shutdown_timeout": 3.0,
+        "health_interval": 0.0,
+    }
+    values.update(overrides)
+    return ShardManagerOptions(**values)
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (polling), or fail."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition never became true")
+        await asyncio.sleep(0.02)
+
+
+def leftover_tasks(before: set[asyncio.Task]) -> set[asyncio.Task]:
+    """Tasks started since ``before`` that are still alive, except the sandbox server's own
+    per-connection handlers (the server side, which ends when it notices the client is gone)."""
+    return {
+        task
+        for task in asyncio.all_tasks() - before
+        if not task.get_coro().__qualname__.startswith(("RequestHandler.", "WebSocketResponse."))
+    }
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def __call__(self, event: object) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture
+async def managers():
+    made: list[ShardManager] = []
+
+    def make(options: ShardManagerOptions) -> ShardManager:
+        manager = ShardManager(options)
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        await manager.shutdown_all()
+
+
+def shard_stats(sandbox, shard: int) -> dict:
+    return sandbox.stats()["shards"][str(shard)]
+
+
+@pytest.mark.parametrize(("shards", "max_concurrency"), [(4, 1), (8, 4)])
+async def test_fleet_boots_within_identify_limits(sandbox_factory, managers, shards, max_concurrency) -> None:
+    sandbox = await sandbox_factory(shards=shards, max_concurrency=max_concurrency, guilds=2 * shards)
+    manager = managers(options_for(sandbox))
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    await manager.initialize()
+    assert await manager.wait_until_connected(20.0)
+    stats = sandbox.stats()
+    assert stats["identify_violations"] == 0
+    assert [shard_stats(sandbox, i)["identifies"] for i in range(shards)] == [1] * shards
+    assert manager.shard_total == shards
+    assert manager.max_concurrency == max_concurrency
+    assert manager.shards_instantiated() == [ShardId(i) for i in range(shards)]
+    assert manager.bot_user is not None and int(manager.bot_user["id"]) == sandbox.bot_user_id
+    assert sum(info.guilds for info in manager.runners.values()) == 2 * shards
+    assert manager._queuer is not None
+    assert manager._queuer.spawn_order == [ShardId(i) for i in range(shards)]
+
+    # Stage events per shard form one unbroken chain from DISCONNECTED through IDENTIFYING to CONNECTED.
+    for i in range(shards):
+        chain = [e for e in recorder.of(ShardStageUpdateEvent) if e.shard_id == ShardId(i)]
+        assert chain[0].old is ConnectionStage.DISCONNECTED
+        assert all(a.new is b.old for a, b in itertools.pairwise(chain))
+        news = [e.new for e in chain]
+        assert ConnectionStage.IDENTIFYING in news
+        assert news.index(ConnectionStage.IDENTIFYING) < news.index(ConnectionStage.CONNECTED)
+        assert chain[-1].new is ConnectionStage.CONNECTED
+
+
+async def test_runners_hold_every_shard_from_the_moment_it_is_queued(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=3, identify_window=0.3)
+    manager = managers(options_for(sandbox))
+    await manager.initialize()
+    # Right after initialize() every shard is known, running, and truthfully not connected yet.
+    assert sorted(manager.runners) == [ShardId(0), ShardId(1), ShardId(2)]
+    assert all(info.running for info in manager.runners.values())
+    assert all(info.stage is not ConnectionStage.CONNECTED for info in manager.runners.values())
+    status = manager.queue_status()
+    assert set(status.queued) | set(status.identifying) == {ShardId(0), ShardId(1), ShardId(2)}
+    assert await manager.wait_until_connected(20.0)
+    assert manager.queue_status().queued == ()
+
+
+async def test_restart_resumes_and_force_identify_identifies(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    manager = managers(options_for(sandbox))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    info = manager.runners[ShardId(1)]
+    session = info.session_id
+
+    plan = manager.plan("restart", [ShardId(1)])
+    assert (plan.resumes, plan.identifies) == (1, 0)
+
+    await manager.restart(ShardId(1))
+    await eventually(lambda: info.resumes == 1 and info.stage is ConnectionStage.CONNECTED)
+    assert shard_stats(sandbox, 1)["resumes"] == 1
+    assert shard_stats(sandbox, 1)["identifies"] == 1
+    assert info.session_id == session
+
+    await manager.restart(ShardId(1), force_identify=True)
+    await eventually(lambda: info.identifies == 2 and info.stage is ConnectionStage.CONNECTED)
+    assert shard_stats(sandbox, 1)["identifies"] == 2
+    assert info.session_id != session
+    assert sandbox.stats()["identify_violations"] == 0
+    assert shard_stats(sandbox, 0)["identifies"] == 1
+
+
+async def test_shutdown_and_boot_one_shard(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=3)
+    manager = managers(options_for(sandbox))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+
+    await manager.shutdown(ShardId(1))
+    info = manager.runners[ShardId(1)]
+    assert not manager.has(ShardId(1))
+    assert not info.running
+    assert info.stage is ConnectionStage.DISCONNECTED
+    assert shard_stats(sandbox, 1)["client_closes"] == {"1000": 1}
+    assert manager.shards_instantiated() == [ShardId(0), ShardId(2)]
+    assert manager.runners[ShardId(0)].stage is ConnectionStage.CONNECTED
+
+    plan = manager.plan("boot", [ShardId(1)])
+    assert plan.identifies == 1
+    await manager.boot(ShardId(1))
+    assert await manager.wait_until_connected(10.0)
+    assert shard_stats(sandbox, 1)["identifies"] == 2
+    assert sandbox.stats()["identify_violations"] == 0
+
+
+async def test_shutdown_with_a_resumable_code_keeps_the_session_for_boot(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    manager = managers(options_for(sandbox))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    await manager.shutdown(ShardId(0), 4000)
+    assert not manager.has(ShardId(0))
+    await manager.boot(ShardId(0))
+    assert await manager.wait_until_connected(10.0)
+    assert shard_stats(sandbox, 0)["resumes"] == 1
+    assert shard_stats(sandbox, 0)["identifies"] == 1
+
+
+async def test_exhausted_session_budget_waits_and_says_so(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=3, session_start_total=2)
+    manager = managers(options_for(sandbox))
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    await manager.initialize()
+    await eventually(
+        lambda: (
+            manager.runners[ShardId(0)].stage is ConnectionStage.CONNECTED
+            and manager.runners[ShardId(1)].stage is ConnectionStage.CONNECTED
+        )
+    )
+    await eventually(lambda: manager.queue_status().waiting_reason is not None)
+    status = manager.queue_status()
+    assert status.queued == (ShardId(2),)
+    assert status.budget_remaining == 0
+    assert "session start limit" in status.waiting_reason
+    assert "shard 2 wait" in status.waiting_reason
+    logs = [e.message for e in recorder.of(ShardLogEvent) if e.shard_id is None]
+    assert any("only 2 session starts left" in line for line in logs)
+    assert any("session start limit" in line for line in logs)
+    # Shard 2 never opened a socket it could not identify on, and nothing was refused.
+    assert "2" not in sandbox.stats()["shards"]
+    assert sandbox.stats()["session_starts_used"] == 2
+    assert manager.runners[ShardId(2)].stage is ConnectionStage.DISCONNECTED
+    plan = manager.plan("restart_identify", [ShardId(0)])
+    assert plan.over_budget == 1
+    assert "over the budget wait for the reset" in plan.text
+
+
+async def test_fatal_close_stops_every_shard_and_is_reported_once(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=3)
+    manager = managers(options_for(sandbox))
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    connections = sandbox.stats()["connections_total"]
+    assert sandbox.inject("close", None, code=4004) == 3
+    await eventually(lambda: not any(info.running for info in manager.runners.values()))
+    await asyncio.sleep(0.3)
+    fatal = recorder.of(FatalErrorEvent)
+    assert len(fatal) == 1
+    assert fatal[0].kind == "authentication"
+    assert fatal[0].close_code == 4004
+    assert "token" in fatal[0].message
+    assert manager.fatal_error == fatal[0]
+    assert manager.shards_instantiated() == []
+    assert all(info.health is ShardHealth.FAILED for info in manager.runners.values())
+    # No retry loop: nobody reconnected after the fatal close.
+    assert sandbox.stats()["connections_total"] == connections
+    assert not await manager.wait_until_connected(0.1)
+
+
+async def test_fatal_close_of_one_shard_stops_only_that_shard(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    manager = managers(options_for(sandbox))
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    sandbox.inject("close", 1, code=4011)
+    info = manager.runners[ShardId(1)]
+    await eventually(lambda: not info.running)
+    fatal = recorder.of(FatalErrorEvent)
+    assert [(e.kind, e.shard_ids) for e in fatal] == [("sharding_required", (ShardId(1),))]
+    assert manager.fatal_error is None
+    assert info.health is ShardHealth.FAILED
+    assert "2500 guilds" in info.health_reason
+    assert manager.runners[ShardId(0)].stage is ConnectionStage.CONNECTED
+
+
+async def test_rejected_token_fails_initialize_with_a_clear_error(sandbox_factory) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    before = asyncio.all_tasks()
+    manager = ShardManager(options_for(sandbox, token="bm90LWEtdG9rZW4.wrong.token"))
+    with pytest.raises(FatalGatewayError, match="token was rejected") as caught:
+        await manager.initialize()
+    assert "wrong.token" not in str(caught.value)
+    assert manager.fatal_error is not None and manager.fatal_error.kind == "authentication"
+    await manager.shutdown_all()
+    assert leftover_tasks(before) == set()
+    assert sandbox.stats()["connections_total"] == 0
+
+
+async def test_shutdown_all_is_parallel_bounded_and_leaves_no_task(sandbox_factory) -> None:
+    sandbox = await sandbox_factory(shards=4, max_concurrency=4)
+    before = asyncio.all_tasks()
+    manager = ShardManager(options_for(sandbox, health_interval=0.05))
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    await manager.shutdown_all()
+    await manager.shutdown_all()  # idempotent
+    assert leftover_tasks(before) == set()
+    assert manager._session is None
+    assert all(not info.running for info in manager.runners.values())
+    assert all(info.stage is ConnectionStage.DISCONNECTED for info in manager.runners.values())
+    assert all(shard_stats(sandbox, i)["client_closes"] == {"1000": 1} for i in range(4))
+
+
+async def test_shutdown_all_cancels_a_shard_that_will_not_close(sandbox_factory) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    release = asyncio.Event()
+
+    async def stuck_handler(dispatch) -> None:
+        # Shard 1's handler never finishes, so its runner keeps draining long past the timeout.
+        if dispatch.shard_id == ShardId(1):
+            await release.wait()
+
+    before = asyncio.all_tasks()
+    manager = ShardManager(options_for(sandbox, shutdown_timeout=0.3, event_handler=stuck_handler))
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    await manager.shutdown_all()
+    assert leftover_tasks(before) == set()
+    assert any("did not close within" in e.message for e in recorder.of(ShardLogEvent))
+    assert all(not info.running for info in manager.runners.values())
+    assert shard_stats(sandbox, 0)["client_closes"] == {"1000": 1}
+
+
+async def test_a_failing_subscriber_never_breaks_the_manager(sandbox_factory, managers, caplog) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    manager = managers(options_for(sandbox))
+
+    def broken(event: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    manager.subscribe(broken)
+    recorder = Recorder()
+    unsubscribe = manager.subscribe(recorder)
+    with caplog.at_level(logging.ERROR, logger="shardtui.gateway.manager"):
+        await manager.initialize()
+        assert await manager.wait_until_connected(10.0)
+    assert recorder.of(ShardStageUpdateEvent)
+    assert any("subscriber" in r.getMessage() for r in caplog.records)
+    unsubscribe()
+    count = len(recorder.events)
+    await manager.restart(ShardId(0))
+    await eventually(lambda: manager.runners[ShardId(0)].resumes == 1)
+    assert len(recorder.events) == count
+
+
+async def test_user_handler_sees_dispatches_and_ready_user_is_captured(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=2, guilds=4)
+    seen: list[tuple[int, str]] = []
+
+    async def handler(dispatch) -> None:
+        seen.append((dispatch.shard_id.id, dispatch.name))
+
+    manager = managers(options_for(sandbox, event_handler=handler))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    await eventually(lambda: sum(1 for _, name in seen if name == "GUILD_CREATE") == 4)
+    assert {(0, "READY"), (1, "READY")} <= set(seen)
+    assert manager.bot_user is not None and manager.bot_user.get("bot") is True
+
+
+async def test_wedged_shard_is_flagged_and_a_restart_resumes_it(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=3, guilds=6, event_rate=60.0)
+    policy = HealthPolicy(
+        quiet_after_gaps=5, wedged_after_gaps=10, min_quiet_seconds=0.3, min_wedged_seconds=0.8
+    )
+    manager = managers(options_for(sandbox, health_interval=0.1, health_policy=policy))
+    recorder = Recorder()
+    manager.subscribe(recorder)
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    await asyncio.sleep(0.5)  # let the rate tracker see traffic
+    assert all(info.health is ShardHealth.OK for info in manager.runners.values())
+
+    assert sandbox.inject("wedge", 1) == 1
+    info = manager.runners[ShardId(1)]
+    await eventually(lambda: info.health is ShardHealth.WEDGED, within=10.0)
+    assert "heartbeats are ACKed" in info.health_reason
+    assert manager.runners[ShardId(0)].health is ShardHealth.OK
+    assert any(isinstance(e, ShardInfoUpdateEvent) and e.shard_id == ShardId(1) for e in recorder.events)
+    assert any(isinstance(e, ShardLogEvent) and "wedged" in e.message for e in recorder.events)
+
+    plan = manager.plan("restart", [ShardId(1)])
+    assert (plan.resumes, plan.identifies) == (1, 0)
+    await manager.restart(ShardId(1))
+    await eventually(lambda: info.resumes == 1 and info.stage is ConnectionStage.CONNECTED)
+    await eventually(lambda: info.health is ShardHealth.OK, within=5.0)
+    assert shard_stats(sandbox, 1)["identifies"] == 1
+    assert shard_stats(sandbox, 1)["resumes"] == 1

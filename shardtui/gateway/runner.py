@@ -72,6 +72,8 @@ DRAIN_TIMEOUT: Final = 5.0
 MAX_DEFERRED_COMMANDS: Final = 1000
 #: Handler errors are logged at most once per this many seconds (the rest are counted).
 HANDLER_ERROR_LOG_INTERVAL: Final = 5.0
+#: Queued async handler calls at which the operator is told the handler cannot keep up.
+HANDLER_BACKLOG_WARNING: Final = 10_000
 _GUILD_EVENTS: Final = frozenset({"READY", "GUILD_CREATE", "GUILD_DELETE"})
 _FLUSH: Final = object()  # inbox sentinel: the shard (re)connected, send what waited
 
@@ -172,7 +174,9 @@ class ShardRunner:
         self._presence_pending: Presence | None = None
         self._failures = 0
         self._connects = 0
-        self._guild_ids: set[object] = set()
+        #: Guild ids this session holds; None after resuming a saved session (READY, with the list, was
+        #: seen by an earlier runner), when only leaving a guild can still be counted.
+        self._guild_ids: set[object] | None = None if options.resume is not None else set()
         self._handler_errors = 0
         self._handler_error_logged_at = -HANDLER_ERROR_LOG_INTERVAL
         self._rate_mark: tuple[float, int] | None = None
@@ -402,15 +406,25 @@ class ShardRunner:
 
     async def _timer_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         shard = self._shard
-        while self._outcome is None and self._ws is ws:
-            now = time.monotonic()
-            self._update_rate(now)
-            deadline = shard.next_deadline()
-            if deadline is not None and now >= deadline:
-                await self._apply(shard.tick(now))
-                continue
-            wait = 1.0 if deadline is None else min(1.0, deadline - now)
-            await asyncio.sleep(wait)
+        try:
+            while self._outcome is None and self._ws is ws:
+                now = time.monotonic()
+                self._update_rate(now)
+                deadline = shard.next_deadline()
+                if deadline is not None and now >= deadline:
+                    await self._apply(shard.tick(now))
+                    continue
+                wait = 1.0 if deadline is None else min(1.0, deadline - now)
+                await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # without this task there are no heartbeats: drop the connection
+            self._log(logging.ERROR, f"heartbeat timer failed: {_describe_exc(exc)}; reconnecting")
+            self._end_connection(
+                Reconnect(
+                    shard.has_session, shard.connect_url(), RESUMABLE_CLOSE, "timer failed", failure=True
+                )
+            )
 
     def _update_rate(self, now: float) -> None:
         received = self.info.events_received
@@ -559,7 +573,14 @@ class ShardRunner:
             self._handler_failed(exc, dispatch.name)
             return
         if result is not None and inspect.isawaitable(result):
-            self._pending_awaitables.append(result)
+            pending = self._pending_awaitables
+            pending.append(result)
+            if len(pending) == HANDLER_BACKLOG_WARNING:
+                self._log(
+                    logging.WARNING,
+                    f"the async event handler is {HANDLER_BACKLOG_WARNING} events behind; "
+                    "events wait in memory until it catches up",
+                )
             if self._delivery_task is None:
                 self._delivery_task = asyncio.create_task(
                     self._deliver_loop(), name=f"shard-{self.shard_id}-delivery"
@@ -595,12 +616,18 @@ class ShardRunner:
         name = dispatch.name
         ids = self._guild_ids
         if name == "READY":
-            ids.clear()
+            ids = self._guild_ids = set()
             guilds = data.get("guilds")
             if type(guilds) is list:
                 for guild in guilds:
                     if type(guild) is dict and "id" in guild:
                         ids.add(guild["id"])
+        elif ids is None:
+            # Resumed without the guild list: a GUILD_CREATE may be a known guild coming back, so only
+            # a real leave (GUILD_DELETE without "unavailable") changes the count we inherited.
+            if name == "GUILD_DELETE" and data.get("unavailable") is not True and self.info.guilds > 0:
+                self.info.guilds -= 1
+            return
         elif name == "GUILD_CREATE":
             if "id" in data:
                 ids.add(data["id"])

@@ -1,0 +1,207 @@
+"""``shardtui run --headless`` against the real embedded sandbox: JSON lines, report, signals, exits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from shardtui.cli import main
+from shardtui.config import load_config
+from shardtui.runtime import Runtime
+from shardtui.sandbox.tokens import make_token
+
+TOKEN = make_token(1234567890123456789)
+SHARDS = 3
+
+
+def _config(tmp_path: Path, extra: str = "", *, shards: int = SHARDS) -> Path:
+    path = tmp_path / "shards.toml"
+    path.write_text(
+        f"""
+[gateway]
+compression = "zlib-stream"
+[sandbox]
+guilds = 9
+shards = {shards}
+max_concurrency = {shards}
+identify_window = 0.05
+heartbeat_interval_ms = 300
+event_rate = 40.0
+token = "{TOKEN}"
+{extra}
+"""
+    )
+    return path
+
+
+def _lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_headless_run_reports_every_shard_connected_and_never_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "report.json"
+    status = main(
+        ["--config", str(_config(tmp_path)), "--log-level", "debug",
+         "run", "--headless", "--duration", "2", "--report", str(report_path)]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    events = _lines(captured.out)
+    stages = [e for e in events if e["event"] == "stage"]
+    assert {e["shard"] for e in stages if e["new"] == "connected"} == set(range(SHARDS))
+    assert all(set(e) == {"ts", "event", "shard", "old", "new"} for e in stages)
+    assert not [e for e in events if e["event"] == "fatal"]
+    report_text = report_path.read_text()
+    report = json.loads(report_text)
+    assert report["exit_status"] == 0 and report["stopped_by"] == "duration"
+    assert report["connected"] == SHARDS
+    assert [s["id"] for s in report["shards"]] == list(range(SHARDS))
+    for shard in report["shards"]:
+        assert shard["stage"] == "connected"
+        assert shard["identifies"] == 1
+        assert shard["events_received"] > 0 and shard["last_seq"] is not None
+        for key in ("latency_ms", "resumes", "reconnects", "last_close_code"):
+            assert key in shard
+    for text in (captured.out, captured.err, report_text):
+        assert TOKEN not in text
+    assert "DEBUG" in captured.err  # logs went to stderr, redacted
+
+
+def test_sigterm_writes_the_report_and_exits_0(tmp_path: Path) -> None:
+    asyncio.run(_sigterm_run(tmp_path))
+
+
+async def _sigterm_run(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shardtui", "--config", str(_config(tmp_path)), "--log-level", "info",
+        "run", "--headless", "--report", str(report_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    connected: set[int] = set()
+    out: list[str] = []
+    try:
+        while connected != set(range(SHARDS)):
+            raw = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert raw, "headless run ended early"
+            out.append(raw.decode())
+            event = json.loads(raw)
+            if event["event"] == "stage" and event["new"] == "connected":
+                connected.add(event["shard"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, err = await asyncio.wait_for(proc.communicate(), 30)
+    out.append(rest.decode())
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(report_path.read_text())
+    assert report["stopped_by"] == "signal SIGTERM"
+    assert report["connected"] == SHARDS
+    for text in ("".join(out), err.decode(), report_path.read_text()):
+        assert TOKEN not in text
+    assert "Traceback" not in err.decode()
+
+
+def test_disallowed_intents_stop_the_run_with_status_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "report.json"
+    # The sandbox's "developer portal" enables no privileged intent: asking for one closes with 4014.
+    config = _config(tmp_path, shards=2)
+    status = main(
+        ["--config", str(config), "--intents", "guilds,guild_members",
+         "run", "--headless", "--duration", "30", "--report", str(report_path)]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 3, captured.err
+    fatal = [e for e in _lines(captured.out) if e["event"] == "fatal"]
+    assert fatal and fatal[0]["kind"] == "disallowed_intents"
+    assert fatal[0]["close_code"] == 4014
+    report = json.loads(report_path.read_text())
+    assert report["exit_status"] == 3 and report["stopped_by"] == "fatal"
+    assert report["fatal_errors"][0]["kind"] == "disallowed_intents"
+    assert report["connected"] == 0
+    assert TOKEN not in captured.out + captured.err + report_path.read_text()
+
+
+def test_event_handler_receives_dispatches_in_seq_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "recorder_bot.py").write_text(
+        "SEEN = []\n\n\nasync def on_dispatch(dispatch):\n"
+        "    SEEN.append((int(dispatch.shard_id), dispatch.name, dispatch.seq))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "recorder_bot", raising=False)
+    status = main(
+        ["--config", str(_config(tmp_path, shards=2)), "--event-handler", "recorder_bot:on_dispatch",
+         "run", "--headless", "--duration", "1.5"]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    import recorder_bot  # type: ignore[import-not-found]
+
+    for shard in (0, 1):
+        seqs = [seq for s, _name, seq in recorder_bot.SEEN if s == shard]
+        assert seqs and seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+        assert "READY" in {name for s, name, _ in recorder_bot.SEEN if s == shard}
+
+
+@pytest.mark.parametrize(
+    ("spec", "found"),
+    [
+        ("no_such_module_xyz:handler", "no_such_module_xyz:handler (No module named 'no_such_module_xyz')"),
+        ("json:no_such_attr", "json:no_such_attr (no no_such_attr)"),
+        ("json:__name__", "json:__name__ is a str"),
+    ],
+)
+def test_bad_event_handler_is_a_config_error(
+    spec: str, found: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["--config", str(_config(tmp_path)), "--event-handler", spec, "run", "--headless"])
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("shardtui: command line --event-handler: bot.event_handler: expected ")
+    assert err.endswith("found " + found)
+
+
+async def test_runtime_uses_a_running_sandbox_at_rest_url(sandbox_factory: Any) -> None:
+    sandbox = await sandbox_factory(shards=2, max_concurrency=2, identify_window=0.05)
+    config = load_config(
+        None,
+        {
+            "gateway.rest_url": sandbox.rest_url,
+            "sandbox.token": sandbox.token,
+            "gateway.identify_window": "0.05",
+        },
+        environ={},
+    )
+    async with Runtime(config) as runtime:
+        assert runtime.sandbox is None
+        assert runtime.mode == "sandbox"
+        stages: list[Any] = []
+        runtime.manager.subscribe(stages.append)
+        await runtime.start()
+        assert await runtime.manager.wait_until_connected(20)
+        assert sorted(int(s) for s in runtime.manager.runners) == [0, 1]
+    # The shards identified with the external sandbox (once each, no limit broken), and closing the
+    # runtime left that sandbox running: it is not the runtime's to stop.
+    stats = sandbox.stats()
+    assert {k: v["identifies"] for k, v in stats["shards"].items()} == {"0": 1, "1": 1}
+    assert stats["identify_violations"] == 0
+    assert any(getattr(e, "new", None) is not None for e in stages)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{sandbox.rest_url}/gateway", headers={"Authorization": f"Bot {sandbox.token}"}
+        ) as r:
+            assert r.status == 200

@@ -240,3 +240,37 @@ async def test_closed_helper_sees_drop_as_closed(sandbox, raw):
     with pytest.raises(Closed):
         while True:
             await client.recv()
+
+
+async def test_server_heartbeat_requests_on_a_schedule(sandbox_factory, raw):
+    sandbox = await sandbox_factory(server_heartbeat_request_every=0.05)
+    client, _ = await _ready(raw, sandbox)
+    assert (await client.recv_until(lambda p: p["op"] == 1))[-1]["op"] == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"), [(4007, "server closed with 4007"), (4003, "server closed with 4003")]
+)
+async def test_session_ending_close_marks_unconfirmed_dispatches(sandbox, raw, code, reason):
+    client, _ = await _ready(raw, sandbox)
+    await client.heartbeat(1)
+    await client.recv_until(lambda p: p["op"] == 11)
+    sandbox.emit(2, "DM_MESSAGE_CREATE")
+    sandbox.inject("close", 0, code=code)
+    assert await client.expect_close() == code
+    marks = [(e.name, e.replayable, e.lost_reason) for e in sandbox.sent_events(0)]
+    assert marks[0] == ("READY", True, None)
+    assert marks[-2:] == [("MESSAGE_CREATE", False, reason)] * 2
+    assert sandbox.stats()["shards"]["0"]["not_replayable"] == len(marks) - 1
+
+
+async def test_client_close_1000_marks_unconfirmed_dispatches(sandbox, raw):
+    client, _ = await _ready(raw, sandbox)
+    sandbox.emit(1, "DM_MESSAGE_CREATE")
+    await client.recv_until("MESSAGE_CREATE")
+    await client.heartbeat(client.last_seq)
+    await client.recv_until(lambda p: p["op"] == 11)
+    await client.close(1000)
+    assert all(e.replayable for e in sandbox.sent_events(0))
+    session = sandbox.stats()["sessions"][0]
+    assert session["alive"] is False and session["end_reason"] == "client closed with 1000"

@@ -205,3 +205,22 @@ async def test_runtime_uses_a_running_sandbox_at_rest_url(sandbox_factory: Any) 
             f"{sandbox.rest_url}/gateway", headers={"Authorization": f"Bot {sandbox.token}"}
         ) as r:
             assert r.status == 200
+
+
+async def test_rejected_token_is_fatal_with_status_3(sandbox_factory: Any, tmp_path: Path) -> None:
+    import io
+
+    from shardtui.headless import run_headless
+
+    sandbox = await sandbox_factory()
+    wrong = make_token(1111111111111111111)
+    config = load_config(None, {"gateway.rest_url": sandbox.rest_url, "sandbox.token": wrong}, environ={})
+    out = io.StringIO()
+    report_path = tmp_path / "report.json"
+    status = await run_headless(config, duration=30, report_path=str(report_path), out=out)
+    assert status == 3
+    fatal = [e for e in _lines(out.getvalue()) if e["event"] == "fatal"]
+    assert len(fatal) == 1 and fatal[0]["kind"] == "authentication"
+    report = json.loads(report_path.read_text())
+    assert report["fatal_errors"][0]["kind"] == "authentication"
+    assert wrong not in out.getvalue() + report_path.read_text()

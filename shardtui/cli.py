@@ -182,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     try:
+        if command != "sandbox":
+            from shardtui.runtime import preflight
+
+            preflight(config)
         if command == "sandbox":
             return _run_async(_serve_sandbox(config, args.host, args.port))
         if command == "run" and args.headless:

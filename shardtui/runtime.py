@@ -61,6 +61,14 @@ def load_event_handler(config: Config) -> Callable[..., Any] | None:
     return target
 
 
+def preflight(config: Config) -> None:
+    """Raise ``ConfigError`` now for what ``Runtime.open()`` would refuse later (handler, token), so
+    the CLI can say it in one line before a UI takes over the terminal."""
+    load_event_handler(config)
+    if not config.embeds_sandbox():
+        resolve_token(config)
+
+
 class Runtime:
     """Owns the embedded sandbox (if any) and the ShardManager for one run."""
 

@@ -181,3 +181,20 @@ def test_unwritable_log_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"shardtui: {target}: cannot open log file:")
     assert len(err.splitlines()) == 1
+
+
+def test_console_refuses_bad_handler_and_missing_token_before_the_ui_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    assert main(["--event-handler", "json:no_such_handler"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "shardtui: command line --event-handler: bot.event_handler: expected json to define "
+        "no_such_handler, found json:no_such_handler (no no_such_handler)"
+    )
+    assert main(["--rest-url", "http://127.0.0.1:9/api/v10"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "shardtui: command line --rest-url: sandbox.token: expected the token of the sandbox at "
+        "http://127.0.0.1:9/api/v10 in [sandbox] token or DISCORD_TOKEN, found neither set"
+    )

@@ -170,7 +170,8 @@ class GatewayHandler:
         if self.state.pending_hello_delays:
             delay += self.state.pending_hello_delays.popleft()
         if delay > 0:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.ended.wait(), delay)
         conn.send(
             control(
                 Opcode.HELLO,

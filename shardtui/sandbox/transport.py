@@ -91,6 +91,8 @@ class Connection:
         self.closing = False
         #: Our close frame is on the wire; the next CLOSE from the client is its reply.
         self.close_sent = False
+        #: Set as soon as the server decided to end the connection (wakes a delayed HELLO).
+        self.ended = asyncio.Event()
         #: Close accounting and session detach are done (exactly once per connection).
         self.settled = False
         self._commands: deque[float] = deque()
@@ -133,6 +135,7 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        self.ended.set()
         self.server_close_code = code
         self._queue.put_nowait(Outgoing("close", code=code, reason=reason))
         if self.on_server_close is not None:
@@ -143,6 +146,7 @@ class Connection:
         if self.dropped:
             return
         already_closing, self.closing = self.closing, True
+        self.ended.set()
         self.dropped = True
         if not already_closing and self.on_server_close is not None:
             self.server_close_code = 1006

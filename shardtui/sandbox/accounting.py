@@ -114,3 +114,43 @@ class Totals:
     unidentified_server_closes: Counter[int] = field(default_factory=Counter)
     unidentified_client_closes: Counter[int] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    """What a client's handler got, compared with what the sandbox sent on one shard."""
+
+    sent: int
+    received: int
+    #: Sent, never received, and still replayable when the run ended: the client's loss.
+    lost: list[int]
+    #: Sent, never received, and not replayable by the server (dead session): Discord's loss.
+    not_replayable: list[int]
+    #: Received more than once.
+    duplicated: list[int]
+    #: Received but never sent on this shard.
+    unknown: list[int]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicated or self.unknown)
+
+
+def compare_delivery(sent: list[SentEvent], received: list[int]) -> DeliveryReport:
+    """Compare the sandbox's record of one shard with the event ids a handler saw, in order.
+
+    One generated event may go to several sessions of a shard (same id): it counts as received when
+    any copy arrived, and as the server's loss only when every copy is no longer replayable."""
+    counts: Counter[int] = Counter(received)
+    replayable: dict[int, bool] = {}
+    for event in sent:
+        replayable[event.event_id] = replayable.get(event.event_id, False) or event.replayable
+    missing = [eid for eid in replayable if eid not in counts]
+    return DeliveryReport(
+        sent=len(replayable),
+        received=len(received),
+        lost=[eid for eid in missing if replayable[eid]],
+        not_replayable=[eid for eid in missing if not replayable[eid]],
+        duplicated=sorted(eid for eid, n in counts.items() if n > 1),
+        unknown=sorted(eid for eid in counts if eid not in replayable),
+    )

@@ -44,7 +44,11 @@ RANDOM_KINDS: tuple[str, ...] = (
     "close",
     "malformed",
     "truncated",
+    "oversized",
     "heartbeat_request",
+    # These two also drop the chosen shard, so its reconnect meets the slow or refusing server.
+    "delay_hello",
+    "refuse",
 )
 #: Close codes a random "close" fault chooses from.
 RANDOM_CLOSE_CODES: tuple[int, ...] = (4000, 4001, 4002, 4003, 4005, 4007, 4008, 4009)
@@ -151,26 +155,58 @@ def inject(state: SandboxState, kind: str, shard_id: int | None = None, **params
     return len(targets)
 
 
+def inject_random(
+    state: SandboxState,
+    rng: random.Random,
+    shard_id: int | None = None,
+    choices: tuple[str, ...] = (),
+    params: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]] | None:
+    """One random transient fault on ``shard_id`` (a random live shard when None).
+
+    Returns (kind, params) as applied, or None when no shard is connected."""
+    params = dict(params or {})
+    kind = rng.choice(choices or RANDOM_KINDS)
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown sandbox fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+    if shard_id is None:
+        live = sorted({c.session.shard_id for c in state.connections_for(None) if c.session is not None})
+        if not live:
+            return None
+        shard_id = rng.choice(live)
+    if kind == "close":
+        params.setdefault("code", rng.choice(RANDOM_CLOSE_CODES))
+    elif kind == "invalid_session":
+        params.setdefault("resumable", rng.random() < 0.5)
+    elif kind == "oversized":
+        params.setdefault("size", 1_500_000)
+    elif kind in ("delay_hello", "refuse"):
+        params.setdefault("seconds", round(rng.uniform(0.2, 1.0), 3))
+        inject(state, kind, None, **params)
+        inject(state, "drop", shard_id)
+        return kind, params
+    inject(state, kind, shard_id, **params)
+    return kind, params
+
+
 async def run_schedule(state: SandboxState, rule: ScheduledFault, rng: random.Random) -> None:
     """Fire ``rule`` forever (until cancelled)."""
     if rule.every <= 0:
         raise ValueError(f"fault schedule {rule.kind!r}: every must be > 0, got {rule.every}")
     while True:
         await asyncio.sleep(rule.every)
-        kind, params = rule.kind, dict(rule.params)
-        if kind == "random":
-            kind = rng.choice(rule.choices or RANDOM_KINDS)
-            if kind == "close" and "code" not in params:
-                params["code"] = rng.choice(RANDOM_CLOSE_CODES)
-            if kind == "invalid_session" and "resumable" not in params:
-                params["resumable"] = rng.random() < 0.5
-        shard = rule.shard
-        if shard is None and kind not in SANDBOX_WIDE:
-            live = sorted({c.session.shard_id for c in state.connections_for(None) if c.session is not None})
-            if not live:
-                continue
-            shard = rng.choice(live)
         try:
-            inject(state, kind, shard, **params)
-        except ValueError as exc:
+            if rule.kind == "random":
+                inject_random(state, rng, rule.shard, rule.choices, rule.params)
+                continue
+            shard = rule.shard
+            if shard is None and rule.kind not in SANDBOX_WIDE:
+                live = sorted(
+                    {c.session.shard_id for c in state.connections_for(None) if c.session is not None}
+                )
+                if not live:
+                    continue
+                shard = rng.choice(live)
+            inject(state, rule.kind, shard, **rule.params)
+        except (ValueError, TypeError) as exc:
             log.warning("sandbox fault schedule %s: %s", rule.kind, exc)

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from shardtui.gateway.protocol import CloseCode, Opcode
 
-from .accounting import SentEvent
-from .faults import FAULT_KINDS, inject, run_schedule
+from .accounting import DeliveryReport, SentEvent, compare_delivery
+from .faults import FAULT_KINDS, inject, inject_random, run_schedule
 from .gateway import GatewayHandler, control
 from .payloads import EVENT_KINDS, generate
 from .rest import RestApi
@@ -39,6 +39,7 @@ class Sandbox:
             if kind not in EVENT_KINDS:
                 raise ValueError(f"unknown event kind {kind!r} in event_mix; known: {', '.join(EVENT_KINDS)}")
         self._state = SandboxState(self.settings)
+        self._fault_rng = random.Random(self._state.seed ^ 0xFA17)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.host = ""
@@ -114,6 +115,17 @@ class Sandbox:
         the whole sandbox)."""
         return inject(self._state, kind, shard_id, **params)
 
+    def inject_random(
+        self, shard_id: int | None = None, choices: tuple[str, ...] = (), **params: Any
+    ) -> tuple[str, dict[str, Any]] | None:
+        """A random transient fault (deterministic for the settings' seed) on ``shard_id`` or a random
+        live shard; returns (kind, params) as applied, or None when no shard is connected."""
+        return inject_random(self._state, self._fault_rng, shard_id, choices, params)
+
+    def delivery_report(self, shard_id: int, received_event_ids: list[int]) -> DeliveryReport:
+        """Compare what the sandbox sent on ``shard_id`` with the event ids a handler received."""
+        return compare_delivery(self.sent_events(shard_id), received_event_ids)
+
     def emit(self, count: int = 1, kind: str | None = None) -> int:
         """Generate ``count`` traffic events now (kind from the event mix when None); returns deliveries."""
         delivered = 0
@@ -150,10 +162,9 @@ class Sandbox:
         self._tasks.append(asyncio.create_task(self._sweeper(), name="sandbox-sweeper"))
         if self.settings.event_rate > 0:
             self._tasks.append(asyncio.create_task(self._traffic(), name="sandbox-traffic"))
-        fault_rng = random.Random(state.seed ^ 0xFA17)
         for rule in self.settings.faults:
             self._tasks.append(
-                asyncio.create_task(run_schedule(state, rule, fault_rng), name="sandbox-faults")
+                asyncio.create_task(run_schedule(state, rule, self._fault_rng), name="sandbox-faults")
             )
         log.info("sandbox listening on %s", self.rest_url)
 

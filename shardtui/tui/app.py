@@ -41,7 +41,7 @@ from shardtui.tui.themes import (
     load_themes,
     resolve_theme,
 )
-from shardtui.tui.viewmodel import Clock, FleetModel, QueueView, format_duration
+from shardtui.tui.viewmodel import Clock, FleetModel, QueueView
 
 log = logging.getLogger("shardtui.tui")
 
@@ -159,7 +159,15 @@ class ShardTUI(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(ShardTable)
+        # Kept as references: app-level queries search the active screen, which may be a dialog.
+        self._table = self.query_one(ShardTable)
+        self._fleet = self.query_one("#fleet", Static)
+        self._startup = self.query_one("#startup", Horizontal)
+        self._startup_label = self.query_one("#startup-label", Label)
+        self._startup_bar = self.query_one("#startup-bar", ProgressBar)
+        self._filter = self.query_one("#filter", Input)
+        self._log = self.query_one("#log", RichLog)
+        table = self._table
         table.theme_colour = self._theme_colour
         table.focus()
         if self.readonly:
@@ -180,13 +188,13 @@ class ShardTUI(App[int]):
         return self.theme_variables.get(name) or STAGE_VARIABLES.get(name)
 
     def _on_theme_changed(self, _theme: Any) -> None:
-        table = self.query_one(ShardTable)
+        table = self._table
         table.reset_styles()
         table.rebuild()
 
     def _apply_width(self, width: int) -> None:
         if width:
-            self.query_one(ShardTable).set_width(width)
+            self._table.set_width(width)
 
     # -- the runtime worker ----------------------------------------------------------------------
 
@@ -265,11 +273,11 @@ class ShardTUI(App[int]):
             model.session_start_limit = getattr(manager, "session_start_limit", None)
             model.set_bot_user(getattr(manager, "bot_user", None))
         with self.batch_update():
-            self.query_one(ShardTable).flush()
+            self._table.flush()
             self._update_header()
             lines = model.take_log()
             if lines:
-                pane = self.query_one("#log", RichLog)
+                pane = self._log
                 for line in lines:
                     pane.write(Text(line.format()))
             if isinstance(self.screen, DetailsScreen):
@@ -283,20 +291,20 @@ class ShardTUI(App[int]):
     def _update_header(self) -> None:
         model = self.model
         first, second = model.stats().header_lines()
-        view = [f"refresh {format_duration(self.refresh_interval)}", f"sort {model.sort_key.value}"]
+        view = [f"refresh {self.refresh_interval:g}s", f"sort {model.sort_key.value}"]
         if model.filter_text:
             view.append(f"filter {model.filter_text!r}")
         if model.marked:
             view.append(f"{len(model.marked)} marked")
         if self.readonly:
             view.append("READ-ONLY")
-        self.query_one("#fleet", Static).update(Text(f"{first}\n{second}\n{' · '.join(view)}"))
+        self._fleet.update(Text(f"{first}\n{second}\n{' · '.join(view)}"))
         self._update_startup()
 
     def _update_startup(self) -> None:
         """The start-up bar shows until every running shard has been connected once."""
         model = self.model
-        startup = self.query_one("#startup")
+        startup = self._startup
         progress = model.startup()
         pending = any(
             row.info.running and row.info.stage is not ConnectionStage.CONNECTED
@@ -310,16 +318,14 @@ class ShardTUI(App[int]):
             startup.display = False
             return
         startup.display = True
-        self.query_one("#startup-label", Label).update(progress.label())
-        self.query_one("#startup-bar", ProgressBar).update(
-            total=max(1, progress.total), progress=progress.ready
-        )
+        self._startup_label.update(progress.label())
+        self._startup_bar.update(total=max(1, progress.total), progress=progress.ready)
 
     # -- helpers ---------------------------------------------------------------------------------
 
     @property
     def table(self) -> ShardTable:
-        return self.query_one(ShardTable)
+        return self._table
 
     def _targets(self) -> list[int]:
         return self.model.targets(self.table.selected_shard)
@@ -587,7 +593,7 @@ class ShardTUI(App[int]):
         self._update_header()
 
     def action_clear(self) -> None:
-        filter_input = self.query_one("#filter", Input)
+        filter_input = self._filter
         if filter_input.display or self.model.filter_text:
             self._set_filter("")
             return
@@ -597,7 +603,7 @@ class ShardTUI(App[int]):
             self._update_header()
 
     def action_filter(self) -> None:
-        filter_input = self.query_one("#filter", Input)
+        filter_input = self._filter
         filter_input.display = True
         filter_input.value = self.model.filter_text
         filter_input.focus()
@@ -607,12 +613,12 @@ class ShardTUI(App[int]):
         self._set_filter(event.value)
 
     def on_key(self, event: Any) -> None:
-        if event.key == "escape" and self.focused is self.query_one("#filter", Input):
+        if event.key == "escape" and self.focused is self._filter:
             event.stop()
             self._set_filter("")
 
     def _set_filter(self, text: str) -> None:
-        filter_input = self.query_one("#filter", Input)
+        filter_input = self._filter
         self.model.filter_text = text.strip()
         filter_input.display = bool(self.model.filter_text)
         filter_input.value = self.model.filter_text
@@ -627,7 +633,7 @@ class ShardTUI(App[int]):
         self.notify(f"Sorted by {key.value}", timeout=2)
 
     def action_toggle_log(self) -> None:
-        pane = self.query_one("#log", RichLog)
+        pane = self._log
         pane.display = not pane.display
 
     def action_next_theme(self) -> None:
@@ -651,7 +657,7 @@ class ShardTUI(App[int]):
             self._tick_timer.stop()
         self._tick_timer = self.set_interval(new, self._tick)
         self._update_header()
-        self.notify(f"Refreshing every {format_duration(new)}", timeout=2)
+        self.notify(f"Refreshing every {new:g}s", timeout=2)
 
     def action_help(self) -> None:
         rows = []

@@ -138,6 +138,8 @@ _HEALTH_RANK = {ShardHealth.FAILED: 0, ShardHealth.WEDGED: 1, ShardHealth.QUIET:
 def format_latency(seconds: float | None) -> str:
     if seconds is None:
         return DASH
+    if seconds < 0.01:
+        return f"{seconds * 1000.0:.1f} ms"
     if seconds < 1.0:
         return f"{seconds * 1000.0:.0f} ms"
     return f"{seconds:.1f} s"
@@ -382,7 +384,7 @@ class FleetStats:
             f"p50 {format_latency(self.p50)} · p95 {format_latency(self.p95)} · "
             f"{format_rate(self.events_per_second)} ev/s"
         )
-        slot = "" if self.next_slot_in is None else f" next {format_duration(self.next_slot_in)}"
+        slot = "" if not self.next_slot_in else f" next {format_duration(self.next_slot_in)}"
         if self.starts_remaining is None:
             starts = f"starts {DASH}"
         else:

@@ -14,7 +14,7 @@ from shardtui.tui.screens import ConfirmScreen, DetailsScreen, FatalScreen, Help
 
 pytest.importorskip("shardtui.gateway.manager", reason="the ShardManager has not landed yet")
 
-SIZE = (120, 30)
+SIZE = (160, 30)
 
 
 def cell(app: ShardTUI, sid: int, column: str) -> str:
@@ -233,10 +233,12 @@ async def test_view_keys_details_filter_sort_log_theme_refresh_help() -> None:
         assert app.theme != theme
 
         interval = app.refresh_interval
-        await pilot.press("plus")
-        assert app.refresh_interval > interval
-        await pilot.press("minus", "minus")
-        assert app.refresh_interval < interval
+        await pilot.press("plus", "plus")
+        slower = app.refresh_interval
+        assert slower > interval
+        assert f"refresh {slower}s" in str(app.query_one("#fleet").render())
+        await pilot.press("minus")
+        assert app.refresh_interval < slower
 
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)

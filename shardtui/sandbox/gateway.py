@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -25,6 +25,7 @@ from shardtui.gateway.protocol import (
 from .payloads import guild_create_payload, presence_of, ready_payload, trace
 from .responses import error_response
 from .session import Session
+from .settings import SandboxSettings
 from .state import SandboxState
 from .tokens import token_matches
 from .transport import Connection
@@ -45,13 +46,13 @@ class Reject(Exception):
         self.reason = reason
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _snowflake(value: object) -> int | None:
-    if _is_int(value) and value >= 0:  # type: ignore[operator]
-        return int(value)  # type: ignore[arg-type]
+    if _is_int(value) and value >= 0:
+        return value
     if isinstance(value, str) and value.isdigit() and len(value) <= 20:
         return int(value)
     return None
@@ -112,7 +113,7 @@ class GatewayHandler:
         self.state = state
 
     @property
-    def settings(self):
+    def settings(self) -> SandboxSettings:
         return self.state.settings
 
     # -- connection lifecycle ---------------------------------------------------------------------
@@ -505,13 +506,13 @@ class GatewayHandler:
             by_id = {m.user.id: m for m in guild.members}
             members = []
             for raw in ids:
-                member = by_id.get(_snowflake(raw))  # type: ignore[arg-type]
+                member = by_id.get(_snowflake(raw) or 0)
                 if member is None:
                     not_found.append(raw)
                 else:
                     members.append(member)
         else:
-            prefix = query.lower()  # type: ignore[union-attr]
+            prefix = str(query).lower()
             members = [m for m in guild.members if m.user.username.lower().startswith(prefix)]
             cap = limit if limit else (len(members) if all_members else 100)
             members = members[: min(cap, 100) if not all_members else cap]
@@ -533,13 +534,13 @@ class GatewayHandler:
             session.dispatch("GUILD_MEMBERS_CHUNK", data, state.next_event_id())
 
     def _voice_state(self, session: Session, d: object) -> None:
-        if not isinstance(d, dict) or _snowflake(d.get("guild_id")) is None:
+        guild_id = _snowflake(d.get("guild_id")) if isinstance(d, dict) else None
+        if guild_id is None or not isinstance(d, dict):
             raise Reject(CloseCode.UNKNOWN_OPCODE, "Voice state update needs a guild_id.")
-        guild_id = _snowflake(d.get("guild_id"))
         channel = d.get("channel_id")
         if channel is not None and _snowflake(channel) is None:
             raise Reject(CloseCode.UNKNOWN_OPCODE, "Invalid channel_id.")
-        if guild_id not in self.state.world.guild_by_id or not session.covers_guild(guild_id):  # type: ignore[arg-type]
+        if guild_id not in self.state.world.guild_by_id or not session.covers_guild(guild_id):
             return
         state = self.state
         if session.intents & GatewayIntents.GUILD_VOICE_STATES:
@@ -573,7 +574,7 @@ class GatewayHandler:
             raise Reject(CloseCode.UNKNOWN_OPCODE, "Request soundboard sounds needs guild_ids.")
         for raw in ids:
             gid = _snowflake(raw)
-            if gid in self.state.world.guild_by_id and session.covers_guild(gid):  # type: ignore[arg-type]
+            if gid is not None and gid in self.state.world.guild_by_id and session.covers_guild(gid):
                 session.dispatch(
                     "SOUNDBOARD_SOUNDS",
                     {"guild_id": str(gid), "soundboard_sounds": []},

@@ -539,3 +539,30 @@ async def test_closed_connection_raises_closed_for_the_test_client(sandbox, raw)
     with pytest.raises(Closed):
         while True:
             await client.recv()
+
+
+async def test_all_member_request_without_the_members_intent_closes_4001(sandbox_factory, raw):
+    sandbox = await sandbox_factory(guilds=2, shards=1)
+    client = await raw(sandbox)
+    await client.ready(sandbox.token, (0, 1), GUILDS)
+    await client.send({"op": 8, "d": {"guild_id": str(sandbox.guild_ids[0]), "query": "", "limit": 0}})
+    assert await client.expect_close() == 4001
+
+
+async def test_voice_soundboard_and_channel_info_requests_are_answered(sandbox_factory, raw):
+    sandbox = await sandbox_factory(guilds=2, shards=1)
+    client = await raw(sandbox)
+    await client.ready(sandbox.token, (0, 1), GUILDS | int(GatewayIntents.GUILD_VOICE_STATES))
+    guild = str(sandbox.guild_ids[0])
+    await client.send(
+        {"op": 4, "d": {"guild_id": guild, "channel_id": "1", "self_mute": True, "self_deaf": False}}
+    )
+    voice = await client.recv_until("VOICE_SERVER_UPDATE")
+    state = next(p["d"] for p in voice if p["t"] == "VOICE_STATE_UPDATE")
+    assert state["channel_id"] == "1" and state["self_mute"] is True
+    await client.send({"op": 31, "d": {"guild_ids": [guild]}})
+    sounds = (await client.recv_until("SOUNDBOARD_SOUNDS"))[-1]["d"]
+    assert sounds["guild_id"] == guild and sounds["soundboard_sounds"] == []
+    await client.send({"op": 43, "d": {"guild_id": guild, "fields": ["status"]}})
+    info = (await client.recv_until("CHANNEL_INFO"))[-1]["d"]
+    assert info["guild_id"] == guild and len(info["channels"]) == 1

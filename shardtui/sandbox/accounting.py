@@ -109,6 +109,8 @@ class Totals:
 
     connections: int = 0
     refused_connections: int = 0
+    #: New connections by ``compress`` query value ("none" when absent).
+    compressions: Counter[str] = field(default_factory=Counter)
     identify_violations: int = 0
     command_violations: int = 0
     unidentified_server_closes: Counter[int] = field(default_factory=Counter)

@@ -150,6 +150,7 @@ class GatewayHandler:
         conn.on_server_close = self._server_closed
         state.connections[conn.id] = conn
         state.totals.connections += 1
+        state.totals.compressions[compression or "none"] += 1
         conn.start()
         client_close: int | None = None
         try:

@@ -156,6 +156,7 @@ class SandboxState:
             "connections_open": len(self.connections),
             "connections_total": self.totals.connections,
             "refused_connections": self.totals.refused_connections,
+            "connections_by_compression": dict(sorted(self.totals.compressions.items())),
             "identify_violations": self.totals.identify_violations,
             "command_violations": self.totals.command_violations,
             "dispatches_sent": sum(len(s.sent) for s in self.shard_stats.values()),

@@ -76,6 +76,8 @@ async def test_discordpy_connects_two_shards_and_gets_every_guild(discordpy):
     stats = sandbox.stats()
     assert stats["identify_violations"] == 0
     assert stats["shards"]["0"]["identifies"] == 1 and stats["shards"]["1"]["identifies"] == 1
+    # discord.py picks zstd-stream whenever the zstandard module is importable (it is: a dependency).
+    assert stats["connections_by_compression"] == {"zstd-stream": 2}
     # Heartbeats are answered: discord.py measures a latency from the ACKs.
     await wait_for(
         bot,

@@ -79,6 +79,9 @@ async def test_hikari_connects_two_shards_and_gets_every_guild(hikari_bot):
     stats = sandbox.stats()
     assert stats["identify_violations"] == 0
     assert stats["shards"]["0"]["identifies"] == 1 and stats["shards"]["1"]["identifies"] == 1
+    # hikari uses zstd-stream where Python has a zstd module (3.14 / backports.zstd), else zlib-stream.
+    used = stats["connections_by_compression"]
+    assert sum(used.values()) == 2 and set(used) <= {"zlib-stream", "zstd-stream"}
     await watch.until(
         lambda: all(sandbox.stats()["shards"][s]["heartbeats"] >= 2 for s in "01"), "two heartbeats per shard"
     )

@@ -96,6 +96,10 @@ async def test_control_api_reports_stats_and_events(sandbox, http, raw):
     assert response.headers["Content-Type"] == "application/json"
     assert stats["shards"]["0"]["identifies"] == 1
     assert stats["rest_url"] == sandbox.rest_url
+    async with http.get(sandbox.control_url + "/stats?events=1") as response:
+        detailed = await response.json()
+    assert [e["event_id"] for e in detailed["shards"]["0"]["events"]] == sandbox.event_ids(0)
+    assert detailed["sessions"][0]["shard"] == [0, 2] and detailed["sessions"][0]["connected"] is True
     async with http.get(sandbox.control_url + "/events/0") as response:
         events = await response.json()
     assert events[0]["name"] == "READY"

@@ -224,9 +224,12 @@ class ShardManager:
         except FatalGatewayError as exc:
             self.fatal_error = FatalErrorEvent(exc.kind, exc.message, (), exc.code)
             await self._close_session()
+            self._initialized = False
             raise
         except BaseException:
+            # Nothing was started: a later initialize() may try again (e.g. once the network is back).
             await self._close_session()
+            self._initialized = False
             raise
         self.gateway_url = bot.url
         self.session_start_limit = bot.session_start_limit
@@ -238,7 +241,11 @@ class ShardManager:
         first, last = self._range if self._range is not None else (0, total - 1)
         if last >= total:
             await self._close_session()
-            raise GatewayError(f"shard range {first}..{last} does not fit in {total} shards")
+            self._initialized = False
+            raise GatewayError(
+                f"shard range {first}..{last} does not fit in the {total} shards /gateway/bot recommends; "
+                "set the shard total explicitly"
+            )
         ids = [ShardId(i) for i in range(first, last + 1)]
 
         gate = self._gate
@@ -628,11 +635,12 @@ class ShardManager:
         )
 
     async def wait_until_connected(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contract's name
-        """Wait until every shard in range is CONNECTED; False on timeout or a fatal error."""
+        """Wait until every shard in range is CONNECTED; False on timeout, or at once when a shard
+        stopped on a fatal error (it will not connect by itself)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if self.fatal_error is not None:
+            if self.fatal_error is not None or any(i.fatal_error for i in self.runners.values()):
                 return False
             if self.runners and all(i.stage is ConnectionStage.CONNECTED for i in self.runners.values()):
                 return True

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shardtui.gateway.errors import FatalGatewayError
+from shardtui.gateway.errors import FatalGatewayError, GatewayError
 from shardtui.gateway.health import HealthPolicy
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.models import (
@@ -115,6 +115,46 @@ async def test_fleet_boots_within_identify_limits(sandbox_factory, managers, sha
         assert ConnectionStage.IDENTIFYING in news
         assert news.index(ConnectionStage.IDENTIFYING) < news.index(ConnectionStage.CONNECTED)
         assert chain[-1].new is ConnectionStage.CONNECTED
+
+
+async def test_a_shard_range_runs_only_those_shards(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=4, guilds=8)
+    manager = managers(options_for(sandbox, shard_range=(1, 2)))
+    await manager.initialize()
+    assert sorted(manager.runners) == [ShardId(1), ShardId(2)]
+    assert await manager.wait_until_connected(10.0)
+    assert sorted(sandbox.stats()["shards"]) == ["1", "2"]
+    assert all(info.total == 4 for info in manager.runners.values())
+    with pytest.raises(ValueError, match=r"shard 0 is not run by this process \(it runs shards 1, 2\)"):
+        await manager.restart(ShardId(0))
+
+
+async def test_set_shards_and_a_range_beyond_the_total(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    manager = managers(options_for(sandbox))
+    manager.set_shards(2, 2, 4)
+    await manager.initialize()
+    assert sorted(manager.runners) == [ShardId(2), ShardId(3)]
+    assert await manager.wait_until_connected(10.0)
+    with pytest.raises(RuntimeError, match="before initialize"):
+        manager.set_shards(0, 1, 4)
+
+    too_far = managers(options_for(sandbox, shard_range=(1, 5)))
+    with pytest.raises(GatewayError, match=r"shard range 1..5 does not fit in the 2 shards"):
+        await too_far.initialize()
+
+
+def test_options_refuse_bad_values_with_a_reason() -> None:
+    base = {"token": "t", "intents": GatewayIntents.default(), "rest_url": "http://x/api/v10"}
+    with pytest.raises(ValueError, match="compression"):
+        ShardManagerOptions(**base, compression="gzip")
+    with pytest.raises(ValueError, match="large_threshold"):
+        ShardManagerOptions(**base, large_threshold=10)
+    with pytest.raises(ValueError, match="does not fit"):
+        ShardManagerOptions(**base, shard_total=2, shard_range=(0, 2))
+    with pytest.raises(ValueError, match="token"):
+        ShardManagerOptions(**{**base, "token": " "})
+    assert "t'" not in repr(ShardManagerOptions(**base))
 
 
 async def test_runners_hold_every_shard_from_the_moment_it_is_queued(sandbox_factory, managers) -> None:
@@ -262,6 +302,7 @@ async def test_fatal_close_of_one_shard_stops_only_that_shard(sandbox_factory, m
     assert info.health is ShardHealth.FAILED
     assert "2500 guilds" in info.health_reason
     assert manager.runners[ShardId(0)].stage is ConnectionStage.CONNECTED
+    assert not await manager.wait_until_connected(5.0)  # at once: shard 1 cannot connect by itself
 
 
 async def test_rejected_token_fails_initialize_with_a_clear_error(sandbox_factory) -> None:
@@ -272,6 +313,7 @@ async def test_rejected_token_fails_initialize_with_a_clear_error(sandbox_factor
         await manager.initialize()
     assert "wrong.token" not in str(caught.value)
     assert manager.fatal_error is not None and manager.fatal_error.kind == "authentication"
+    assert manager.runners == {}
     await manager.shutdown_all()
     assert leftover_tasks(before) == set()
     assert sandbox.stats()["connections_total"] == 0

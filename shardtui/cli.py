@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -191,6 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "run" and args.headless:
             from shardtui.headless import run_headless
 
+            if args.report is not None:
+                problem = _unwritable(args.report)
+                if problem:
+                    print(f"shardtui: --report {args.report}: {problem}", file=sys.stderr)
+                    return EXIT_CONFIG
+
             return _run_async(run_headless(config, duration=args.duration, report_path=args.report))
         if command == "run" and (args.duration is not None or args.report is not None):
             print("shardtui: --duration and --report need --headless", file=sys.stderr)
@@ -201,6 +208,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a report could not be written to ``path`` — checked before the run, not after it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "is a directory"
+    if not os.path.isdir(directory):
+        return f"directory {directory} does not exist"
+    if not os.access(directory, os.W_OK):
+        return f"directory {directory} is not writable"
+    return None
 
 
 class _NullStream:

@@ -804,8 +804,9 @@ def find_default_config(cwd: str | None = None) -> str | None:
     return candidate if os.path.isfile(candidate) else None
 
 
-def format_config(config: Config) -> str:
+def format_config(config: Config, environ: Mapping[str, str] | None = None) -> str:
     """``--print-config``: one line per key, its value (TOML-ish) and where it came from."""
+    environ = os.environ if environ is None else environ
     values = config.values()
     width = max(len(k) for k in values)
     lines = [f"# config: {config.source}"]
@@ -815,6 +816,9 @@ def format_config(config: Config) -> str:
         lines.append(
             f"{key:<{width}} = {_toml_value(value):<28} # {config.provenance.get(key, DEFAULT_SOURCE)}"
         )
+    name = config.bot.token_env
+    state = "set" if environ.get(name, "").strip() else "unset"
+    lines.append(f"# bot token: environment variable {name} is {state} (its value is never shown)")
     return "\n".join(lines)
 
 

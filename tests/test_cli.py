@@ -15,7 +15,9 @@ def _print_config(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, t
     assert main([*argv, "--print-config"]) == 0
     out = capsys.readouterr().out
     rows: dict[str, tuple[str, str]] = {}
-    for line in out.splitlines()[1:]:
+    for line in out.splitlines():
+        if line.startswith("#"):
+            continue
         left, _, source = line.rpartition(" # ")
         key, _, value = left.partition(" = ")
         rows[key.strip()] = (value.strip(), source.strip())
@@ -198,3 +200,27 @@ def test_console_refuses_bad_handler_and_missing_token_before_the_ui_starts(
         "shardtui: command line --rest-url: sandbox.token: expected the token of the sandbox at "
         "http://127.0.0.1:9/api/v10 in [sandbox] token or DISCORD_TOKEN, found neither set"
     )
+
+
+def test_report_in_a_missing_directory_is_refused_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "no-such-dir" / "report.json"
+    assert main(["run", "--headless", "--duration", "1", "--report", str(target)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"shardtui: --report {target}: directory {target.parent} does not exist"
+    )
+
+
+def test_print_config_says_whether_the_token_is_set_never_its_value(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_TOKEN", "secret-token-value")
+    assert main(["--token-env", "MY_TOKEN", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "environment variable MY_TOKEN is set" in out
+    assert "secret-token-value" not in out
+    monkeypatch.delenv("MY_TOKEN")
+    assert main(["--token-env", "MY_TOKEN", "--print-config"]) == 0
+    assert "environment variable MY_TOKEN is unset" in capsys.readouterr().out

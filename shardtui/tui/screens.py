@@ -227,7 +227,7 @@ class DetailsScreen(ModalScreen[None]):
             yield Static(id="details-info")
             yield Label("latency (ms), last samples", classes="section")
             yield Sparkline([], id="details-latency")
-            yield Label("recent log", classes="section")
+            yield Label("recent log, newest first", classes="section")
             with VerticalScroll(id="details-log-scroll"):
                 yield Static(id="details-log")
 
@@ -261,7 +261,8 @@ class DetailsScreen(ModalScreen[None]):
             lines.append(f"FATAL      {info.fatal_error}")
         info_widget.update(Text("\n".join(lines)))
         self.query_one("#details-latency", Sparkline).data = list(row.latencies)
-        log = "\n".join(line.format() for line in list(row.log)[-50:]) or "(nothing yet)"
+        # Newest first: the pane is short and the latest line is the one an operator wants.
+        log = "\n".join(line.format() for line in reversed(list(row.log)[-50:])) or "(nothing yet)"
         self.query_one("#details-log", Static).update(Text(log))
 
     def action_close(self) -> None:

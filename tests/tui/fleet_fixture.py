@@ -71,8 +71,9 @@ class FixedRuntime:
     mode = "sandbox"
     sandbox = None
 
-    def __init__(self, manager: FixedManager) -> None:
+    def __init__(self, manager: FixedManager, start_error: Exception | None = None) -> None:
         self.manager = manager
+        self.start_error = start_error
 
     async def __aenter__(self) -> FixedRuntime:
         return self
@@ -81,6 +82,8 @@ class FixedRuntime:
         await self.manager.shutdown_all()
 
     async def start(self) -> None:
+        if self.start_error is not None:
+            raise self.start_error
         await self.manager.initialize()
 
 

@@ -104,3 +104,30 @@ def test_shutdown_confirmation_light_theme(snap_compare) -> None:
 
 def test_high_contrast_theme(snap_compare) -> None:
     assert snap_compare(make_app("shardtui-high-contrast"), terminal_size=(120, 24), run_before=settle)
+
+
+def test_fatal_authentication_screen(snap_compare) -> None:
+    from shardtui.gateway.errors import FatalGatewayError
+
+    error = FatalGatewayError(
+        "authentication",
+        4004,
+        "close 4004 (authentication failed): the bot token was rejected; check the token (it may have "
+        "been reset) and restart",
+    )
+    manager = FixedManager(fixed_fleet(4))
+    app = ShardTUI(
+        Config(), runtime_factory=lambda _c: FixedRuntime(manager, error), clock=lambda: FROZEN_NOW
+    )
+
+    async def run_before(pilot: Pilot) -> None:
+        from shardtui.tui.screens import FatalScreen
+
+        for _ in range(200):
+            if isinstance(pilot.app.screen, FatalScreen):
+                break
+            await pilot.pause()
+        assert isinstance(pilot.app.screen, FatalScreen)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -64,10 +64,11 @@ def test_headless_run_reports_every_shard_connected_and_never_the_token(
     report_text = report_path.read_text()
     report = json.loads(report_text)
     assert report["exit_status"] == 0 and report["stopped_by"] == "duration"
-    assert report["connected"] == SHARDS
+    assert report["connected"] == SHARDS and report["shard_total"] == SHARDS
     assert [s["id"] for s in report["shards"]] == list(range(SHARDS))
     for shard in report["shards"]:
         assert shard["stage"] == "connected"
+        assert shard["latency_ms"] is not None  # 300 ms heartbeats were ACKed during the run
         assert shard["identifies"] == 1
         assert shard["events_received"] > 0 and shard["last_seq"] is not None
         for key in ("latency_ms", "resumes", "reconnects", "last_close_code"):

@@ -78,11 +78,12 @@ def test_headless_run_reports_every_shard_connected_and_never_the_token(
     assert "DEBUG" in captured.err  # logs went to stderr, redacted
 
 
-def test_sigterm_writes_the_report_and_exits_0(tmp_path: Path) -> None:
-    asyncio.run(_sigterm_run(tmp_path))
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_writes_the_report_and_exits_0(tmp_path: Path, signum: signal.Signals) -> None:
+    asyncio.run(_signal_run(tmp_path, signum))
 
 
-async def _sigterm_run(tmp_path: Path) -> None:
+async def _signal_run(tmp_path: Path, signum: signal.Signals) -> None:
     report_path = tmp_path / "report.json"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "shardtui", "--config", str(_config(tmp_path)), "--log-level", "info",
@@ -102,12 +103,12 @@ async def _sigterm_run(tmp_path: Path) -> None:
             if event["event"] == "stage" and event["new"] == "connected":
                 connected.add(event["shard"])
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         rest, err = await asyncio.wait_for(proc.communicate(), 30)
     out.append(rest.decode())
     assert proc.returncode == 0, err.decode()
     report = json.loads(report_path.read_text())
-    assert report["stopped_by"] == "signal SIGTERM"
+    assert report["stopped_by"] == f"signal {signum.name}"
     assert report["connected"] == SHARDS
     for text in ("".join(out), err.decode(), report_path.read_text()):
         assert TOKEN not in text

@@ -136,7 +136,8 @@ class Config:
         return build_presence(self.presence)
 
     def shard_total(self) -> int | None:
-        """The shard total the manager should use: explicit, else the embedded sandbox's, else auto."""
+        """The shard total this config leads to, when known before connecting: explicit, else the
+        embedded sandbox's recommendation, else None (``/gateway/bot`` decides)."""
         if self.gateway.shards is not None:
             return self.gateway.shards
         if self.embeds_sandbox():

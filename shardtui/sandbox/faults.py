@@ -66,6 +66,9 @@ def _apply(state: SandboxState, conn: Connection, kind: str, params: dict[str, A
         conn.wedged = True
     elif kind == "reconnect":
         conn.send(control(Opcode.RECONNECT))
+        grace = state.settings.reconnect_drop_after
+        if grace is not None:
+            conn.reconnect_deadline = state.now() + grace
     elif kind == "invalid_session":
         resumable = bool(params.get("resumable", False))
         conn.send(control(Opcode.INVALID_SESSION, resumable))

@@ -236,6 +236,13 @@ class Sandbox:
             await asyncio.sleep(tick)
             now = state.now()
             state.expire_sessions()
+            for conn in list(state.connections.values()):
+                if (
+                    conn.reconnect_deadline is not None
+                    and now >= conn.reconnect_deadline
+                    and not conn.closing
+                ):
+                    conn.abort()
             factor = settings.heartbeat_timeout_factor
             if factor:
                 for conn in list(state.connections.values()):

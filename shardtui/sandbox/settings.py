@@ -79,6 +79,8 @@ class SandboxSettings:
     heartbeat_timeout_factor: float | None = 2.0
     #: Seconds between server-sent op 1 requests (None = never).
     server_heartbeat_request_every: float | None = None
+    #: Like Discord, drop a connection that is still open this many seconds after op 7 (None = never).
+    reconnect_drop_after: float | None = 5.0
     #: Seconds between two all-member op 8 requests for the same guild (else RATE_LIMITED).
     member_request_cooldown: float = 30.0
     #: Dispatches kept per session for RESUME; older ones make a resume from before them fail (4007).

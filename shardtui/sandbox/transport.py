@@ -87,6 +87,8 @@ class Connection:
         #: Wedged: ACKs continue, dispatches stay in the session's replay buffer.
         self.wedged = False
         self.server_close_code: int | None = None
+        #: Loop time after which the sandbox drops a client that ignored op 7.
+        self.reconnect_deadline: float | None = None
         self.dropped = False
         self.closing = False
         #: Our close frame is on the wire; the next CLOSE from the client is its reply.

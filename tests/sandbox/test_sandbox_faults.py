@@ -274,3 +274,11 @@ async def test_client_close_1000_marks_unconfirmed_dispatches(sandbox, raw):
     assert all(e.replayable for e in sandbox.sent_events(0))
     session = sandbox.stats()["sessions"][0]
     assert session["alive"] is False and session["end_reason"] == "client closed with 1000"
+
+
+async def test_a_client_ignoring_op7_is_dropped_after_the_grace(sandbox_factory, raw):
+    sandbox = await sandbox_factory(reconnect_drop_after=0.05)
+    client, _ = await _ready(raw, sandbox)
+    sandbox.inject("reconnect", 0)
+    assert (await client.recv_until(lambda p: p["op"] == 7))[-1]["op"] == 7
+    assert await client.expect_close() == 1006

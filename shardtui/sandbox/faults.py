@@ -152,6 +152,8 @@ def inject(state: SandboxState, kind: str, shard_id: int | None = None, **params
         return len(targets)
     targets = state.connections_for(shard_id)
     for conn in targets:
+        if conn.session is not None:
+            conn.session.faults[kind] += 1
         _apply(state, conn, kind, params)
         if conn.shard_id is not None:
             state.shard(conn.shard_id).faults[kind] += 1

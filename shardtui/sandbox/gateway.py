@@ -258,6 +258,7 @@ class GatewayHandler:
             return
         session.connection = None
         session.detached_at = state.now()
+        session.closes.append(f"{'client' if by_client else 'server'} {code}")
         if by_client and code in (1000, 1001):
             session.kill(f"client closed with {code}")
         elif not by_client and code in (4003, 4004, 4006, 4007, 4009, 4010, 4011, 4012, 4013, 4014):

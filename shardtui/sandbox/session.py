@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from .accounting import EVENT_ID_KEY, SentEvent, ShardStats
@@ -40,6 +40,9 @@ class Session:
         #: Highest seq the client proved it had (heartbeat ``d`` or RESUME ``seq``).
         self.confirmed_seq = 0
         self.resumes = 0
+        #: Close codes that ended this session's connections, in order ("server 4000", "client 1006"...).
+        self.closes: list[str] = []
+        self.faults: Counter[str] = Counter()
         self.presence: dict[str, Any] | None = None
 
     def covers_guild(self, guild_id: int) -> bool:
@@ -100,6 +103,8 @@ class Session:
             "confirmed_seq": self.confirmed_seq,
             "dispatches_sent": len(self.sent),
             "resumes": self.resumes,
+            "closes": list(self.closes),
+            "faults": dict(sorted(self.faults.items())),
             "alive": self.alive,
             "connected": self.connection is not None,
             "detached_for": None if self.detached_at is None else round(now - self.detached_at, 3),

@@ -37,6 +37,9 @@ async def test_drop_closes_without_a_close_frame_and_the_session_resumes(sandbox
     shard = sandbox.stats()["shards"]["0"]
     assert shard["faults"] == {"drop": 1}
     assert shard["server_closes"] == {"1006": 1}
+    session = sandbox.stats()["sessions"][0]
+    assert session["faults"] == {"drop": 1} and session["closes"] == ["server 1006"]
+    assert session["resumes"] == 1 and session["connected"] is True
 
 
 async def test_zombie_stops_acks_and_dispatches(sandbox, raw):

@@ -75,7 +75,9 @@ class Harness:
         return out
 
     def event_ids(self) -> list[int]:
-        return [d.data[EVENT_ID_KEY] for d in self.received if isinstance(d.data, dict) and EVENT_ID_KEY in d.data]
+        return [
+            d.data[EVENT_ID_KEY] for d in self.received if isinstance(d.data, dict) and EVENT_ID_KEY in d.data
+        ]
 
     def names(self) -> list[str]:
         return [d.name for d in self.received]
@@ -83,8 +85,8 @@ class Harness:
     def log_text(self) -> str:
         return "\n".join(e.message for e in self.logs)
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 8.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 8.0, what: str = "") -> None:
+        deadline = time.monotonic() + within
         while not predicate():
             if time.monotonic() > deadline:
                 self.drain()
@@ -94,18 +96,18 @@ class Harness:
                 )
             await asyncio.sleep(0.01)
 
-    async def wait_connected(self, count: int = 1, timeout: float = 8.0) -> None:
+    async def wait_connected(self, count: int = 1, within: float = 8.0) -> None:
         """Wait until the shard has reached CONNECTED ``count`` times in total."""
         await self.wait_for(
-            lambda: self.stage_changes().count(ConnectionStage.CONNECTED) >= count, timeout, "CONNECTED"
+            lambda: self.stage_changes().count(ConnectionStage.CONNECTED) >= count, within, "CONNECTED"
         )
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, within: float = 5.0) -> None:
         if self.task is None:
             return
         if not self.task.done():
             self.runner.messenger.shutdown_clean()
-        await asyncio.wait_for(self.task, timeout)
+        await asyncio.wait_for(self.task, within)
 
 
 HarnessFactory = Callable[..., Harness]
@@ -170,7 +172,7 @@ async def harness_factory():
         if task is None or task.done():
             continue
         try:
-            await harness.stop(timeout=3.0)
+            await harness.stop(within=3.0)
         except TimeoutError:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -392,3 +392,12 @@ async def test_two_shards_get_their_own_guilds_through_one_gate(sandbox_factory,
         assert h.names().count("GUILD_CREATE") == expected
     assert sorted(int(s) for s in gate.acquired) == [0, 1]
     assert sandbox.stats()["identify_violations"] == 0
+
+
+async def test_events_per_second_follows_traffic(sandbox_factory, harness_factory) -> None:
+    sandbox = await sandbox_factory(event_rate=300.0, guilds=4)
+    h = harness_factory(sandbox)
+    await h.wait_connected()
+    await h.wait_for(lambda: h.info.events_per_second > 20, within=6.0, what="a measured event rate")
+    assert h.info.last_dispatch_at is not None
+    assert h.info.events_received == len(h.received)

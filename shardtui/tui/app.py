@@ -131,6 +131,8 @@ class ShardTUI(App[int]):
         self._fatal_shown = False
         self._tick_timer: Timer | None = None
         self._startup_over = False
+        #: Ticks that raised; tests assert it stays 0.
+        self.refresh_errors = 0
         super().__init__()
         for theme in self._theme_load.themes.values():
             self.register_theme(theme)
@@ -262,6 +264,16 @@ class ShardTUI(App[int]):
     # -- the tick ----------------------------------------------------------------------------------
 
     def _tick(self) -> None:
+        # A drawing bug must not end the console (and with it every shard): log it, say so once.
+        try:
+            self._refresh_view()
+        except Exception as exc:
+            self.refresh_errors += 1
+            log.exception("console refresh failed")
+            if self.refresh_errors == 1:
+                self.notify(f"Display refresh failed: {exc!r} (see the log)", severity="error", timeout=15)
+
+    def _refresh_view(self) -> None:
         manager = self.manager
         model = self.model
         if manager is not None:

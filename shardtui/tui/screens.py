@@ -10,6 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Sparkline, Static
 
@@ -235,8 +236,14 @@ class DetailsScreen(ModalScreen[None]):
         self.refresh_details()
 
     def refresh_details(self) -> None:
+        # The app's tick may call this between push_screen and compose; skip until the widgets exist.
+        try:
+            info_widget = self.query_one("#details-info", Static)
+            sparkline = self.query_one("#details-latency", Sparkline)
+            log_widget = self.query_one("#details-log", Static)
+        except NoMatches:
+            return
         row = self.model.rows.get(self.sid)
-        info_widget = self.query_one("#details-info", Static)
         if row is None:
             info_widget.update(Text("This shard is no longer managed."))
             return
@@ -260,10 +267,10 @@ class DetailsScreen(ModalScreen[None]):
         if info.fatal_error:
             lines.append(f"FATAL      {info.fatal_error}")
         info_widget.update(Text("\n".join(lines)))
-        self.query_one("#details-latency", Sparkline).data = list(row.latencies)
+        sparkline.data = list(row.latencies)
         # Newest first: the pane is short and the latest line is the one an operator wants.
         log = "\n".join(line.format() for line in reversed(list(row.log)[-50:])) or "(nothing yet)"
-        self.query_one("#details-log", Static).update(Text(log))
+        log_widget.update(Text(log))
 
     def action_close(self) -> None:
         self.dismiss(None)

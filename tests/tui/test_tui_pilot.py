@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from textual.command import CommandPalette
-from textual.widgets import Input, RichLog, Select
+from textual.widgets import Input, OptionList, RichLog, Select
 from tui_helpers import fast_config, wait_until
 
 from shardtui.config import Config
@@ -38,6 +38,7 @@ def shard_stats(app: ShardTUI, sid: int) -> dict:
 async def started(pilot, count: int = 3) -> ShardTUI:
     app = pilot.app
     await wait_until(pilot, lambda: all_connected(app, count), f"all {count} shards connected in the table")
+    assert app.refresh_errors == 0
     return app
 
 
@@ -246,11 +247,19 @@ async def test_view_keys_details_filter_sort_log_theme_refresh_help() -> None:
         assert "rolling_restart" in help_text and "Presence" in help_text
         await pilot.press("escape")
 
-        await pilot.press("ctrl+p")
-        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
         titles = [command.title for command in app.get_system_commands(app.screen)]
         assert {"Restart shards", "Rolling restart", "Edit presence", "Filter shards"} <= set(titles)
-        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
+        await pilot.press(*"rolling restart")
+        options = app.screen.query_one(OptionList)
+        await wait_until(pilot, lambda: options.option_count > 0, "palette matches")
+        await pilot.press("down", "enter")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, ConfirmScreen), "the palette's rolling restart"
+        )
+        await pilot.press("n")
+        assert all(r.info.resumes == 0 for r in app.model.rows.values())
 
 
 async def test_readonly_hides_every_mutating_action() -> None:

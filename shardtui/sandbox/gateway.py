@@ -184,10 +184,7 @@ class GatewayHandler:
     async def _read_loop(self, conn: Connection) -> int | None:
         ws = conn.ws
         while True:
-            try:
-                msg = await ws.receive()
-            except (asyncio.CancelledError, ConnectionError):
-                raise
+            msg = await ws.receive()
             if msg.type == WSMsgType.CLOSE:
                 code = int(msg.data) if msg.data is not None else None
                 if conn.close_sent:
@@ -201,13 +198,12 @@ class GatewayHandler:
                     )
                 return code
             if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                if (
-                    msg.type == WSMsgType.ERROR
-                    and ws.close_code is not None
-                    and conn.server_close_code is None
-                ):
-                    # aiohttp itself closed (e.g. a frame above READ_LIMIT: 1009).
-                    conn.server_close_code = ws.close_code
+                code = getattr(msg.data, "code", None) if msg.type == WSMsgType.ERROR else None
+                if isinstance(code, int) and code != 1006:
+                    # aiohttp itself sent the close (a frame above READ_LIMIT: 1009).
+                    conn.closing = True
+                    conn.server_close_code = code
+                    self._settle(conn, code, by_client=False)
                 return None
             if conn.closing:
                 continue

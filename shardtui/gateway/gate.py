@@ -106,8 +106,9 @@ class InMemoryIdentifyGate:
         self.max_concurrency = int(max_concurrency)
         self.window = float(window)
         # Discord measures the window when an IDENTIFY arrives, not when we let it go: a small
-        # margin keeps send-time jitter from turning two back-to-back slots into a violation.
-        self.margin = 0.0 if window == 0 else min(0.25, max(0.01, self.window * 0.02))
+        # margin keeps send and delivery jitter (tens of ms on a busy loop or network) from
+        # turning two back-to-back slots into a violation. 0.25 s on Discord's 5 s window.
+        self.margin = 0.0 if window == 0 else min(0.25, max(0.05, self.window * 0.05))
         self.limit = limit
         self.clock = clock
         #: Why identifies are being held back right now (None when they are not); for the console.

@@ -196,6 +196,21 @@ async def test_restart_resumes_and_force_identify_identifies(sandbox_factory, ma
     assert shard_stats(sandbox, 0)["identifies"] == 1
 
 
+async def test_re_identifies_after_a_session_timeout_keep_the_identify_limit(
+    sandbox_factory, managers
+) -> None:
+    sandbox = await sandbox_factory(shards=4, max_concurrency=2)
+    manager = managers(options_for(sandbox))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    # Every session dies at once: all four shards must identify again, two buckets, paced by the gate.
+    assert sandbox.inject("close", None, code=4009) == 4
+    await eventually(lambda: all(i.identifies == 2 for i in manager.runners.values()))
+    assert await manager.wait_until_connected(10.0)
+    assert sandbox.stats()["identify_violations"] == 0
+    assert [shard_stats(sandbox, i)["identifies"] for i in range(4)] == [2, 2, 2, 2]
+
+
 async def test_shutdown_and_boot_one_shard(sandbox_factory, managers) -> None:
     sandbox = await sandbox_factory(shards=3)
     manager = managers(options_for(sandbox))

@@ -75,7 +75,6 @@ HANDLER_ERROR_LOG_INTERVAL: Final = 5.0
 #: Queued async handler calls at which the operator is told the handler cannot keep up.
 HANDLER_BACKLOG_WARNING: Final = 10_000
 _GUILD_EVENTS: Final = frozenset({"READY", "GUILD_CREATE", "GUILD_DELETE"})
-_FLUSH: Final = object()  # inbox sentinel: the shard (re)connected, send what waited
 
 
 @dataclass
@@ -168,6 +167,7 @@ class ShardRunner:
         self._wake = asyncio.Event()
         self._closer: asyncio.Task | None = None
         self._identify_task: asyncio.Task | None = None
+        self._flush_task: asyncio.Task | None = None
         self._delivery_task: asyncio.Task | None = None
         self._pending_awaitables: deque[Awaitable[Any]] = deque()
         self._deferred: deque[dict[str, Any]] = deque()
@@ -340,12 +340,13 @@ class ShardRunner:
                 if self._outcome is not None:
                     break
         finally:
-            timer.cancel()
-            identify = self._identify_task
-            self._identify_task = None
-            if identify is not None:
-                identify.cancel()
-            await asyncio.gather(timer, *([identify] if identify else []), return_exceptions=True)
+            # The identify and the command sender belong to this connection (and its limiter); what
+            # they had not sent yet stays queued for the next session.
+            helpers = [t for t in (timer, self._identify_task, self._flush_task) if t is not None]
+            self._identify_task = self._flush_task = None
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
         outcome = self._outcome
         if outcome is None:
             # The server or the network ended it.
@@ -475,6 +476,9 @@ class ShardRunner:
 
     def _stage_changed(self, change: StageChange) -> None:
         self._put_manager(ShardManagerMessage.ShardUpdate(self.shard_id, self._shard.latency, change.new))
+        if change.old is ConnectionStage.HANDSHAKE and self._shard.heartbeat_interval is not None:
+            # HELLO told us the interval: reserve the heartbeats' share of the command budget.
+            self._limiter.set_heartbeat_interval(self._shard.heartbeat_interval)
         if change.new is ConnectionStage.DISCONNECTED:
             self.info.connected_since = None
 
@@ -491,8 +495,7 @@ class ShardRunner:
             self._log(logging.INFO, f"resumed session at seq {shard.seq}")
         else:
             self._log(logging.INFO, "identified: new session ready")
-        if self._presence_pending is not None or self._deferred:
-            self._inbox.put_nowait(_FLUSH)
+        self._kick_flush()
 
     def _start_identify(self) -> None:
         if self._identify_task is None or self._identify_task.done():
@@ -638,22 +641,20 @@ class ShardRunner:
     # -- inbox ------------------------------------------------------------------------------------------
 
     async def _inbox_loop(self) -> None:
+        # Never awaits anything but the next message: a command waiting for the rate limiter must not
+        # hold up a close or restart queued behind it (the sender task does the waiting).
         while True:
             message = await self._inbox.get()
             try:
-                await self._handle_message(message)
-            except asyncio.CancelledError:
-                raise
+                self._handle_message(message)
             except Exception as exc:
                 self._log(
                     logging.ERROR, f"could not carry out {type(message).__name__}: {_describe_exc(exc)}"
                 )
 
-    async def _handle_message(self, message: ShardRunnerMessageT | object) -> None:
+    def _handle_message(self, message: ShardRunnerMessageT | object) -> None:
         shard = self._shard
-        if message is _FLUSH:
-            pass
-        elif isinstance(message, ShardRunnerMessage.Close):
+        if isinstance(message, ShardRunnerMessage.Close):
             self._control(shard.close_requested(message.code, message.reason))
             return
         elif isinstance(message, ShardRunnerMessage.Restart):
@@ -672,7 +673,7 @@ class ShardRunner:
         else:
             self._log(logging.WARNING, f"ignored an unknown runner message {type(message).__name__}")
             return
-        await self._flush_commands()
+        self._kick_flush()
 
     def _control(self, actions: list[ShardAction]) -> None:
         """A close or restart request: applied now, whether connected or not."""
@@ -702,8 +703,17 @@ class ShardRunner:
     def _defer(self, payload: dict[str, Any]) -> None:
         if len(self._deferred) >= MAX_DEFERRED_COMMANDS:
             self._deferred.popleft()
-            self._log(logging.WARNING, "too many commands waiting for a connection; dropped the oldest")
+            self._log(logging.WARNING, "too many gateway commands waiting to be sent; dropped the oldest")
         self._deferred.append(payload)
+
+    def _kick_flush(self) -> None:
+        """Start the sender if something waits and the shard can send."""
+        if self._presence_pending is None and not self._deferred:
+            return
+        if self._shard.stage is not ConnectionStage.CONNECTED or self._ws is None:
+            return
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_commands(), name=f"shard-{self.shard_id}-send")
 
     async def _flush_commands(self) -> None:
         """Send what waits, in order, while the shard is connected; the rest waits for the next session."""
@@ -720,10 +730,11 @@ class ShardRunner:
                 continue
             if not self._deferred:
                 return
-            result = await self._send(self._deferred[0])
+            payload = self._deferred[0]
+            result = await self._send(payload)
             if result is _Result.NO_CONNECTION:
                 return
-            if self._deferred:
+            if self._deferred and self._deferred[0] is payload:
                 self._deferred.popleft()
 
     # -- reporting ----------------------------------------------------------------------------------------
@@ -764,7 +775,7 @@ class ShardRunner:
     async def _cleanup(
         self, inbox_task: asyncio.Task | None, own_session: aiohttp.ClientSession | None, clean: bool
     ) -> None:
-        tasks = [t for t in (inbox_task, self._identify_task) if t is not None]
+        tasks = [t for t in (inbox_task, self._identify_task, self._flush_task) if t is not None]
         for task in tasks:
             task.cancel()
         ws = self._ws

@@ -401,3 +401,29 @@ async def test_events_per_second_follows_traffic(sandbox_factory, harness_factor
     await h.wait_for(lambda: h.info.events_per_second > 20, within=6.0, what="a measured event rate")
     assert h.info.last_dispatch_at is not None
     assert h.info.events_received == len(h.received)
+
+
+async def test_command_flood_waits_for_the_limiter_while_heartbeats_go_on(
+    sandbox_factory, harness_factory
+) -> None:
+    sandbox = await sandbox_factory(heartbeat_interval_ms=1000)
+    h = harness_factory(sandbox)
+    await h.wait_connected()
+    presence = {"since": None, "activities": [], "status": "online", "afk": False}
+    for _ in range(150):
+        h.runner.messenger.websocket_message({"op": 3, "d": presence})
+    stats = lambda: sandbox.stats()["shards"]["0"]  # noqa: E731
+    # 60 s / 1 s heartbeats reserve half of the 120 (the cap): IDENTIFY plus 59 commands fit.
+    await h.wait_for(lambda: stats()["presence_updates"] == 59, what="the command budget to be used")
+    acks_before = h.info.last_ack_at
+    await h.wait_for(
+        lambda: h.info.last_ack_at != acks_before, within=3.0, what="a heartbeat after the flood"
+    )
+    assert stats()["presence_updates"] == 59
+    assert stats()["command_violations"] == 0
+    assert "4008" not in stats()["server_closes"]
+    assert h.runner.stage is C.CONNECTED
+    # A close queued behind commands that wait for the limiter is not held up by them.
+    h.runner.messenger.shutdown_clean()
+    await asyncio.wait_for(h.task, 2.0)
+    assert runner_tasks() == []

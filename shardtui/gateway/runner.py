@@ -66,6 +66,8 @@ from shardtui.gateway.shard import (
 
 #: Seconds to wait for the server's answer to our close frame before dropping the socket.
 CLOSE_TIMEOUT: Final = 2.0
+#: Seconds given to a server that stopped answering (zombie, no HELLO) to take our close frame.
+UNRESPONSIVE_CLOSE_WAIT: Final = 0.2
 #: Seconds allowed for queued async handler work to finish when the runner stops cleanly.
 DRAIN_TIMEOUT: Final = 5.0
 #: Commands held while disconnected; older ones are dropped beyond this.
@@ -370,7 +372,7 @@ class ShardRunner:
                 with contextlib.suppress(Exception):
                     await closer
             elif not ws.closed:
-                await self._close_quietly(ws, _close_code_of(outcome))
+                await self._close_quietly(ws, _close_code_of(outcome), wait=_close_wait_of(outcome))
         self._ws = None
         self._closer = None
         self.info.session_id = shard.session_id
@@ -381,9 +383,12 @@ class ShardRunner:
             )
         return outcome
 
-    async def _close_quietly(self, ws: aiohttp.ClientWebSocketResponse, code: int) -> None:
+    async def _close_quietly(
+        self, ws: aiohttp.ClientWebSocketResponse, code: int, *, wait: float = CLOSE_TIMEOUT
+    ) -> None:
+        """Close with ``code``, waiting at most ``wait`` seconds for the server's reply (then drop)."""
         with contextlib.suppress(Exception):
-            await ws.close(code=code)
+            await asyncio.wait_for(ws.close(code=code), wait)
 
     def _end_connection(self, outcome: Reconnect | Stop | FatalGatewayError) -> None:
         """Record what ends this connection and make the reader stop (from any task)."""
@@ -402,7 +407,8 @@ class ShardRunner:
             if self._closer is None:
                 # Closing wakes the reader (it is in ws.receive()); the reader awaits this task.
                 self._closer = asyncio.create_task(
-                    self._close_quietly(ws, _close_code_of(outcome)), name=f"shard-{self.shard_id}-close"
+                    self._close_quietly(ws, _close_code_of(outcome), wait=_close_wait_of(outcome)),
+                    name=f"shard-{self.shard_id}-close",
                 )
 
     async def _timer_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -831,6 +837,12 @@ def _chunk_payload(message: ShardRunnerMessage.ChunkGuild) -> dict[str, Any]:
     if message.nonce is not None:
         d["nonce"] = message.nonce
     return {"op": int(Opcode.REQUEST_GUILD_MEMBERS), "d": d}
+
+
+def _close_wait_of(outcome: Reconnect | Stop | FatalGatewayError) -> float:
+    return (
+        UNRESPONSIVE_CLOSE_WAIT if isinstance(outcome, Reconnect) and outcome.unresponsive else CLOSE_TIMEOUT
+    )
 
 
 def _close_code_of(outcome: Reconnect | Stop | FatalGatewayError) -> int:

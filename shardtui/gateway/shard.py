@@ -87,6 +87,8 @@ class Reconnect:
     reason: str
     delay: float = 0.0
     failure: bool = False
+    #: The server stopped answering: send the close frame but do not wait for its reply.
+    unresponsive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,10 +369,17 @@ class Shard:
         self.resume_gateway_url = None
 
     def _reconnect(
-        self, resume: bool, close_code: int, reason: str, *, delay: float = 0.0, failure: bool = False
+        self,
+        resume: bool,
+        close_code: int,
+        reason: str,
+        *,
+        delay: float = 0.0,
+        failure: bool = False,
+        unresponsive: bool = False,
     ) -> Reconnect:
         resume = resume and self.has_session
-        return Reconnect(resume, self.connect_url(), close_code, reason, delay, failure)
+        return Reconnect(resume, self.connect_url(), close_code, reason, delay, failure, unresponsive)
 
     # -- operator requests --------------------------------------------------------------------------
 
@@ -420,7 +429,9 @@ class Shard:
             if self._opened_at is not None and now >= self._opened_at + self.hello_timeout:
                 out.append(Log(logging.WARNING, f"no HELLO within {self.hello_timeout:g} s; reconnecting"))
                 self._end_connection(out)
-                out.append(self._reconnect(True, RESUMABLE_CLOSE, "no HELLO", failure=True))
+                out.append(
+                    self._reconnect(True, RESUMABLE_CLOSE, "no HELLO", failure=True, unresponsive=True)
+                )
             return out
         if stage is ConnectionStage.DISCONNECTED or stage is ConnectionStage.CONNECTING:
             return out
@@ -431,7 +442,11 @@ class Shard:
             out.append(Log(logging.WARNING, "heartbeat not acknowledged; connection is a zombie, resuming"))
             was_connected = stage is ConnectionStage.CONNECTED
             self._end_connection(out)
-            out.append(self._reconnect(True, RESUMABLE_CLOSE, "zombie connection", failure=not was_connected))
+            out.append(
+                self._reconnect(
+                    True, RESUMABLE_CLOSE, "zombie connection", failure=not was_connected, unresponsive=True
+                )
+            )
             return out
         out.append(self._heartbeat(now))
         interval = self.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL_MS / 1000.0

@@ -190,6 +190,7 @@ def test_zombie_connection_closes_with_a_resumable_code_and_resumes() -> None:
     assert reconnect.resume is True
     assert reconnect.close_code not in (1000, 1001)
     assert reconnect.url == RESUME_URL + "/" + QUERY
+    assert reconnect.unresponsive is True  # the runner will not wait for a close reply that never comes
     assert shard.stage is ConnectionStage.DISCONNECTED
     assert shard.has_session
 
@@ -228,6 +229,7 @@ def test_op7_reconnects_to_resume_url_and_resumes() -> None:
     shard = identified()
     [reconnect] = of(shard.receive({"op": 7, "d": None}), Reconnect)
     assert reconnect.resume is True
+    assert reconnect.unresponsive is False
     assert reconnect.close_code not in (1000, 1001)
     assert reconnect.url.startswith(RESUME_URL)
 

@@ -327,7 +327,7 @@ class ShardRunner:
                         # CLOSE from the server (its reason is in extra), CLOSING after our own close,
                         # CLOSED or ERROR when the stream broke.
                         if kind is close_kind and isinstance(msg.extra, str):
-                            server_reason = msg.extra[:200]
+                            server_reason = self._scrub(msg.extra[:200])
                         break
                     payload = loads(data)
                 except (DecompressionError, orjson.JSONDecodeError) as exc:
@@ -747,11 +747,12 @@ class ShardRunner:
 
     def _report_fatal(self, error: FatalGatewayError) -> None:
         info = self.info
-        info.fatal_error = error.message
+        text = self._scrub(error.message)
+        info.fatal_error = text
         if error.code is not None:
             info.last_close_code = error.code
-            info.last_close_reason = error.message
-        self._log(logging.ERROR, f"stopped for good: {error.message}")
+            info.last_close_reason = text
+        self._log(logging.ERROR, f"stopped for good: {text}")
         sid = self.shard_id
         message: Any
         if error.code == 4004:
@@ -761,7 +762,7 @@ class ShardRunner:
         elif error.code == 4014:
             message = ShardManagerMessage.ShardDisallowedGatewayIntents(sid)
         else:
-            message = ShardManagerMessage.ShardFatal(sid, error.code or 0, error.message)
+            message = ShardManagerMessage.ShardFatal(sid, error.code or 0, text)
         self._put_manager(message)
 
     def _put_manager(self, message: Any) -> None:
@@ -770,7 +771,13 @@ class ShardRunner:
         except asyncio.QueueFull:
             self._log(logging.ERROR, f"manager queue full; dropped {type(message).__name__}")
 
+    def _scrub(self, text: str) -> str:
+        """Remove the token from text that came from elsewhere (a hostile server may echo it back)."""
+        token = self.options.token
+        return text.replace(token, "[token]") if token and token in text else text
+
     def _log(self, level: int, message: str) -> None:
+        message = self._scrub(message)
         try:
             self._emit_cb(ShardLogEvent(self.shard_id, level, message))
         except Exception:  # a broken log sink must not take the shard down

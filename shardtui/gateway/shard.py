@@ -69,6 +69,9 @@ class Send:
     payload: dict[str, Any]
     heartbeat: bool = False
 
+    def __repr__(self) -> str:  # IDENTIFY and RESUME payloads hold the token: show the op only
+        return f"Send(op={self.payload.get('op')!r}, heartbeat={self.heartbeat})"
+
 
 @dataclass(frozen=True, slots=True)
 class Identify:

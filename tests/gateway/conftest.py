@@ -28,7 +28,7 @@ class LockGate:
     """A minimal identify gate: one identify at a time, ``window`` seconds apart (the real one is the
     manager's; this keeps runner tests independent of it)."""
 
-    def __init__(self, window: float = 0.12) -> None:
+    def __init__(self, window: float = 0.16) -> None:
         self.window = window
         self._lock = asyncio.Lock()
         self._last: float | None = None

@@ -168,3 +168,66 @@ async def test_runner_survives_a_hostile_gateway_and_delivers_each_seq_once(seed
         runner.messenger.shutdown_clean()
         await asyncio.wait_for(task, 5)
         await gateway.stop()
+
+
+@pytest.mark.parametrize("code", [4004, 4000])
+async def test_a_gateway_echoing_the_token_never_gets_it_into_logs_or_info(code: int) -> None:
+    connections = 0
+    reconnected = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        nonlocal connections
+        connections += 1
+        if connections == 2:
+            reconnected.set()
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 5000}}))
+        async for msg in ws:
+            payload = orjson.loads(msg.data)
+            if payload.get("op") == 2:
+                await ws.close(code=code, message=f"bad {payload['d']['token']}".encode())
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    server = web.AppRunner(app)
+    await server.setup()
+    site = web.TCPSite(server, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    logs: list[str] = []
+
+    class Gate:
+        async def acquire(self, shard_id: ShardId) -> None:
+            return None
+
+    info = ShardRunnerInfo(ShardId(0), 1)
+    manager_tx: asyncio.Queue = asyncio.Queue()
+    options = ShardRunnerOptions(
+        token=TOKEN,
+        gateway_url=f"ws://127.0.0.1:{port}/",
+        intents=GatewayIntents.GUILDS,
+        identify_gate=Gate(),
+        compression="none",
+        max_backoff=0.5,
+    )
+    runner = ShardRunner(ShardId(0), 1, options, info, manager_tx, lambda e: logs.append(e.message))
+    task = asyncio.create_task(runner.run())
+    try:
+        if code == 4000:  # not fatal: it resumes (the session was never made) and is met again
+            await asyncio.wait_for(reconnected.wait(), 5)
+            runner.messenger.shutdown_clean()
+        await asyncio.wait_for(task, 5)
+        messages = []
+        while not manager_tx.empty():
+            messages.append(manager_tx.get_nowait())
+        assert any("[token]" in line for line in logs)
+        assert all(TOKEN not in line for line in logs)
+        assert TOKEN not in repr(info) and TOKEN not in repr(messages) and TOKEN not in repr(runner)
+        if code == 4004:
+            assert connections == 1 and info.fatal_error and TOKEN not in info.fatal_error
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.cleanup()

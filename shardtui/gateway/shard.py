@@ -251,8 +251,6 @@ class Shard:
         self.heartbeat_acked = True
         self.latency: float | None = None
 
-        #: Whether this connection was opened to RESUME (else to IDENTIFY).
-        self._resuming = False
         self._identify_sent = False
         self._opened_at: float | None = None
         self._anomaly_logs = 0
@@ -322,7 +320,6 @@ class Shard:
         """The WebSocket is open; HELLO is expected next."""
         out: list[ShardAction] = []
         self._opened_at = now
-        self._resuming = False
         self._identify_sent = False
         self.heartbeat_interval = None
         self.next_heartbeat = None
@@ -565,12 +562,11 @@ class Shard:
         self.heartbeat_interval = interval
         if self.stage is not ConnectionStage.HANDSHAKE or not first_hello:
             return  # a repeated HELLO only updates the interval
-        now = self._opened_at if self._opened_at is not None else self._clock()
+        now = self._clock()
         # Jittered first beat spreads the heartbeats of shards that reconnected together.
         self.next_heartbeat = now + interval * self._rng.random()
         self.heartbeat_acked = True
         if self.session_id is not None:
-            self._resuming = True
             self._set_stage(ConnectionStage.RESUMING, out)
             out.append(
                 Send(

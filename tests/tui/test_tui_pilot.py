@@ -323,3 +323,18 @@ async def test_one_failed_shard_does_not_stop_the_console() -> None:
         assert app.model.rows[0].info.stage is ConnectionStage.CONNECTED
         await pilot.press("r")  # the console still takes keys
         await wait_until(pilot, lambda: app.model.rows[0].info.resumes == 1, "shard 0 to resume")
+
+
+async def test_disallowed_intents_show_one_fatal_screen_with_what_to_do() -> None:
+    config = fast_config(shards=2)
+    config.bot.intents = ["default", "message_content"]  # privileged, not enabled in the sandbox's portal
+    app = ShardTUI(config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FatalScreen), "the fatal-error screen")
+        assert "intents" in str(app.screen.query_one(".dialog-title").render()).lower()
+        assert "4014" in str(app.screen.query_one("#fatal-body").render())
+        await wait_until(pilot, lambda: not app.model.is_live(), "every shard to stop")
+        assert sum(isinstance(screen, FatalScreen) for screen in app.screen_stack) == 1
+        await pilot.press("q")  # nothing is live any more: quits without asking
+        await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert app.return_code == 1

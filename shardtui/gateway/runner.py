@@ -529,7 +529,14 @@ class ShardRunner:
         if payload is None:
             return
         presence = shard.presence
-        result = await self._send(payload)
+        try:
+            result = await self._send(payload)
+        except Exception as exc:
+            self._log(logging.ERROR, f"sending IDENTIFY failed: {_describe_exc(exc)}")
+            self._end_connection(
+                Reconnect(False, shard.connect_url(), RESUMABLE_CLOSE, "identify failed", failure=True)
+            )
+            return
         if result is _Result.SENT:
             self.info.identifies += 1
             self.info.presence = presence
@@ -722,6 +729,14 @@ class ShardRunner:
             self._flush_task = asyncio.create_task(self._flush_commands(), name=f"shard-{self.shard_id}-send")
 
     async def _flush_commands(self) -> None:
+        try:
+            await self._flush_commands_inner()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # keep the exception from vanishing with the task
+            self._log(logging.ERROR, f"sending a gateway command failed: {_describe_exc(exc)}")
+
+    async def _flush_commands_inner(self) -> None:
         """Send what waits, in order, while the shard is connected; the rest waits for the next session."""
         while self._shard.stage is ConnectionStage.CONNECTED and self._ws is not None:
             presence = self._presence_pending

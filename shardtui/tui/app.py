@@ -402,7 +402,7 @@ class ShardTUI(App[int]):
                 "Flush the table more often",
                 lambda: self.action_refresh_rate(-1),
             ),
-            ("help", "Keys", "List every key and binding id", self.action_help),
+            ("help", "Help: keys", "List every key and its binding id", self.action_help),
         ]
         for action, title, help_text, callback in commands:
             if self.readonly and action in MUTATING_ACTIONS:

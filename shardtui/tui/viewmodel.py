@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -695,9 +695,4 @@ class FleetModel:
 
 def _rebind(row: ShardRow, info: ShardRunnerInfo) -> ShardRow:
     # A rebooted shard gets a fresh info object; keep the console's history of it.
-    fresh = ShardRow(info, log=row.log, latencies=row.latencies, sent_presence=row.sent_presence)
-    return fresh
-
-
-def ids_of(values: Iterable[Any]) -> list[int]:
-    return sorted({int(v) for v in values})
+    return ShardRow(info, log=row.log, latencies=row.latencies, sent_presence=row.sent_presence)

@@ -105,10 +105,11 @@ class InMemoryIdentifyGate:
             raise ValueError(f"identify window must not be negative, got {window}")
         self.max_concurrency = int(max_concurrency)
         self.window = float(window)
-        # Discord measures the window when an IDENTIFY arrives, not when we let it go: a small
-        # margin keeps send and delivery jitter (tens of ms on a busy loop or network) from
-        # turning two back-to-back slots into a violation. 0.25 s on Discord's 5 s window.
-        self.margin = 0.0 if window == 0 else min(0.25, max(0.05, self.window * 0.05))
+        # Discord measures the window when it processes an IDENTIFY, not when we let it go: a
+        # margin keeps send, network and server-side delays (one identify of a round may be handled
+        # 50+ ms after the others) from turning back-to-back slots into a violation (op 9, and a
+        # multi-second retry). At least 0.1 s; 0.25 s on Discord's 5 s window.
+        self.margin = 0.0 if window == 0 else min(0.25, max(0.1, self.window * 0.05))
         self.limit = limit
         self.clock = clock
         #: Why identifies are being held back right now (None when they are not); for the console.

@@ -96,7 +96,13 @@ async def test_fleet_boots_within_identify_limits(sandbox_factory, managers, sha
     await manager.initialize()
     assert await manager.wait_until_connected(20.0)
     stats = sandbox.stats()
-    assert stats["identify_violations"] == 0
+    admitted = [(shard.id, round(at, 3)) for shard, at in manager._gate.admitted]
+    per_shard = {
+        k: (v["identifies"], v["identify_violations"], v["connections"]) for k, v in stats["shards"].items()
+    }
+    assert stats["identify_violations"] == 0, (
+        f"admitted {admitted}; identifies/violations/connections {per_shard}"
+    )
     assert [shard_stats(sandbox, i)["identifies"] for i in range(shards)] == [1] * shards
     assert manager.shard_total == shards
     assert manager.max_concurrency == max_concurrency

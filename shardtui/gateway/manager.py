@@ -522,6 +522,11 @@ class ShardManager:
             return
         if force_identify:
             self._resume_states.pop(shard_id, None)
+        if self.fatal_error is not None:
+            # The operator chose to try again (say, after enabling an intent in the portal); a new
+            # failure is reported afresh.
+            self._log(None, logging.WARNING, f"retrying after: {self.fatal_error.message}")
+            self.fatal_error = None
         self._log(shard_id, logging.INFO, "booting")
         self._queue_start(shard_id, force_identify=force_identify)
 

@@ -306,6 +306,12 @@ async def test_fatal_close_stops_every_shard_and_is_reported_once(sandbox_factor
     assert sandbox.stats()["connections_total"] == connections
     assert not await manager.wait_until_connected(0.1)
 
+    # An explicit boot is the operator trying again: it clears the error and may work this time.
+    await manager.boot(ShardId(0))
+    assert manager.fatal_error is None
+    await eventually(lambda: manager.runners[ShardId(0)].stage is ConnectionStage.CONNECTED)
+    assert manager.runners[ShardId(0)].health is ShardHealth.OK
+
 
 async def test_fatal_close_of_one_shard_stops_only_that_shard(sandbox_factory, managers) -> None:
     sandbox = await sandbox_factory(shards=2)

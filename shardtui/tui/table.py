@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.events import Resize
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
@@ -80,6 +81,21 @@ class ShardTable(DataTable):
             return
         if index != self.cursor_row:
             self.move_cursor(row=index, animate=False)
+
+    def on_screen(self) -> set[int]:
+        """Shard ids of the rows currently inside the viewport."""
+        header = self.header_height if self.show_header else 0
+        first = int(self.scroll_y)
+        last = min(self.row_count, first + max(0, self.size.height - header) + 1)
+        visible: set[int] = set()
+        for index in range(first, last):
+            try:
+                key = self.coordinate_to_cell_key(Coordinate(index, 0)).row_key
+            except CellDoesNotExist:
+                continue
+            if key.value is not None:
+                visible.add(int(key.value))
+        return visible
 
     # -- rendering ---------------------------------------------------------------------------------
 
@@ -173,7 +189,8 @@ class ShardTable(DataTable):
             del self.rendered[sid]
             removed += 1
         if shown & {"dispatch_age", "ack_age"}:
-            for sid in self.rendered.keys() - dirty:
+            # Ages change every second on every row; refresh them only where the operator can see.
+            for sid in self.on_screen() - dirty:
                 written += self._write(sid, model.age_cells(sid), shown)
         if added or (dirty and model.sort_key.value != "id"):
             self.resort()

@@ -115,3 +115,22 @@ async def test_theme_switch_recolours_stage_cells() -> None:
         contrast = app.table.get_cell("0", "stage").style.color
         assert dark != contrast
         assert contrast.triplet.hex == app.current_theme.variables["stage-connected"].lower()
+
+
+async def test_ages_tick_on_screen_without_events_and_spare_hidden_rows() -> None:
+    now = [FROZEN_NOW]
+    manager = FixedManager(fixed_fleet(60))
+    app = ShardTUI(Config(), runtime_factory=lambda _c: FixedRuntime(manager), clock=lambda: now[0])
+    async with app.run_test(size=(100, 24)) as pilot:
+        await loaded(pilot, 60)
+        app._tick()
+        assert app.table.get_cell("0", "dispatch_age").plain == "1s"
+        visible = app.table.on_screen()
+        assert 0 in visible and 59 not in visible and len(visible) < 30
+        hidden_before = app.table.get_cell("59", "dispatch_age").plain
+        now[0] += 120
+        before = app.table.cell_updates
+        app._tick()
+        assert app.table.get_cell("0", "dispatch_age").plain == "2m"
+        assert app.table.get_cell("59", "dispatch_age").plain == hidden_before
+        assert app.table.cell_updates - before <= len(visible)

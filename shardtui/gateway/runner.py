@@ -803,38 +803,54 @@ class ShardRunner:
     async def _cleanup(
         self, inbox_task: asyncio.Task | None, own_session: aiohttp.ClientSession | None, clean: bool
     ) -> None:
+        """End every task, close the socket, report ShutdownFinished. A cancellation arriving during any
+        step (a manager's shutdown timeout) is held until the end, so the steps still all run."""
+        cancelled = False
+
+        async def settle(awaitable: Awaitable[Any]) -> None:
+            nonlocal cancelled
+            try:
+                await awaitable
+            except asyncio.CancelledError:
+                cancelled = True
+            except Exception:
+                pass
+
+        async def finish(tasks: list[asyncio.Task]) -> None:
+            # asyncio.wait, unlike gather, leaves the tasks alone if we are cancelled meanwhile: wait again.
+            for _ in range(3):
+                pending = [t for t in tasks if not t.done()]
+                if not pending:
+                    break
+                await settle(asyncio.wait(pending))
+            for task in tasks:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved, so Python does not warn about it
+
         tasks = [t for t in (inbox_task, self._identify_task, self._flush_task) if t is not None]
         for task in tasks:
             task.cancel()
         ws = self._ws
         if ws is not None and not ws.closed:
             # Cancelled mid-connection: keep the session resumable (session_state() can be saved).
-            await self._close_quietly(ws, RESUMABLE_CLOSE)
+            await settle(self._close_quietly(ws, RESUMABLE_CLOSE))
         if self._closer is not None:
             tasks.append(self._closer)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await finish(tasks)
         self._ws = None
         delivery = self._delivery_task
-        cancelled_while_draining = False
         if delivery is not None:
-            if clean:
-                try:
-                    await asyncio.wait_for(asyncio.shield(delivery), DRAIN_TIMEOUT)
-                except asyncio.CancelledError:
-                    # Cancelled mid-drain (the manager's shutdown timeout): finish cleaning up first.
-                    cancelled_while_draining = True
-                except Exception:
-                    pass
+            if clean and not cancelled:
+                await settle(asyncio.wait_for(asyncio.shield(delivery), DRAIN_TIMEOUT))
             delivery.cancel()
-            await asyncio.gather(delivery, return_exceptions=True)
+            await finish([delivery])
         while self._pending_awaitables:  # never awaited: close them so Python does not warn
             leftover = self._pending_awaitables.popleft()
             close = getattr(leftover, "close", None)
             if close is not None:
                 close()
         if own_session is not None:
-            with contextlib.suppress(Exception):
-                await own_session.close()
+            await settle(own_session.close())
         self._http = None
         if self._shard.stage is not ConnectionStage.DISCONNECTED:
             old = self._shard.stage
@@ -843,7 +859,7 @@ class ShardRunner:
         self.info.running = False
         self.info.events_per_second = 0.0
         self._put_manager(ShardManagerMessage.ShutdownFinished(self.shard_id))
-        if cancelled_while_draining:
+        if cancelled:
             raise asyncio.CancelledError
 
 

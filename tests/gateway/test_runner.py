@@ -427,3 +427,31 @@ async def test_command_flood_waits_for_the_limiter_while_heartbeats_go_on(
     h.runner.messenger.shutdown_clean()
     await asyncio.wait_for(h.task, 2.0)
     assert runner_tasks() == []
+
+
+async def test_cancelled_while_draining_a_slow_handler_still_finishes_cleanly(
+    sandbox_factory, harness_factory
+) -> None:
+    sandbox = await sandbox_factory()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow(dispatch) -> None:
+        if dispatch.name == "MESSAGE_CREATE":
+            started.set()
+            await release.wait()
+
+    h = harness_factory(sandbox, handler=slow)
+    await h.wait_connected()
+    sandbox.emit(3, kind="MESSAGE_CREATE")
+    await asyncio.wait_for(started.wait(), 5)
+    h.runner.messenger.shutdown_clean()
+    await h.wait_for(lambda: h.info.fatal_error is None and h.runner.stage is C.DISCONNECTED, what="stop")
+    await asyncio.sleep(0.05)  # now draining the handler's queue
+    assert not h.task.done()
+    h.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(h.task, 2.0)
+    assert h.drain()[-1] == ShardManagerMessage.ShutdownFinished(h.runner.shard_id)
+    assert runner_tasks() == []
+    assert h.info.running is False

@@ -447,6 +447,7 @@ class GatewayHandler:
         stats.replayed += len(replay)
         for payload in replay:
             conn.send(payload)
+        conn.last_dispatch_seq = session.seq
         session.dispatch("RESUMED", {"_trace": trace("resumed")}, state.next_event_id())
 
     def _request_members(self, session: Session, d: object) -> None:

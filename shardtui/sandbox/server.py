@@ -126,6 +126,27 @@ class Sandbox:
         """Compare what the sandbox sent on ``shard_id`` with the event ids a handler received."""
         return compare_delivery(self.sent_events(shard_id), received_event_ids)
 
+    def quiesce(self) -> None:
+        """Stop generated traffic and scheduled faults and let refused/slow connections through, so a
+        loss test can compare totals once clients caught up. Protocol enforcement goes on."""
+        for task in [t for t in self._tasks if t.get_name() in ("sandbox-traffic", "sandbox-faults")]:
+            task.cancel()
+            self._tasks.remove(task)
+        state = self._state
+        state.refuse_until = 0.0
+        state.pending_hello_delays.clear()
+
+    def heal(self) -> int:
+        """Undo wedge and zombie faults on live connections and send what they held back; returns the
+        number of connections healed."""
+        healed = 0
+        for conn in self._state.connections_for(None):
+            if conn.holds_dispatches and conn.session is not None:
+                conn.zombie = conn.wedged = False
+                conn.session.release_held()
+                healed += 1
+        return healed
+
     def emit(self, count: int = 1, kind: str | None = None) -> int:
         """Generate ``count`` traffic events now (kind from the event mix when None); returns deliveries."""
         delivered = 0

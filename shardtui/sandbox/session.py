@@ -65,6 +65,7 @@ class Session:
         conn = self.connection
         if conn is not None and not conn.holds_dispatches:
             conn.send(payload)
+            conn.last_dispatch_seq = self.seq
         return self.seq
 
     def confirm(self, seq: object) -> None:
@@ -79,6 +80,17 @@ class Session:
 
     def replay_after(self, seq: int) -> list[dict[str, Any]]:
         return [p for p in self.buffer if p["s"] > seq]
+
+    def release_held(self) -> int:
+        """Send what the current socket held back (after a wedge or zombie heals); returns the count."""
+        conn = self.connection
+        if conn is None or conn.holds_dispatches:
+            return 0
+        held = self.replay_after(conn.last_dispatch_seq)
+        for payload in held:
+            conn.send(payload)
+        conn.last_dispatch_seq = self.seq
+        return len(held)
 
     def kill(self, reason: str) -> None:
         """End the session; what the client never confirmed is marked as not replayable."""
@@ -107,6 +119,7 @@ class Session:
             "faults": dict(sorted(self.faults.items())),
             "alive": self.alive,
             "connected": self.connection is not None,
+            "held": self.seq - self.connection.last_dispatch_seq if self.connection is not None else 0,
             "detached_for": None if self.detached_at is None else round(now - self.detached_at, 3),
             "end_reason": self.end_reason,
             "presence": self.presence,

@@ -87,6 +87,8 @@ class Connection:
         #: Wedged: ACKs continue, dispatches stay in the session's replay buffer.
         self.wedged = False
         self.server_close_code: int | None = None
+        #: Seq of the last dispatch queued on this socket (what a wedge or zombie holds back is above it).
+        self.last_dispatch_seq = 0
         #: Loop time after which the sandbox drops a client that ignored op 7.
         self.reconnect_deadline: float | None = None
         self.dropped = False

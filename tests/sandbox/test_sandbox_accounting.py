@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from shardtui.gateway.protocol import GatewayIntents
-from shardtui.sandbox import EVENT_ID_KEY, SentEvent, compare_delivery
+from shardtui.sandbox import EVENT_ID_KEY, ScheduledFault, SentEvent, compare_delivery
 
 INTENTS = int(GatewayIntents.GUILDS | GatewayIntents.DIRECT_MESSAGES)
 
@@ -93,3 +95,45 @@ async def test_random_slow_or_refusing_server_also_drops_the_shard(sandbox, raw,
     applied = sandbox.inject_random(0, choices=(kind,))
     assert applied is not None and applied[0] == kind and 0.2 <= applied[1]["seconds"] <= 1.0
     assert await client.expect_close() == 1006
+
+
+async def test_heal_releases_what_a_wedge_held_back(sandbox, raw):
+    client = await raw(sandbox)
+    await client.ready(sandbox.token, (0, 2), INTENTS)
+    sandbox.inject("wedge", 0)
+    sandbox.emit(3, "DM_MESSAGE_CREATE")
+    assert sandbox.stats()["sessions"][0]["held"] == 3
+    assert sandbox.heal() == 1
+    total = len(sandbox.sent_events(0))
+    await client.recv_until(lambda p: p["s"] == total)
+    received = [p["d"][EVENT_ID_KEY] for p in client.received if p["op"] == 0]
+    assert sandbox.delivery_report(0, received).ok
+    assert sandbox.stats()["sessions"][0]["held"] == 0
+
+
+async def test_heal_lets_a_zombie_answer_again(sandbox, raw):
+    client = await raw(sandbox)
+    await client.ready(sandbox.token, (0, 2), INTENTS)
+    sandbox.inject("zombie", 0)
+    sandbox.emit(1, "DM_MESSAGE_CREATE")
+    assert sandbox.heal() == 1
+    await client.heartbeat(None)
+    got = await client.recv_until(lambda p: p["op"] == 11)
+    assert [p["t"] for p in got if p["op"] == 0][-1] == "MESSAGE_CREATE"
+
+
+async def test_quiesce_stops_traffic_and_faults_but_not_the_gateway(sandbox_factory, raw):
+    sandbox = await sandbox_factory(
+        event_rate=500.0, faults=[ScheduledFault("refuse", every=0.02, params={"seconds": 30})]
+    )
+    client = await raw(sandbox)
+    await client.ready(sandbox.token, (0, 2), INTENTS)
+    await asyncio.sleep(0.1)
+    sandbox.quiesce()
+    before = sandbox.stats()["dispatches_sent"]
+    await asyncio.sleep(0.1)
+    assert sandbox.stats()["dispatches_sent"] == before
+    fresh = await raw(sandbox)  # no longer refused
+    assert (await fresh.recv())["op"] == 10
+    await client.heartbeat(None)
+    assert (await client.recv_until(lambda p: p["op"] == 11))[-1]["op"] == 11

@@ -169,3 +169,46 @@ def test_gateway_urls_are_normalised() -> None:
     assert normalise_gateway_url("ws://127.0.0.1:9/?v=10&encoding=json") == "ws://127.0.0.1:9/"
     with pytest.raises(ValueError, match="not a WebSocket url"):
         normalise_gateway_url("gateway.discord.gg")
+
+
+class InstantClock:
+    """Real wall time, but sleeps return at once and are recorded (the retry waits are long)."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    def wall(self) -> float:
+        return 1_000.0
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+async def test_server_errors_are_retried_with_backoff_then_reported(serve) -> None:
+    calls = 0
+
+    async def flaky(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            return web.Response(status=502, text="bad gateway")
+        return web.json_response(GOOD)
+
+    clock = InstantClock()
+    rest = await serve(flaky)
+    async with aiohttp.ClientSession() as session:
+        info = await fetch_gateway_bot(session, rest, TOKEN, clock=clock)
+    assert info.session_start_limit is not None
+    assert info.session_start_limit.reset_at == 1_000.0 + 14_400.0
+    assert clock.slept == [1.0, 2.0]
+
+    async def down(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="upstream unavailable")
+
+    rest = await serve(down)
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(GatewayError, match="answered HTTP 503: upstream unavailable"):
+            await fetch_gateway_bot(session, rest, TOKEN, clock=InstantClock())

@@ -35,6 +35,11 @@ class Sandbox:
                 )
             if rule.every <= 0:
                 raise ValueError(f"sandbox fault {rule.kind!r}: every must be > 0 seconds, got {rule.every}")
+            unknown = [kind for kind in rule.choices if kind not in FAULT_KINDS]
+            if unknown:
+                raise ValueError(
+                    f"unknown sandbox fault {unknown[0]!r} in choices; known: {', '.join(FAULT_KINDS)}"
+                )
         for kind in self.settings.event_mix:
             if kind not in EVENT_KINDS:
                 raise ValueError(f"unknown event kind {kind!r} in event_mix; known: {', '.join(EVENT_KINDS)}")

@@ -162,6 +162,8 @@ def test_bad_fault_schedule_and_event_mix_are_refused_up_front():
         Sandbox(SandboxSettings(faults=[ScheduledFault("melt", every=1.0)]))
     with pytest.raises(ValueError, match="every must be > 0"):
         Sandbox(SandboxSettings(faults=[ScheduledFault("drop", every=0.0)]))
+    with pytest.raises(ValueError, match="unknown sandbox fault 'boom' in choices"):
+        Sandbox(SandboxSettings(faults=[ScheduledFault("random", every=1.0, choices=("drop", "boom"))]))
     with pytest.raises(ValueError, match="unknown event kind 'DANCE'"):
         Sandbox(SandboxSettings(event_mix={"DANCE": 1.0}))
     with pytest.raises(ValueError, match="unknown intent 'telepathy'"):

@@ -383,7 +383,12 @@ class ShardManager:
     async def _on_runner_finished(self, shard_id: ShardId) -> None:
         """The monitor saw ``ShutdownFinished(shard_id)``: the runner is gone."""
         task = self._tasks.get(shard_id)
-        if task is not None and not task.done():
+        if task is None:
+            # A second acknowledgement for a runner already accounted for (one we had to cancel
+            # also reports itself): nothing left to do, and certainly no restart.
+            self._resolve_finished(shard_id)
+            return
+        if not task.done():
             # The runner's last act is the ShutdownFinished message; its task ends right after.
             await asyncio.wait({task}, timeout=1.0)
             if not task.done():

@@ -385,6 +385,26 @@ async def test_shutdown_all_cancels_a_shard_that_will_not_close(sandbox_factory)
     assert shard_stats(sandbox, 0)["client_closes"] == {"1000": 1}
 
 
+async def test_shutdown_of_a_stuck_shard_is_bounded_and_final(sandbox_factory, managers) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    release = asyncio.Event()
+
+    async def stuck_handler(dispatch) -> None:
+        if dispatch.shard_id == ShardId(1):
+            await release.wait()
+
+    manager = managers(options_for(sandbox, shutdown_timeout=0.3, event_handler=stuck_handler))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    await manager.shutdown(ShardId(1))
+    assert not manager.has(ShardId(1))
+    await asyncio.sleep(0.3)
+    # Both the cancelled runner's own acknowledgement and the manager's are in: still stopped.
+    assert not manager.runners[ShardId(1)].running
+    assert shard_stats(sandbox, 1)["connections"] == 1
+    assert manager.runners[ShardId(0)].stage is ConnectionStage.CONNECTED
+
+
 async def test_a_failing_subscriber_never_breaks_the_manager(sandbox_factory, managers, caplog) -> None:
     sandbox = await sandbox_factory(shards=2)
     manager = managers(options_for(sandbox))

@@ -128,7 +128,8 @@ class ShardTUI(App[int]):
         self._quit_requested = asyncio.Event()
         self._shutting_down = False
         self._runtime_done = False
-        self._fatal_shown = False
+        #: The fatal error came as a manager event (cleared again by a boot), not from start-up.
+        self._fatal_from_manager = False
         self._tick_timer: Timer | None = None
         self._startup_over = False
         #: Ticks that raised; tests assert it stays 0.
@@ -244,14 +245,17 @@ class ShardTUI(App[int]):
         close_code = code if isinstance(code, int) else None
         self.model.apply(FatalErrorEvent(kind=kind, message=message, close_code=close_code))
         self._show_fatal()
+        self._fatal_from_manager = False
 
     def _show_fatal(self) -> None:
         fatal = self.model.fatal
-        if fatal is None or self._fatal_shown:
+        if fatal is None or not self.model.fatal_is_new:
             return
-        self._fatal_shown = True
         self.model.fatal_is_new = False
+        self._fatal_from_manager = True
         self._exit_code = 1
+        if any(isinstance(screen, FatalScreen) for screen in self.screen_stack):
+            return
         title = {
             "authentication": "The gateway rejected the bot token",
             "configuration": "The configuration cannot be used",
@@ -284,6 +288,12 @@ class ShardTUI(App[int]):
                 model.queue = QueueView.from_status(queue_status())
             model.session_start_limit = getattr(manager, "session_start_limit", None)
             model.set_bot_user(getattr(manager, "bot_user", None))
+            if model.fatal is not None and self._fatal_from_manager and not model.fatal_is_new:
+                if getattr(manager, "fatal_error", None) is None:
+                    # The operator booted shards again after fixing the cause: a clean quit is a
+                    # clean exit again.
+                    model.fatal = None
+                    self._exit_code = 0
         with self.batch_update():
             self._table.flush()
             self._update_header()

@@ -521,7 +521,9 @@ class FleetModel:
             if event.kind not in FLEET_FATAL_KINDS and event.shard_ids:
                 # One shard stopping is news, not the end: the rest of the fleet keeps running.
                 self.alerts.append(event.message)
-            elif self.fatal is None:
+            else:
+                # The manager reports each bot-wide failure once; a later one (after the operator
+                # booted shards again) is news again.
                 self.fatal = event
                 self.fatal_is_new = True
             for shard_id in event.shard_ids:

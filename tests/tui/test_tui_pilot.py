@@ -335,6 +335,16 @@ async def test_disallowed_intents_show_one_fatal_screen_with_what_to_do() -> Non
         assert "4014" in str(app.screen.query_one("#fatal-body").render())
         await wait_until(pilot, lambda: not app.model.is_live(), "every shard to stop")
         assert sum(isinstance(screen, FatalScreen) for screen in app.screen_stack) == 1
+        # Booting again (say, after enabling the intent) reports the failure afresh, on one screen.
+        first = app.model.fatal
+        await pilot.press("escape", "b")
+        await wait_until(
+            pilot,
+            lambda: app.model.fatal is not first and isinstance(app.screen, FatalScreen),
+            "the same failure reported afresh",
+        )
+        assert sum(isinstance(screen, FatalScreen) for screen in app.screen_stack) == 1
+        await wait_until(pilot, lambda: not app.model.is_live(), "every shard to stop again")
         await pilot.press("q")  # nothing is live any more: quits without asking
         await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
     assert app.return_code == 1

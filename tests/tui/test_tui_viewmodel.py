@@ -175,13 +175,15 @@ def test_scan_catches_counters_changed_in_place() -> None:
     assert model.take_dirty() == set()
 
 
-def test_fatal_event_is_kept_once() -> None:
+def test_each_fleet_fatal_event_is_news() -> None:
     model = fleet(make_info(0))
     first = FatalErrorEvent("authentication", "the token was rejected", (ShardId(0),), 4004)
     model.apply(first)
-    model.apply(FatalErrorEvent("authentication", "again", (ShardId(0),), 4004))
-    assert model.fatal is first
-    assert model.fatal_is_new
+    assert model.fatal is first and model.fatal_is_new
+    model.fatal_is_new = False  # the app showed it
+    again = FatalErrorEvent("disallowed_intents", "enable message_content", (ShardId(0),), 4014)
+    model.apply(again)
+    assert model.fatal is again and model.fatal_is_new
     assert model.alerts == []
 
 

@@ -631,7 +631,16 @@ class ShardManager:
         if budget is None and limit is not None:
             budget = limit.remaining
         reset_in = None if limit is None else max(0.0, limit.reset_at - now)
-        window = getattr(gate, "window", self.options.identify_window)
+        window = getattr(gate, "window", self.options.identify_window) + getattr(gate, "margin", 0.0)
+        waiting = getattr(gate, "waiting", None)
+        if callable(waiting):
+            # Shards not spawned yet plus those already waiting at the gate go first.
+            ahead = {b: waiting(b) for b in range(mc)}
+            for shard in status.queued:
+                bucket = int(shard) % mc
+                ahead[bucket] = ahead.get(bucket, 0) + 1
+        else:
+            ahead = status.queued_per_bucket(mc)
         return make_plan(
             action,
             shard_ids,
@@ -639,7 +648,7 @@ class ShardManager:
             max_concurrency=mc,
             window=window,
             bucket_free_in=bucket_free_in,
-            queued_ahead=status.queued_per_bucket(mc),
+            queued_ahead=ahead,
             budget_remaining=budget,
             reset_in=reset_in,
         )

@@ -173,6 +173,10 @@ async def test_runners_hold_every_shard_from_the_moment_it_is_queued(sandbox_fac
     assert all(info.stage is not ConnectionStage.CONNECTED for info in manager.runners.values())
     status = manager.queue_status()
     assert set(status.queued) | set(status.identifying) == {ShardId(0), ShardId(1), ShardId(2)}
+    # A fresh identify now would queue behind the three shards of the one bucket.
+    plan = manager.plan("restart_identify", [ShardId(0)])
+    assert plan.identifies == 1
+    assert plan.seconds >= 3 * 0.3
     assert await manager.wait_until_connected(20.0)
     assert manager.queue_status().queued == ()
 

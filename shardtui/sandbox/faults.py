@@ -28,6 +28,7 @@ FAULT_KINDS: dict[str, str] = {
     "close": "close with a code; params: code (default 4000), reason",
     "malformed": "send a frame that is not JSON (through the compression stream)",
     "truncated": "send a compressed frame cut in half (breaks the compression stream)",
+    "split": "zlib-stream: send the next payload as two WebSocket frames (valid; clients must buffer)",
     "oversized": "send a valid dispatch of several MB; params: size (bytes, default 2 MiB)",
     "heartbeat_request": "send op 1, asking the client to heartbeat now",
     "delay_hello": "delay HELLO on the next new connections; params: seconds (default 2), count (default 1)",
@@ -44,6 +45,7 @@ RANDOM_KINDS: tuple[str, ...] = (
     "close",
     "malformed",
     "truncated",
+    "split",
     "oversized",
     "heartbeat_request",
     # These two also drop the chosen shard, so its reconnect meets the slow or refusing server.
@@ -83,6 +85,8 @@ def _apply(state: SandboxState, conn: Connection, kind: str, params: dict[str, A
         conn.close(code, reason)
     elif kind == "malformed":
         conn.send_raw(b'{"t":"MESSAGE_CREATE","s":')
+    elif kind == "split":
+        conn.split_next = True
     elif kind == "truncated":
         conn.send_raw(orjson.dumps(control(Opcode.HEARTBEAT_ACK)), truncated=True)
     elif kind == "oversized":

@@ -86,6 +86,8 @@ class Connection:
         self.zombie = False
         #: Wedged: ACKs continue, dispatches stay in the session's replay buffer.
         self.wedged = False
+        #: zlib-stream only: write the next payload as two WebSocket frames.
+        self.split_next = False
         self.server_close_code: int | None = None
         #: Seq of the last dispatch queued on this socket (what a wedge or zombie holds back is above it).
         self.last_dispatch_seq = 0
@@ -160,10 +162,18 @@ class Connection:
             transport.abort()
 
     async def _write_frame(self, data: bytes) -> None:
-        if self._compressor is not None:
-            await self.ws.send_bytes(self._compressor.compress(data))
-        else:
+        if self._compressor is None:
             await self.ws.send_str(data.decode())
+            return
+        blob = self._compressor.compress(data)
+        if self.split_next and self._compressor.kind == "zlib-stream" and len(blob) > 1:
+            # One gateway message in two WebSocket frames: only the second ends with 00 00 FF FF.
+            self.split_next = False
+            half = len(blob) // 2
+            await self.ws.send_bytes(blob[:half])
+            await self.ws.send_bytes(blob[half:])
+            return
+        await self.ws.send_bytes(blob)
 
     async def _writer(self) -> None:
         try:

@@ -285,3 +285,14 @@ async def test_a_client_ignoring_op7_is_dropped_after_the_grace(sandbox_factory,
     sandbox.inject("reconnect", 0)
     assert (await client.recv_until(lambda p: p["op"] == 7))[-1]["op"] == 7
     assert await client.expect_close() == 1006
+
+
+async def test_split_sends_one_zlib_message_in_two_frames(sandbox, raw):
+    client, _ = await _ready(raw, sandbox, compress="zlib-stream")
+    await client.heartbeat(None)
+    await client.recv_until(lambda p: p["op"] == 11)
+    frames_before = len(client.frame_types)
+    assert sandbox.inject("split", 0) == 1
+    await client.heartbeat(None)
+    assert (await client.recv_until(lambda p: p["op"] == 11))[-1]["op"] == 11
+    assert len(client.frame_types) - frames_before == 2  # two frames, one payload

@@ -226,3 +226,20 @@ async def test_rejected_token_is_fatal_with_status_3(sandbox_factory: Any, tmp_p
     report = json.loads(report_path.read_text())
     assert report["fatal_errors"][0]["kind"] == "authentication"
     assert wrong not in out.getvalue() + report_path.read_text()
+
+
+def test_fault_schedule_from_the_config_reaches_the_sandbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faults = '[[sandbox.faults]]\nkind = "close"\nevery = 0.3\ncode = 4000\n'
+    report_path = tmp_path / "report.json"
+    status = main(
+        ["--config", str(_config(tmp_path, faults, shards=2)),
+         "run", "--headless", "--duration", "2", "--report", str(report_path)]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    shards = json.loads(report_path.read_text())["shards"]
+    # Scheduled 4000 closes (with the code the config gave) were survived by resuming, not identifying.
+    assert sum(s["resumes"] for s in shards) >= 1
+    assert 4000 in {s["last_close_code"] for s in shards}
+    assert all(s["identifies"] == 1 for s in shards)

@@ -82,6 +82,8 @@ class FaultRule:
     shard: int | None = None
     #: Extra parameters for the fault (e.g. ``code`` for a close, ``seconds`` for a delay).
     params: dict[str, Any] = field(default_factory=dict)
+    #: For ``kind = "random"``: the kinds to draw from (empty = every transient kind).
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -472,7 +474,14 @@ def _p_faults(value: Any, ctx: _Ctx) -> list[FaultRule]:
         shard = (
             None if shard_raw is None else _p_int(shard_raw, _Ctx(ctx.where, f"{base}.shard", False), lo=0)
         )
-        rules.append(FaultRule(kind=kind, every=every, shard=shard, params=params))
+        choices: tuple[str, ...] = ()
+        if "choices" in params:
+            choices_ctx = _Ctx(ctx.where, f"{base}.choices", False)
+            if kind != "random":
+                raise choices_ctx.error('no choices unless kind = "random"', params["choices"])
+            names = _p_names(params.pop("choices"), choices_ctx)
+            choices = tuple(_p_choice(n, choices_ctx, kinds) if kinds else n for n in names)
+        rules.append(FaultRule(kind=kind, every=every, shard=shard, params=params, choices=choices))
     return rules
 
 
@@ -493,6 +502,8 @@ def _fault_as_table(rule: FaultRule) -> dict[str, Any]:
     table: dict[str, Any] = {"kind": rule.kind, "every": rule.every}
     if rule.shard is not None:
         table["shard"] = rule.shard
+    if rule.choices:
+        table["choices"] = list(rule.choices)
     table.update(rule.params)
     return table
 

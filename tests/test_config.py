@@ -140,6 +140,16 @@ FILE_ERRORS = [
         '[[sandbox.faults]]\nkind = "recconect"\nevery = 3\n',
         ["sandbox.faults[0].kind", '"drop"', 'found string "recconect"', 'did you mean "reconnect"'],
     ),
+    (
+        "choices on a non-random fault",
+        '[[sandbox.faults]]\nkind = "drop"\nevery = 3\nchoices = ["drop"]\n',
+        ["sandbox.faults[0].choices", 'no choices unless kind = "random"'],
+    ),
+    (
+        "unknown fault in choices",
+        '[[sandbox.faults]]\nkind = "random"\nevery = 3\nchoices = ["drop", "zombi"]\n',
+        ["sandbox.faults[0].choices", 'found string "zombi"', 'did you mean "zombie"'],
+    ),
     ("negative guilds", "[sandbox]\nguilds = -1\n", ["sandbox.guilds", "from 0 to", "integer -1"]),
     ("section is a value", "ui = 3\n", ["ui", "a [ui] table", "integer 3"]),
     ("syntax error", "[gateway]\nshards = \n", ["line 2", "TOML syntax error"]),
@@ -359,3 +369,30 @@ def test_sandbox_token_never_in_repr() -> None:
     config = load_config(None, {"sandbox.token": "very-secret-token"})
     assert "very-secret-token" not in repr(config)
     assert config.values()["sandbox.token"] == "<set>"
+
+
+def test_random_fault_choices_reach_the_sandbox_settings(tmp_path: Path) -> None:
+    from shardtui.sandbox import SandboxSettings
+
+    text = '[[sandbox.faults]]\nkind = "random"\nevery = 2\nchoices = ["drop", "reconnect"]\n'
+    text += '[[sandbox.faults]]\nkind = "close"\nevery = 5\nshard = 1\ncode = 4001\n'
+    config = load_config(_write(tmp_path, text), {}, environ={})
+    settings = SandboxSettings.from_config(config.sandbox)
+    assert [(f.kind, f.every, f.shard, f.params, f.choices) for f in settings.faults] == [
+        ("random", 2.0, None, {}, ("drop", "reconnect")),
+        ("close", 5.0, 1, {"code": 4001}, ()),
+    ]
+
+
+def test_readme_and_shards_toml_document_every_key_and_fault_kind() -> None:
+    from shardtui.sandbox import FAULT_KINDS
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    shards_toml = (REPO_ROOT / "shards.toml").read_text()
+    for dotted in Config().values():
+        section, key = dotted.split(".", 1)
+        assert f"`{key}`" in readme, f"README does not document {dotted}"
+        assert f"### `[{section}]`" in readme
+    for kind in FAULT_KINDS:
+        assert f"| `{kind}` |" in readme, f"README does not document fault kind {kind}"
+        assert f'"{kind}"' in shards_toml, f"shards.toml does not mention fault kind {kind}"

@@ -135,6 +135,7 @@ class SandboxSettings:
                 every=float(rule.every),
                 shard=rule.shard,
                 params=dict(getattr(rule, "params", None) or {}),
+                choices=tuple(getattr(rule, "choices", None) or ()),
             )
             for rule in getattr(cfg, "faults", None) or []
         ]

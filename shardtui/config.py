@@ -480,7 +480,8 @@ def _p_faults(value: Any, ctx: _Ctx) -> list[FaultRule]:
             if kind != "random":
                 raise choices_ctx.error('no choices unless kind = "random"', params["choices"])
             names = _p_names(params.pop("choices"), choices_ctx)
-            choices = tuple(_p_choice(n, choices_ctx, kinds) if kinds else n for n in names)
+            concrete = tuple(k for k in kinds if k != "random")
+            choices = tuple(_p_choice(n, choices_ctx, concrete) if concrete else n for n in names)
         rules.append(FaultRule(kind=kind, every=every, shard=shard, params=params, choices=choices))
     return rules
 

@@ -105,6 +105,8 @@ async def test_fleet_boots_within_identify_limits(sandbox_factory, managers, sha
     )
     assert [shard_stats(sandbox, i)["identifies"] for i in range(shards)] == [1] * shards
     assert manager.shard_total == shards
+    # One HTTP session for every shard, with no connection cap (a capped pool stalls shard 101 forever).
+    assert manager._session is not None and manager._session.connector.limit == 0
     assert manager.max_concurrency == max_concurrency
     assert manager.shards_instantiated() == [ShardId(i) for i in range(shards)]
     assert manager.bot_user is not None and int(manager.bot_user["id"]) == sandbox.bot_user_id

@@ -43,8 +43,15 @@ async def started(pilot, count: int = 3) -> ShardTUI:
 
 
 async def test_start_up_fills_table_and_header() -> None:
-    app = ShardTUI(fast_config())
+    app = ShardTUI(fast_config(identify_window=0.2))
     async with app.run_test(size=SIZE) as pilot:
+        label = app.query_one("#startup-label")
+        await wait_until(
+            pilot,
+            lambda: app.query_one("#startup").display and "ready" in str(label.render()),
+            "the start-up progress bar",
+        )
+        assert "queued →" in str(label.render()) and "ETA" in str(label.render())
         await started(pilot)
         header = str(app.query_one("#fleet").render())
         assert "ready 3/3" in header

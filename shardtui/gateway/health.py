@@ -9,8 +9,8 @@ pure function of the shards' infos, their event rates and the time, so it is tes
 
 from __future__ import annotations
 
+import bisect
 import math
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -41,15 +41,32 @@ class HealthVerdict:
 OK = HealthVerdict(ShardHealth.OK)
 
 
-def _expected_rate(
-    info: ShardRunnerInfo, peers: list[ShardRunnerInfo], rates: Mapping[ShardId, float]
-) -> float:
-    """Events/s this shard should see, judged from its peers (scaled by guild count when known)."""
-    peer_rates = [rates.get(p.shard_id, 0.0) for p in peers]
-    peer_guilds = sum(p.guilds for p in peers)
-    if info.guilds > 0 and peer_guilds > 0:
-        return sum(peer_rates) / peer_guilds * info.guilds
-    return statistics.median(peer_rates)
+class _Fleet:
+    """Totals over the connected shards, so each shard's expectation costs O(log n), not O(n)."""
+
+    def __init__(self, connected: list[ShardRunnerInfo], rates: Mapping[ShardId, float]) -> None:
+        self.rates = {i.shard_id: rates.get(i.shard_id, 0.0) for i in connected}
+        self.total_rate = sum(self.rates.values())
+        self.total_guilds = sum(i.guilds for i in connected)
+        self.sorted_rates = sorted(self.rates.values())
+
+    def _median_without(self, value: float) -> float:
+        ordered = self.sorted_rates
+        skip = bisect.bisect_left(ordered, value)
+        size = len(ordered) - 1
+
+        def at(index: int) -> float:
+            return ordered[index if index < skip else index + 1]
+
+        return (at((size - 1) // 2) + at(size // 2)) / 2.0
+
+    def expected_rate(self, info: ShardRunnerInfo) -> float:
+        """Events/s this shard should see, judged from its peers (scaled by guild count when known)."""
+        own = self.rates[info.shard_id]
+        peer_guilds = self.total_guilds - info.guilds
+        if info.guilds > 0 and peer_guilds > 0:
+            return (self.total_rate - own) / peer_guilds * info.guilds
+        return self._median_without(own)
 
 
 def assess_health(
@@ -64,19 +81,18 @@ def assess_health(
     if rates is None:
         rates = {info.shard_id: info.events_per_second for info in infos}
     connected = [i for i in infos if i.stage is ConnectionStage.CONNECTED and i.fatal_error is None]
+    connected_ids = {i.shard_id for i in connected}
+    fleet = _Fleet(connected, rates)
     verdicts: dict[ShardId, HealthVerdict] = {}
     for info in infos:
         if info.fatal_error is not None:
             verdicts[info.shard_id] = HealthVerdict(ShardHealth.FAILED, info.fatal_error)
             continue
-        if info not in connected:
+        if info.shard_id not in connected_ids or len(connected) < 2:
+            # Not connected (its stage says enough), or no peer to compare with.
             verdicts[info.shard_id] = OK
             continue
-        peers = [p for p in connected if p is not info]
-        if not peers:
-            verdicts[info.shard_id] = OK
-            continue
-        expected = _expected_rate(info, peers, rates)
+        expected = fleet.expected_rate(info)
         if expected < policy.min_peer_rate:
             verdicts[info.shard_id] = OK
             continue
@@ -92,7 +108,7 @@ def assess_health(
         if silence < quiet_after:
             verdicts[info.shard_id] = OK
             continue
-        peer_text = f"peers get {expected:.2g} events/s" if math.isfinite(expected) else "peers are busy"
+        peer_text = f"its peers' traffic implies {expected:.2g} events/s here"
         acked = info.last_ack_at is not None and info.last_ack_at > silent_since
         if silence >= wedged_after and acked:
             verdicts[info.shard_id] = HealthVerdict(

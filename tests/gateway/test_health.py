@@ -105,3 +105,21 @@ def test_rate_tracker_follows_counters_and_restarts() -> None:
     assert 0.0 <= later < 1.0
     info.events_received = 3  # a counter that went back starts a fresh measurement
     assert tracker.update([info], 21.0)[ShardId(0)] == 0.0
+
+
+def test_without_guild_counts_the_peers_median_rate_is_the_yardstick() -> None:
+    infos = [shard(i, guilds=0) for i in range(4)]
+    infos[3].last_dispatch_at = NOW - 300.0
+    busy = {ShardId(0): 5.0, ShardId(1): 5.0, ShardId(2): 5.0, ShardId(3): 0.0}
+    assert verdict(infos, 3, rates=busy).health is ShardHealth.WEDGED
+    # One chatty peer among idle ones does not make silence suspicious: the median is what counts.
+    mostly_idle = {ShardId(0): 10.0, ShardId(1): 0.01, ShardId(2): 0.01, ShardId(3): 0.0}
+    assert verdict(infos, 3, rates=mostly_idle).health is ShardHealth.OK
+
+
+def test_a_large_fleet_is_judged_in_one_pass() -> None:
+    infos = [shard(i) for i in range(5000)]
+    infos[1234].last_dispatch_at = NOW - 600.0
+    result = assess_health(infos, NOW)
+    wedged = [sid.id for sid, v in result.items() if v.health is ShardHealth.WEDGED]
+    assert wedged == [1234]

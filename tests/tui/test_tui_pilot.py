@@ -100,6 +100,19 @@ async def test_marked_shards_are_the_targets() -> None:
             "shards 0 and 2 to resume",
         )
         assert app.model.rows[1].info.resumes == 0
+        # With marks, the presence editor offers the marked shards first.
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
+        app.screen.query_one("#status", Select).value = "idle"
+        await pilot.press("ctrl+s")
+        await wait_until(
+            pilot,
+            lambda: all(shard_stats(app, sid)["presence_updates"] == 1 for sid in (0, 2)),
+            "op 3 on the marked shards",
+        )
+        assert shard_stats(app, 1)["presence_updates"] == 0
+        assert cell(app, 1, "presence").startswith("online")
+        assert cell(app, 0, "presence").startswith("idle")
         await pilot.press("escape")
         assert app.model.marked == set()
 

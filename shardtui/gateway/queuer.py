@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -135,7 +135,10 @@ class ShardQueuer:
         #: bucket -> (shard in flight, monotonic time it was spawned)
         self._in_flight: dict[int, tuple[ShardId, float]] = {}
         self._spawned: set[ShardId] = set()
-        self._unread_starts: list[ShardId] = []
+        #: Starts sent but not yet read by the task (counted as queued already), and the ids in
+        #: the bucket lines: kept as counters/sets so a fleet of thousands stays O(1) per check.
+        self._unread_starts: Counter[ShardId] = Counter()
+        self._pending_ids: set[ShardId] = set()
         self._starts: dict[ShardId, ShardQueuerMessage.Start] = {}
         self._at_gate: set[ShardId] = set()
         self._not_before: dict[int, float] = {}
@@ -161,7 +164,7 @@ class ShardQueuer:
             return
         if isinstance(message, ShardQueuerMessage.Start):
             # Counted as queued from now on, not only once the task has read it.
-            self._unread_starts.append(message.shard_id)
+            self._unread_starts[message.shard_id] += 1
         self._rx.put_nowait(message)
 
     def notify_progress(self, shard_id: ShardId) -> None:
@@ -173,10 +176,7 @@ class ShardQueuer:
         self._post(_Finished(ShardId(int(shard_id)), retry))
 
     def is_queued(self, shard_id: ShardId) -> bool:
-        if shard_id in self._unread_starts:
-            return True
-        bucket = self.bucket_of(shard_id)
-        return any(start.shard_id == shard_id for start in self._pending.get(bucket, ()))
+        return self._unread_starts[shard_id] > 0 or shard_id in self._pending_ids
 
     def is_spawned(self, shard_id: ShardId) -> bool:
         return shard_id in self._spawned
@@ -185,15 +185,13 @@ class ShardQueuer:
         return bucket_for_shard(int(shard_id), self.max_concurrency)
 
     def status(self) -> QueueStatus:
-        queued: list[ShardId] = list(dict.fromkeys(self._unread_starts))
-        for bucket in sorted(self._pending):
-            queued.extend(start.shard_id for start in self._pending[bucket])
+        queued = {shard for shard, count in self._unread_starts.items() if count > 0} | self._pending_ids
         identifying = {shard for shard, _ in self._in_flight.values()} | self._at_gate
         next_slots_fn = getattr(self.gate, "next_slots", None)
         budget_fn = getattr(self.gate, "budget_remaining", None)
         gate_reason = getattr(self.gate, "waiting_reason", None)
         return QueueStatus(
-            queued=tuple(sorted(set(queued))),
+            queued=tuple(sorted(queued)),
             identifying=tuple(sorted(identifying)),
             next_slots=next_slots_fn() if callable(next_slots_fn) else {},
             waiting_reason=self.waiting_reason or gate_reason,
@@ -240,8 +238,9 @@ class ShardQueuer:
 
     def _handle(self, message: ShardQueuerMessageT | _Progressed | _Finished | _Tick) -> None:
         if isinstance(message, ShardQueuerMessage.Start):
-            with contextlib.suppress(ValueError):
-                self._unread_starts.remove(message.shard_id)
+            self._unread_starts[message.shard_id] -= 1
+            if self._unread_starts[message.shard_id] <= 0:
+                del self._unread_starts[message.shard_id]
             self._enqueue(message, front=False)
         elif isinstance(message, ShardQueuerMessage.ShutdownShard):
             self._shutdown_shard(message.shard_id, message.code)
@@ -265,6 +264,7 @@ class ShardQueuer:
             return
         self._starts[start.shard_id] = start
         line = self._pending.setdefault(self.bucket_of(start.shard_id), deque())
+        self._pending_ids.add(start.shard_id)
         if front:
             line.appendleft(start)
         else:
@@ -276,6 +276,7 @@ class ShardQueuer:
             for start in list(line):
                 if start.shard_id == shard_id:
                     line.remove(start)
+                    self._pending_ids.discard(shard_id)
                     log.info("shard %s removed from the start queue", shard_id)
                     self._dequeued(shard_id)
                     return
@@ -289,12 +290,14 @@ class ShardQueuer:
             del self._in_flight[bucket]
 
     def _drop_all_pending(self) -> None:
-        for shard_id in dict.fromkeys(self._unread_starts):
+        for shard_id in list(self._unread_starts):
             self._dequeued(shard_id)
         self._unread_starts.clear()
         for line in self._pending.values():
             while line:
-                self._dequeued(line.popleft().shard_id)
+                shard_id = line.popleft().shard_id
+                self._pending_ids.discard(shard_id)
+                self._dequeued(shard_id)
 
     def _dequeued(self, shard_id: ShardId) -> None:
         if self._on_dequeued is not None:
@@ -365,11 +368,13 @@ class ShardQueuer:
                 budget_blocked = True
                 continue
             start = line.popleft()
+            self._pending_ids.discard(start.shard_id)
             try:
                 self._spawn(start, _TrackingGate(self, self.gate))
             except Exception as exc:
                 log.warning("starting shard %s failed (%s); retrying it first", start.shard_id, exc)
                 line.appendleft(start)
+                self._pending_ids.add(start.shard_id)
                 self._not_before[bucket] = now + self._retry_delay
                 wake(now + self._retry_delay)
                 continue

@@ -1,8 +1,9 @@
 """Outgoing gateway command limits: Discord's 120 commands per 60 s per connection, and 4096 bytes each.
 
 The limiter is a sliding-window log of send times. Heartbeats always go through (a missed heartbeat
-kills the connection); every other command may use only the window minus the slots reserved for the
-heartbeats that will fall into it, so heartbeats can never push the connection over the limit.
+kills the connection); other commands may use only the window's budget minus the slots reserved for
+the heartbeats that will fall into it, so heartbeats can never push the connection over the limit and
+never eat into the commands' share.
 """
 
 from __future__ import annotations
@@ -53,13 +54,16 @@ class CommandLimiter:
         self.window = window
         self._clock = clock
         self._sleep = sleep
+        #: Send times in the window: everything, and the non-heartbeat commands among them.
         self._sent: deque[float] = deque()
+        self._commands: deque[float] = deque()
         self.reserved = min(DEFAULT_HEARTBEAT_RESERVE, limit // 2)
         #: Commands that had to wait for the window, for the operator's curiosity.
         self.delayed = 0
 
     def reset(self) -> None:
         self._sent.clear()
+        self._commands.clear()
         self.delayed = 0
 
     def set_heartbeat_interval(self, interval: float) -> None:
@@ -77,11 +81,12 @@ class CommandLimiter:
 
     def _prune(self, now: float) -> None:
         horizon = now - self.window
-        sent = self._sent
-        while sent and sent[0] <= horizon:
-            sent.popleft()
+        for log in (self._sent, self._commands):
+            while log and log[0] <= horizon:
+                log.popleft()
 
     def in_window(self) -> int:
+        """Sends (heartbeats included) in the current window."""
         self._prune(self._clock())
         return len(self._sent)
 
@@ -89,13 +94,22 @@ class CommandLimiter:
         """Take a slot now and return 0.0, or return how many seconds to wait before trying again."""
         now = self._clock()
         self._prune(now)
-        sent = self._sent
-        if heartbeat or len(sent) < self.limit - self.reserved:
+        sent, commands = self._sent, self._commands
+        if heartbeat:
             sent.append(now)
             return 0.0
-        # Wait until enough old sends leave the window to bring us under the command budget.
-        excess = len(sent) - (self.limit - self.reserved)
-        return max(sent[excess] + self.window - now, 1e-3)
+        budget = self.limit - self.reserved
+        if len(commands) < budget and len(sent) < self.limit:
+            sent.append(now)
+            commands.append(now)
+            return 0.0
+        # Wait until enough old sends leave the window for both the command budget and the total.
+        wait = 0.0
+        if len(commands) >= budget:
+            wait = commands[len(commands) - budget] + self.window - now
+        if len(sent) >= self.limit:
+            wait = max(wait, sent[len(sent) - self.limit] + self.window - now)
+        return max(wait, 1e-3)
 
     async def acquire(self, heartbeat: bool = False) -> None:
         """Wait for a slot (heartbeats never wait)."""

@@ -106,3 +106,15 @@ def test_oversized_payload_is_refused_with_a_clear_error() -> None:
     assert info.value.size > 4096
     assert "4096" in str(info.value) and "op 8" in str(info.value)
     assert "aaaa" not in str(info.value)  # the payload itself (a token, for IDENTIFY) is never echoed
+
+
+def test_heartbeats_do_not_eat_into_the_command_budget() -> None:
+    clock = Clock()
+    lim = limiter(clock)
+    for _ in range(2):
+        assert lim.try_acquire(heartbeat=True) == 0.0
+    granted = 0
+    while lim.try_acquire() == 0.0:
+        granted += 1
+    assert granted == 117
+    assert lim.in_window() == 119

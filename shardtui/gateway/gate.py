@@ -180,10 +180,12 @@ class InMemoryIdentifyGate:
                 self._budget_waiters += 1
                 try:
                     await self.clock.sleep(budget_wait)
+                except asyncio.CancelledError:
+                    if self._budget_waiters == 1:
+                        self._set_waiting_reason(None)  # nobody is waiting any more
+                    raise
                 finally:
                     self._budget_waiters -= 1
-                    if self._budget_waiters == 0:
-                        self._set_waiting_reason(None)
                 continue
             slot_wait = self.next_free_monotonic(bucket) - self.clock.monotonic()
             if slot_wait > 1e-6:  # below a microsecond is float noise, not a wait
@@ -204,11 +206,13 @@ class InMemoryIdentifyGate:
         self._refill_if_due()
         limit = self.limit
         if limit is None or limit.remaining > 0:
+            self._set_waiting_reason(None)
             return 0.0
         wait = max(0.0, limit.reset_at - self.clock.wall())
+        # No countdown in the text: it stays the same while waiting, so listeners hear it once.
         self._set_waiting_reason(
             f"session start limit used up (0 of {limit.total} identifies left): "
-            f"waiting {describe_duration(wait)} for the reset at {describe_wall_time(limit.reset_at)}"
+            f"waiting for the reset at {describe_wall_time(limit.reset_at)}"
         )
         # Wake at least once a minute so a budget refreshed from /gateway/bot is noticed.
         return max(min(wait, 60.0), 0.001)

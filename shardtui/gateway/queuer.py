@@ -406,10 +406,9 @@ class ShardQueuer:
         text = f"session start limit reached ({'0' if total is None else f'0 of {total}'} identifies left): "
         text += f"{format_shard_ids(waiting)} wait"
         if reset_at is not None:
-            text += (
-                f" {describe_duration(max(0.0, reset_at - self.clock.wall()))} for the reset at "
-                f"{describe_wall_time(reset_at)}"
-            )
+            # No countdown: the reason is re-evaluated on every message and should change only
+            # when the situation does (the console shows the time left from the reset time).
+            text += f" for the reset at {describe_wall_time(reset_at)}"
         else:
             text += " for the reset"
         return text

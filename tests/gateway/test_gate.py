@@ -120,7 +120,7 @@ async def test_exhausted_budget_waits_for_the_reset_and_says_so() -> None:
     assert admitted_ids(gate) == [0, 1, 2]
     assert limit.remaining == 3  # refilled to 5, two spent since
     assert gate.waiting_reason is None
-    assert reasons[0] is not None and reasons[-1] is None
+    assert len(reasons) == 2 and reasons[0] is not None and reasons[1] is None
 
 
 async def test_cancelled_waiter_consumes_nothing() -> None:
@@ -145,3 +145,16 @@ def test_invalid_settings_are_refused() -> None:
         InMemoryIdentifyGate(max_concurrency=0)
     with pytest.raises(ValueError, match="window"):
         InMemoryIdentifyGate(window=-1)
+
+
+async def test_reason_clears_when_the_last_budget_waiter_gives_up() -> None:
+    clock = FakeClock()
+    limit = SessionStartLimit(total=5, remaining=0, reset_at=clock.wall() + 3600.0, max_concurrency=1)
+    gate = InMemoryIdentifyGate(max_concurrency=1, window=1.0, limit=limit, clock=clock)
+    waiter = asyncio.create_task(gate.acquire(ShardId(0)))
+    await clock.advance(1.0)
+    assert gate.waiting_reason is not None
+    waiter.cancel()
+    await clock.settle()
+    assert gate.waiting_reason is None
+    assert gate.admitted == []

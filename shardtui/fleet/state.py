@@ -1,0 +1,292 @@
+"""Fleet state in Redis: each process publishes its shards; anyone reads the whole fleet.
+
+A process writes, every ``heartbeat_interval``: its heartbeat key (PX = ``heartbeat_ttl``), its
+entry in the process hash, and one hash of its shards' ``ShardRunnerInfo.to_dict()``. The shard hash
+outlives the heartbeat (``shards_ttl``) on purpose: when a process dies, readers still know which
+shards it had and show them as lost instead of silently dropping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shardtui.fleet.keys import FleetKeys, describe_redis_error
+from shardtui.gateway.models import ShardId, ShardRunnerInfo
+
+log = logging.getLogger("shardtui.fleet.state")
+
+#: The stage shown for a shard whose process stopped sending heartbeats.
+LOST = "lost"
+
+
+class ProcessState(enum.Enum):
+    ALIVE = "alive"
+    LOST = "lost"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class FleetProcess:
+    name: str
+    state: ProcessState
+    host: str = ""
+    pid: int | None = None
+    shard_range: tuple[int, int] | None = None
+    started_at: float | None = None
+    #: Wall time of the last heartbeat the process wrote (as its own clock said).
+    heartbeat_at: float | None = None
+    shard_ids: tuple[int, ...] = ()
+    #: Shards of this process per stage (``lost`` for every shard of a lost process).
+    stages: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.state is ProcessState.ALIVE
+
+
+@dataclass(frozen=True, slots=True)
+class FleetShard:
+    shard_id: int
+    process: str
+    #: ``ShardRunnerInfo.to_dict()`` as the owner last published it.
+    info: Mapping[str, Any]
+    lost: bool
+
+    @property
+    def stage(self) -> str:
+        """The published stage, or ``lost`` when the owner's heartbeat expired."""
+        return LOST if self.lost else str(self.info.get("stage", "unknown"))
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSnapshot:
+    processes: tuple[FleetProcess, ...]
+    #: Every shard of every process, by shard id (a live owner wins over a lost one).
+    shards: tuple[FleetShard, ...]
+    #: Why the snapshot is empty or stale (Redis unreachable), else None.
+    problem: str | None = None
+
+    def shard(self, shard_id: int) -> FleetShard | None:
+        for shard in self.shards:
+            if shard.shard_id == shard_id:
+                return shard
+        return None
+
+    def process(self, name: str) -> FleetProcess | None:
+        for process in self.processes:
+            if process.name == name:
+                return process
+        return None
+
+    def stage_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for shard in self.shards:
+            counts[shard.stage] = counts.get(shard.stage, 0) + 1
+        return counts
+
+
+def _loads(raw: Any) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class FleetView:
+    """Reads the whole fleet from Redis. ``snapshot()`` never raises for Redis trouble: the
+    snapshot's ``problem`` says what is wrong, for the console's banner."""
+
+    def __init__(self, redis: Redis, keys: FleetKeys, *, redis_description: str = "Redis") -> None:
+        self.redis = redis
+        self.keys = keys
+        self.redis_description = redis_description
+
+    async def snapshot(self) -> FleetSnapshot:
+        try:
+            return await self._read()
+        except (RedisError, OSError) as exc:
+            return FleetSnapshot(
+                (), (), f"{self.redis_description} unreachable ({describe_redis_error(exc)})"
+            )
+
+    async def _read(self) -> FleetSnapshot:
+        raw_procs: dict[bytes, bytes] = await self.redis.hgetall(self.keys.processes)
+        names = sorted(name.decode() for name in raw_procs)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.get(self.keys.heartbeat(name))
+                pipe.hgetall(self.keys.shards(name))
+            replies = await pipe.execute()
+        processes: list[FleetProcess] = []
+        by_id: dict[int, FleetShard] = {}
+        forgotten: list[str] = []
+        for index, name in enumerate(names):
+            beat, shard_hash = replies[2 * index], replies[2 * index + 1]
+            meta = _loads(raw_procs[name.encode()]) or {}
+            alive = beat is not None
+            if not alive and not shard_hash:
+                # Dead long enough for its shard list to expire: nothing left to show.
+                forgotten.append(name)
+                continue
+            beat_info = _loads(beat) if beat is not None else None
+            shards: list[FleetShard] = []
+            for raw_id, raw_info in shard_hash.items():
+                info = _loads(raw_info)
+                if not isinstance(info, dict):
+                    continue
+                shards.append(FleetShard(int(raw_id), name, info, lost=not alive))
+            stages: dict[str, int] = {}
+            for shard in shards:
+                stages[shard.stage] = stages.get(shard.stage, 0) + 1
+                current = by_id.get(shard.shard_id)
+                # A shard moved to a live process (the lost one was replaced): show the live one.
+                if current is None or (current.lost and not shard.lost):
+                    by_id[shard.shard_id] = shard
+            shard_range = meta.get("shard_range")
+            heartbeat_at = beat_info.get("at") if isinstance(beat_info, dict) else meta.get("heartbeat_at")
+            processes.append(
+                FleetProcess(
+                    name=name,
+                    state=ProcessState.ALIVE if alive else ProcessState.LOST,
+                    host=str(meta.get("host", "")),
+                    pid=meta.get("pid"),
+                    shard_range=tuple(shard_range) if isinstance(shard_range, list) else None,
+                    started_at=meta.get("started_at"),
+                    heartbeat_at=heartbeat_at,
+                    shard_ids=tuple(sorted(s.shard_id for s in shards)),
+                    stages=stages,
+                )
+            )
+        if forgotten:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.hdel(self.keys.processes, *forgotten)
+        return FleetSnapshot(tuple(processes), tuple(by_id[i] for i in sorted(by_id)))
+
+
+class StatePublisher:
+    """Publishes one process's shards and heartbeat every ``interval`` seconds until closed.
+
+    Redis trouble never reaches the shards: a failed publication is logged once, ``problem`` says
+    what is wrong, and the next tick simply tries again (writing everything, so a Redis that came
+    back empty is whole again after one tick).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: FleetKeys,
+        name: str,
+        runners: Callable[[], Mapping[ShardId, ShardRunnerInfo]],
+        *,
+        interval: float = 1.0,
+        ttl: float = 5.0,
+        shard_range: tuple[int, int] | None = None,
+        shards_ttl: float = 3600.0,
+        redis_description: str = "Redis",
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.name = name
+        self.runners = runners
+        self.interval = interval
+        self.ttl = ttl
+        self.shard_range = shard_range
+        self.shards_ttl = max(shards_ttl, ttl * 2)
+        self.redis_description = redis_description
+        self.started_at = time.time()
+        #: Why the last publication failed (None after a good one).
+        self.problem: str | None = None
+        #: Publications that reached Redis.
+        self.published = 0
+        self._task: asyncio.Task[None] | None = None
+        self._known: set[str] = set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=f"shardtui-fleet-publish-{self.name}")
+
+    async def close(self, *, forget: bool = True) -> None:
+        """Stop publishing; with ``forget``, remove this process from the fleet (a clean stop is
+        not a loss)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if forget:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(self.keys.heartbeat(self.name), self.keys.shards(self.name))
+                    pipe.hdel(self.keys.processes, self.name)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "could not remove process %s from the fleet (%s); it will show as lost until its "
+                    "entry expires",
+                    self.name,
+                    describe_redis_error(exc),
+                )
+
+    async def _loop(self) -> None:
+        while True:
+            await self.publish_once()
+            await asyncio.sleep(self.interval)
+
+    def _meta(self, now: float) -> bytes:
+        return orjson.dumps(
+            {
+                "name": self.name,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "shard_range": list(self.shard_range) if self.shard_range is not None else None,
+                "started_at": self.started_at,
+                "heartbeat_at": now,
+            }
+        )
+
+    async def publish_once(self) -> bool:
+        now = time.time()
+        infos = dict(self.runners())
+        mapping = {str(int(sid)): orjson.dumps(info.to_dict()) for sid, info in infos.items()}
+        gone = self._known - set(mapping)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self.keys.processes, self.name, self._meta(now))
+                if mapping:
+                    pipe.hset(self.keys.shards(self.name), mapping=mapping)
+                if gone:
+                    pipe.hdel(self.keys.shards(self.name), *gone)
+                pipe.pexpire(self.keys.shards(self.name), round(self.shards_ttl * 1000))
+                # Last, so a reader never sees a heartbeat before the shards it vouches for.
+                pipe.set(self.keys.heartbeat(self.name), orjson.dumps({"at": now}), px=round(self.ttl * 1000))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            problem = (
+                f"{self.redis_description} unreachable ({describe_redis_error(exc)}): "
+                "fleet state not published"
+            )
+            if self.problem is None:
+                log.warning("process %s: %s; shards keep running", self.name, problem)
+            self.problem = problem
+            return False
+        if self.problem is not None:
+            log.info("process %s: publishing fleet state again", self.name)
+            self.problem = None
+        self._known = set(mapping)
+        self.published += 1
+        return True

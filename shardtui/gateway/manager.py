@@ -690,6 +690,8 @@ class ShardManager:
         rates = self._rates.update(infos, now)
         verdicts = assess_health(infos, now, rates, self.options.health_policy)
         for info in infos:
+            if info.health is ShardHealth.FAILED and not info.running:
+                continue  # a stopped, failed shard keeps saying why until it is booted again
             changed = False
             verdict = verdicts[info.shard_id]
             if (verdict.health, verdict.reason) != (info.health, info.health_reason):

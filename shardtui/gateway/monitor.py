@@ -148,3 +148,8 @@ class ShardManagerMonitor:
         manager._emit(ShardLogEvent(None, logging.ERROR, f"stopping all shards: {message}"))
         manager._emit(event)
         manager._stop_everything()
+        for info in manager.runners.values():
+            # Every shard shows why it stopped, not only the one that heard it from Discord.
+            if info.health is not ShardHealth.FAILED:
+                info.health, info.health_reason = ShardHealth.FAILED, f"stopped: {message}"
+                manager._emit(ShardInfoUpdateEvent(info.shard_id))

@@ -291,13 +291,13 @@ async def test_exhausted_session_budget_waits_and_says_so(sandbox_factory, manag
 
 async def test_fatal_close_stops_every_shard_and_is_reported_once(sandbox_factory, managers) -> None:
     sandbox = await sandbox_factory(shards=3)
-    manager = managers(options_for(sandbox))
+    manager = managers(options_for(sandbox, health_interval=0.05))
     recorder = Recorder()
     manager.subscribe(recorder)
     await manager.initialize()
     assert await manager.wait_until_connected(10.0)
     connections = sandbox.stats()["connections_total"]
-    assert sandbox.inject("close", None, code=4004) == 3
+    assert sandbox.inject("close", 0, code=4004) == 1
     await eventually(lambda: not any(info.running for info in manager.runners.values()))
     await asyncio.sleep(0.3)
     fatal = recorder.of(FatalErrorEvent)
@@ -307,7 +307,11 @@ async def test_fatal_close_stops_every_shard_and_is_reported_once(sandbox_factor
     assert "token" in fatal[0].message
     assert manager.fatal_error == fatal[0]
     assert manager.shards_instantiated() == []
+    await asyncio.sleep(0.2)  # health checks run meanwhile and must not hide why shards stopped
     assert all(info.health is ShardHealth.FAILED for info in manager.runners.values())
+    assert manager.runners[ShardId(2)].health_reason.startswith("stopped: ")
+    assert manager.runners[ShardId(0)].fatal_error is not None
+    assert manager.runners[ShardId(2)].fatal_error is None
     # No retry loop: nobody reconnected after the fatal close.
     assert sandbox.stats()["connections_total"] == connections
     assert not await manager.wait_until_connected(0.1)

@@ -455,3 +455,14 @@ async def test_cancelled_while_draining_a_slow_handler_still_finishes_cleanly(
     assert h.drain()[-1] == ShardManagerMessage.ShutdownFinished(h.runner.shard_id)
     assert runner_tasks() == []
     assert h.info.running is False
+
+
+async def test_zlib_messages_split_over_frames_are_reassembled(sandbox_factory, harness_factory) -> None:
+    sandbox = await sandbox_factory()
+    h = harness_factory(sandbox, compression="zlib-stream")
+    await h.wait_connected()
+    for _ in range(3):
+        assert sandbox.inject("split", 0) == 1
+        sandbox.emit(2)
+    await assert_all_delivered_once(h, sandbox)
+    assert h.stage_changes() == FIRST_CONNECT  # a split message is no reason to reconnect

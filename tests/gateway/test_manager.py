@@ -13,6 +13,7 @@ import pytest
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
 from shardtui.gateway.health import HealthPolicy
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
+from shardtui.gateway.messages import ShardManagerMessage
 from shardtui.gateway.models import (
     ConnectionStage,
     FatalErrorEvent,
@@ -413,6 +414,25 @@ async def test_shutdown_of_a_stuck_shard_is_bounded_and_final(sandbox_factory, m
     assert not manager.runners[ShardId(1)].running
     assert shard_stats(sandbox, 1)["connections"] == 1
     assert manager.runners[ShardId(0)].stage is ConnectionStage.CONNECTED
+
+
+async def test_manager_messages_drive_restart_shutdown_and_shutdown_all(sandbox_factory) -> None:
+    # The monitor's inbox is where runners (and anything speaking ShardManagerMessage) talk to it.
+    sandbox = await sandbox_factory(shards=2)
+    before = asyncio.all_tasks()
+    manager = ShardManager(options_for(sandbox))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    inbox = manager._manager_tx
+    inbox.put_nowait(ShardManagerMessage.Restart(ShardId(0)))
+    await eventually(lambda: manager.runners[ShardId(0)].resumes == 1)
+    inbox.put_nowait(ShardManagerMessage.Shutdown(ShardId(1), 1000))
+    await eventually(lambda: not manager.has(ShardId(1)))
+    inbox.put_nowait(ShardManagerMessage.ShutdownAll())
+    await eventually(lambda: manager._closed)
+    await manager.shutdown_all()
+    assert leftover_tasks(before) == set()
+    assert shard_stats(sandbox, 0)["client_closes"] == {"4000": 1, "1000": 1}
 
 
 async def test_a_failing_subscriber_never_breaks_the_manager(sandbox_factory, managers, caplog) -> None:

@@ -680,6 +680,15 @@ class ShardRunner:
         elif isinstance(message, ShardRunnerMessage.SetStatus):
             self._set_presence(replace(self._current_presence(), status=message.status))
         elif isinstance(message, ShardRunnerMessage.ChunkGuild):
+            wants_all = message.user_ids is None and not message.query
+            if wants_all and not GatewayIntents(self.options.intents) & GatewayIntents.GUILD_MEMBERS:
+                # Discord would close the connection with 4001 for it: refuse here, with the reason.
+                self._log(
+                    logging.ERROR,
+                    f"not requesting all members of guild {message.guild_id}: that needs the "
+                    "guild_members intent, which this bot does not use",
+                )
+                return
             self._defer(_chunk_payload(message))
         elif isinstance(message, ShardRunnerMessage.Message):
             self._defer(message.payload)

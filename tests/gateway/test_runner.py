@@ -466,3 +466,16 @@ async def test_zlib_messages_split_over_frames_are_reassembled(sandbox_factory, 
         sandbox.emit(2)
     await assert_all_delivered_once(h, sandbox)
     assert h.stage_changes() == FIRST_CONNECT  # a split message is no reason to reconnect
+
+
+async def test_all_member_chunk_without_the_intent_is_refused_not_sent(
+    sandbox_factory, harness_factory
+) -> None:
+    sandbox = await sandbox_factory()
+    h = harness_factory(sandbox, intents=GatewayIntents.default())
+    await h.wait_connected()
+    h.runner.messenger.chunk_guild(sandbox.guild_ids_for_shard(0, 1)[0])
+    await h.wait_for(lambda: "guild_members intent" in h.log_text(), what="the refusal")
+    stats = sandbox.stats()["shards"]["0"]
+    assert stats["member_requests"] == 0 and stats["server_closes"] == {}
+    assert h.stage_changes() == FIRST_CONNECT

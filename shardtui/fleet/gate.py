@@ -33,7 +33,8 @@ from shardtui.gateway.protocol import IDENTIFY_WINDOW_SECONDS, bucket_for_shard
 log = logging.getLogger("shardtui.fleet.gate")
 
 # KEYS[1] bucket key, KEYS[2] budget hash.
-# ARGV[1] holder, ARGV[2] window ms, ARGV[3..5] seed remaining / total / reset_at ms ("" = no seed).
+# ARGV[1] holder, ARGV[2] window ms, ARGV[3..5] seed remaining / total / reset_at ms ("" = no seed),
+# ARGV[6] "1" when the seed is a fresh reading (it may lower a budget Redis already keeps).
 # Returns {granted 0|1, kind, wait_ms, remaining, total, reset_at_ms, now_ms}; -1 = budget untracked.
 _GRANT_SCRIPT = """
 local t = redis.call('TIME')
@@ -45,11 +46,13 @@ if ARGV[3] ~= '' then
   local s_rem, s_total, s_reset = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
   if remaining == nil or total == nil or reset_at == nil or now >= reset_at then
     remaining, total, reset_at = s_rem, s_total, s_reset
-  elseif s_rem < remaining then
-    -- Discord counted starts we did not (another tool, an earlier fleet): believe the lower count.
+    redis.call('HSET', KEYS[2], 'remaining', remaining, 'total', total, 'reset_at', reset_at)
+  elseif ARGV[6] == '1' and s_rem < remaining then
+    -- A fresh /gateway/bot reading knows of starts we did not count (another tool, an earlier
+    -- fleet): believe the lower count.
     remaining = s_rem
+    redis.call('HSET', KEYS[2], 'remaining', remaining)
   end
-  redis.call('HSET', KEYS[2], 'remaining', remaining, 'total', total, 'reset_at', reset_at)
 end
 if remaining ~= nil and total ~= nil and reset_at ~= nil then
   if now >= reset_at then
@@ -231,12 +234,14 @@ class RedisIdentifyGate:
         return bool(int(granted)), kind, int(wait_ms), int(now_ms)
 
     def _seed_args(self) -> list[str]:
-        if self._seeded:
-            return ["", "", ""]
+        """This process's view of the budget, used when Redis keeps none (first grant of the fleet,
+        or Redis came back empty): the /gateway/bot reading minus the grants made here since."""
         limit = getattr(self.source, "session_start_limit", None)
         if limit is None:
-            return ["", "", ""]
-        return [str(int(limit.remaining)), str(int(limit.total)), str(int(limit.reset_at * 1000))]
+            return ["", "", "", ""]
+        remaining = int(limit.remaining) - len(self.admitted)
+        fresh = "0" if self._seeded else "1"
+        return [str(max(0, remaining)), str(int(limit.total)), str(int(limit.reset_at * 1000)), fresh]
 
     # -- reasons --------------------------------------------------------------------------------
 

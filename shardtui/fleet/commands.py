@@ -336,7 +336,7 @@ class CommandListener:
             return False, f"unknown command {action!r}"
         if not isinstance(params, dict):
             return False, "malformed parameters"
-        if shard_id < 0 or not self.manager.has(ShardId(shard_id)):
+        if shard_id < 0 or ShardId(shard_id) not in self.manager.runners:
             return False, f"shard {shard_id} is not run by process {self.name}"
         sid = ShardId(shard_id)
         try:

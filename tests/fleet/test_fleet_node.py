@@ -1,0 +1,142 @@
+"""Two fleet members in one event loop over one sandbox: shared state, commands, loss, clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fleet_helpers import start_member, stop_member, wait_for_snapshot, wait_until
+from redis.asyncio import Redis
+
+from shardtui.fleet import LOST, CommandStatus, FleetNode, ProcessState
+from shardtui.gateway.models import Activity, ConnectionStage, Presence, ShardId
+from shardtui.gateway.protocol import ActivityType, Status
+
+
+@pytest.fixture
+async def two_members(sandbox_factory, redis_url: str, redis: Redis, cluster_name: str):
+    sandbox = await sandbox_factory(shards=4, max_concurrency=2, identify_window=0.1)
+    members = []
+    for name, shard_range in (("alpha", (0, 1)), ("beta", (2, 3))):
+        members.append(
+            await start_member(redis_url, cluster_name, name, shard_range, sandbox.rest_url, sandbox.token, 4)
+        )
+    try:
+        for _, manager in members:
+            assert await manager.wait_until_connected(10)
+        yield sandbox, members
+    finally:
+        for node, manager in members:
+            await stop_member(node, manager)
+
+
+async def test_every_shard_of_every_process_is_listed_with_its_owner(two_members):
+    _, [_, (beta, _)] = two_members
+    snapshot = await wait_for_snapshot(
+        beta.view, lambda s: s.stage_counts() == {"connected": 4} and len(s.processes) == 2
+    )
+    assert [(s.shard_id, s.process) for s in snapshot.shards] == [
+        (0, "alpha"),
+        (1, "alpha"),
+        (2, "beta"),
+        (3, "beta"),
+    ]
+    assert all(p.state is ProcessState.ALIVE for p in snapshot.processes)
+    assert snapshot.process("alpha").shard_range == (0, 1)
+    assert snapshot.process("beta").stages == {"connected": 2}
+    assert snapshot.shard(2).info["guilds"] >= 0 and snapshot.shard(2).info["total"] == 4
+    assert snapshot.problem is None
+
+
+async def test_a_command_from_one_process_restarts_a_shard_of_another(two_members):
+    sandbox, [(alpha, _), (_, beta_manager)] = two_members
+    resumes_before = sandbox.stats()["shards"]["3"]["resumes"]
+    result = await alpha.control.restart(3)
+    assert result.status is CommandStatus.OK, result.message
+    assert result.process == "beta"
+    assert result.message == "restart of shard 3: done by process beta"
+    await wait_until(
+        lambda: sandbox.stats()["shards"]["3"]["resumes"] == resumes_before + 1, what="the resume"
+    )
+    assert await beta_manager.wait_until_connected(10)
+    assert beta_manager.runners[ShardId(3)].resumes == 1
+
+
+async def test_presence_shutdown_and_boot_travel_to_the_owner(two_members):
+    sandbox, [(alpha, _), (_, beta_manager)] = two_members
+    presence = Presence(Status.DND, Activity("the fleet", ActivityType.WATCHING))
+    result = await alpha.control.set_presence(2, presence)
+    assert result.ok, result.message
+    await wait_until(lambda: (sandbox.presence(2) or {}).get("status") == "dnd", what="the presence")
+    assert sandbox.presence(2)["activities"][0]["name"] == "the fleet"
+
+    result = await alpha.control.shutdown(2)
+    assert result.ok, result.message
+    assert beta_manager.runners[ShardId(2)].running is False
+    await wait_for_snapshot(alpha.view, lambda s: s.shard(2).info["running"] is False)
+    # A stopped shard has no connection whose presence could change: the owner says so.
+    refused = await alpha.control.set_presence(2, presence)
+    assert refused.status is CommandStatus.FAILED
+    assert refused.message == (
+        "presence of shard 2 refused by process beta: shard 2 is not running, so its presence cannot be set"
+    )
+    result = await alpha.control.boot(2)
+    assert result.ok, result.message
+    assert await beta_manager.wait_until_connected(10)
+
+
+async def test_commands_nobody_answers_are_reported_not_dropped(two_members):
+    _, [(alpha, _), (beta, _)] = two_members
+    missing = await alpha.control.restart(17)
+    assert missing.status is CommandStatus.NO_OWNER
+    assert missing.message == "restart of shard 17 not sent: no process of the fleet runs shard 17"
+    # beta still publishes its heartbeat but stops reading commands (a wedged event loop, say).
+    await beta.listener.close()
+    result = await alpha.control.send("restart", 3, {"force_identify": True}, ack_timeout=0.5)
+    assert result.status is CommandStatus.UNACKNOWLEDGED
+    assert result.message == (
+        "restart (fresh identify) of shard 3 sent to process beta: no acknowledgement within 0.5 s "
+        "(the process may be dead, partitioned from Redis or overloaded); it may or may not have run"
+    )
+
+
+async def test_a_process_that_stops_beating_shows_its_shards_as_lost(two_members):
+    _, [(alpha, _), (beta, beta_manager)] = two_members
+    await wait_for_snapshot(alpha.view, lambda s: s.stage_counts() == {"connected": 4})
+    # Stop beta's heartbeat without a goodbye (as a crash would); its shards really are still up.
+    await beta.publisher.close(forget=False)
+    snapshot = await wait_for_snapshot(alpha.view, lambda s: s.stage_counts().get(LOST) == 2, within=5)
+    assert [s.shard_id for s in snapshot.shards if s.stage == LOST] == [2, 3]
+    assert snapshot.process("beta").state is ProcessState.LOST
+    assert snapshot.process("beta").stages == {LOST: 2}
+    assert snapshot.process("alpha").state is ProcessState.ALIVE
+    result = await alpha.control.restart(3)
+    assert result.status is CommandStatus.NO_OWNER
+    assert (
+        result.message
+        == "restart of shard 3 not sent: shard 3's process beta is lost (its heartbeat expired)"
+    )
+    assert beta_manager.runners[ShardId(3)].stage is ConnectionStage.CONNECTED
+
+
+async def test_a_clean_stop_leaves_the_fleet_instead_of_showing_lost(two_members):
+    _, [(alpha, _), (beta, beta_manager)] = two_members
+    await beta_manager.shutdown_all()
+    await beta.close()
+    snapshot = await wait_for_snapshot(alpha.view, lambda s: len(s.processes) == 1)
+    assert [s.shard_id for s in snapshot.shards] == [0, 1]
+    assert LOST not in snapshot.stage_counts()
+
+
+async def test_view_says_when_redis_is_unreachable(sandbox_factory, cluster_name: str):
+    from shardtui.fleet import ClusterConfig
+
+    node = FleetNode(ClusterConfig(redis_url="redis://127.0.0.1:1/0", name="lonely", cluster=cluster_name))
+    try:
+        snapshot = await node.view.snapshot()
+    finally:
+        await node.close()
+    assert snapshot.shards == ()
+    assert snapshot.problem is not None
+    assert snapshot.problem.startswith("Redis at redis://127.0.0.1:1/0 unreachable (")
+    await asyncio.sleep(0)

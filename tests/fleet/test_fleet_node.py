@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from fleet_helpers import start_member, stop_member, wait_for_snapshot, wait_until
 from redis.asyncio import Redis
 
-from shardtui.fleet import LOST, CommandStatus, FleetNode, ProcessState
+from shardtui.fleet import LOST, ClusterConfig, CommandStatus, FleetNode, ProcessState
 from shardtui.gateway.models import Activity, ConnectionStage, Presence, ShardId
 from shardtui.gateway.protocol import ActivityType, Status
 
@@ -128,15 +126,21 @@ async def test_a_clean_stop_leaves_the_fleet_instead_of_showing_lost(two_members
     assert LOST not in snapshot.stage_counts()
 
 
-async def test_view_says_when_redis_is_unreachable(sandbox_factory, cluster_name: str):
-    from shardtui.fleet import ClusterConfig
-
-    node = FleetNode(ClusterConfig(redis_url="redis://127.0.0.1:1/0", name="lonely", cluster=cluster_name))
+async def test_view_and_commands_say_when_redis_is_unreachable(cluster_name: str):
+    # Port 1 on loopback: nothing listens there, so every connection is refused at once.
+    node = FleetNode(
+        ClusterConfig(redis_url="redis://:hunter2@127.0.0.1:1/0", name="lonely", cluster=cluster_name)
+    )
     try:
         snapshot = await node.view.snapshot()
+        result = await node.control.restart(0)
     finally:
         await node.close()
     assert snapshot.shards == ()
     assert snapshot.problem is not None
     assert snapshot.problem.startswith("Redis at redis://127.0.0.1:1/0 unreachable (")
-    await asyncio.sleep(0)
+    assert result.status is CommandStatus.UNREACHABLE
+    assert result.message.startswith(
+        "restart of shard 0 not sent: Redis at redis://127.0.0.1:1/0 unreachable ("
+    )
+    assert "hunter2" not in snapshot.problem + result.message + repr(node.config)

@@ -124,5 +124,5 @@ async def test_three_processes_share_identify_buckets_commands_and_loss(
     finally:
         for process in workers.values():
             await _stop(process)
-        await _stop(sandbox, signal.SIGINT)
+        await _stop(sandbox)
     assert all(process.returncode == 0 for name, process in workers.items() if name != "proc-c")

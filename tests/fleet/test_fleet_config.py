@@ -1,0 +1,97 @@
+"""``[cluster]``: parsed into ClusterConfig, every mistake named in one line."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from shardtui.config import ConfigError
+from shardtui.fleet.config import ClusterConfig, describe_redis_url, parse_cluster_config
+
+
+def parse(text: str) -> ClusterConfig | None:
+    return parse_cluster_config(tomllib.loads(text).get("cluster"), "shards.toml")
+
+
+def test_no_cluster_table_means_no_fleet():
+    assert parse("[gateway]\nmode = 'sandbox'\n") is None
+
+
+def test_a_full_cluster_table():
+    config = parse(
+        """
+        [cluster]
+        redis_url = "redis://:s3cret@10.0.0.5:6380/2"
+        name = "worker-1"
+        cluster = "mybot"
+        shard_range = "8-15"
+        heartbeat_interval = 0.5
+        heartbeat_ttl = 3
+        command_timeout = 2
+        """
+    )
+    assert config is not None
+    assert (config.name, config.cluster, config.shard_range) == ("worker-1", "mybot", (8, 15))
+    assert (config.heartbeat_interval, config.heartbeat_ttl, config.command_timeout) == (0.5, 3.0, 2.0)
+    assert "s3cret" not in repr(config)
+    assert describe_redis_url(config.redis_url) == "redis://10.0.0.5:6380/2"
+
+
+def test_defaults_name_the_process_after_host_and_pid():
+    config = parse('[cluster]\nredis_url = "redis://127.0.0.1"\nshard_range = [0, 3]\n')
+    assert config is not None
+    assert config.shard_range == (0, 3)
+    assert config.name.endswith(f"-{__import__('os').getpid()}")
+    assert config.cluster == "shardtui"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "name = 'x'",
+            'shards.toml: cluster.redis_url: expected a Redis URL such as "redis://127.0.0.1:6379/0", '
+            "found none",
+        ),
+        (
+            "redis_url = 6379",
+            "shards.toml: cluster.redis_url: expected a non-empty string, found integer 6379",
+        ),
+        (
+            "redis_url = 'http://x'",
+            "shards.toml: cluster: redis_url must start with redis://, rediss:// or unix://, got http",
+        ),
+        (
+            "redis_url = 'redis://x'\nshard_range = '7-3'",
+            "shards.toml: cluster.shard_range: expected first <= last, found 7-3",
+        ),
+        (
+            "redis_url = 'redis://x'\nshard_range = 'some'",
+            "shards.toml: cluster.shard_range: expected a shard range "
+            '"first-last" (e.g. "0-7") or [first, last], found string "some"',
+        ),
+        (
+            "redis_url = 'redis://x'\nheartbeat_ttl = 0.5",
+            "shards.toml: cluster: heartbeat_ttl (0.5) must be longer "
+            "than heartbeat_interval (1.0), or a live process would flicker as lost",
+        ),
+        (
+            "redis_url = 'redis://x'\nname = 'has space'",
+            "shards.toml: cluster: process name must be 1-64 of A-Z a-z 0-9 _ . : @ -, got 'has space'",
+        ),
+        (
+            "redis_url = 'redis://x'\nredis = 1",
+            "shards.toml: cluster.redis: expected a key of [cluster] (redis_url, "
+            "name, cluster, shard_range, heartbeat_interval, heartbeat_ttl, command_timeout), found redis",
+        ),
+        (
+            "redis_url = 'redis://x'\ncommand_timeout = true",
+            "shards.toml: cluster.command_timeout: expected a positive number of seconds, found boolean true",
+        ),
+    ],
+)
+def test_mistakes_are_named(body: str, message: str):
+    with pytest.raises(ConfigError) as caught:
+        parse(f"[cluster]\n{body}\n")
+    assert str(caught.value) == message

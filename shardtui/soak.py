@@ -359,6 +359,7 @@ async def run_soak(config: SoakConfig, progress: IO[str] | None = None) -> SoakR
     open_connections = 0
     http_closed = True
     fatal: str | None = None
+    results: list[ShardResult] | None = None
     try:
         await sandbox.start()
         register_secret(sandbox.token)
@@ -394,6 +395,14 @@ async def run_soak(config: SoakConfig, progress: IO[str] | None = None) -> SoakR
         await _drain(sandbox, manager, received, config.drain_timeout)
         if manager.fatal_error is not None:
             fatal = manager.fatal_error.message
+        # Compared while every session is still alive: closing with 1000 ends them, and what a client
+        # had not confirmed then counts as the server's loss, which would hide the client's own.
+        live_stats = sandbox.stats()
+        results = [
+            _shard_result(sandbox, live_stats, s, list(received.get(s, []))) for s in range(config.shards)
+        ]
+    except Exception as exc:
+        exceptions.append(redact(f"the soak itself failed: {exc!r}"))
     finally:
         if manager is not None:
             await manager.shutdown_all()
@@ -407,9 +416,8 @@ async def run_soak(config: SoakConfig, progress: IO[str] | None = None) -> SoakR
         library_log.removeHandler(errors)
         loop.set_exception_handler(previous_handler)
 
-    results = [
-        _shard_result(sandbox, stats, shard, received.get(shard, [])) for shard in range(config.shards)
-    ]
+    if results is None:
+        results = [_shard_result(sandbox, stats, s, received.get(s, [])) for s in range(config.shards)]
     return SoakReport(
         config=asdict(config),
         seconds=round(loop.time() - started, 3),

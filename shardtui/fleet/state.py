@@ -17,16 +17,18 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shardtui.fleet.keys import FleetKeys, describe_redis_error
-from shardtui.gateway.models import ShardId, ShardRunnerInfo
+from shardtui.gateway.models import ConnectionStage, ShardHealth, ShardId, ShardRunnerInfo
 
 log = logging.getLogger("shardtui.fleet.state")
+
+_E = TypeVar("_E", bound=enum.Enum)
 
 #: The stage shown for a shard whose process stopped sending heartbeats.
 LOST = "lost"
@@ -72,6 +74,19 @@ class FleetShard:
         """The published stage, or ``lost`` when the owner's heartbeat expired."""
         return LOST if self.lost else str(self.info.get("stage", "unknown"))
 
+    def to_info(self) -> ShardRunnerInfo:
+        """The published facts as a ``ShardRunnerInfo`` (no messenger), so console code written for
+        one process can show fleet shards. A lost shard reads as disconnected, not running, with
+        health ``failed`` and a reason naming its process."""
+        info = info_from_dict(self.info)
+        if self.lost:
+            info.stage = ConnectionStage.DISCONNECTED
+            info.running = False
+            info.latency = None
+            info.health = ShardHealth.FAILED
+            info.health_reason = f"process {self.process} lost (no heartbeat)"
+        return info
+
 
 @dataclass(frozen=True, slots=True)
 class FleetSnapshot:
@@ -93,11 +108,56 @@ class FleetSnapshot:
                 return process
         return None
 
+    def owners(self) -> dict[int, str]:
+        """Shard id -> the process that runs it (the console's process column)."""
+        return {shard.shard_id: shard.process for shard in self.shards}
+
+    def runner_infos(self) -> dict[ShardId, ShardRunnerInfo]:
+        """Every fleet shard as a ``ShardRunnerInfo``, keyed like ``ShardManager.runners``."""
+        return {ShardId(shard.shard_id): shard.to_info() for shard in self.shards}
+
     def stage_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for shard in self.shards:
             counts[shard.stage] = counts.get(shard.stage, 0) + 1
         return counts
+
+
+def _enum(kind: type[_E], value: Any, default: _E) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        return default
+
+
+def info_from_dict(data: Mapping[str, Any]) -> ShardRunnerInfo:
+    """Rebuild a ``ShardRunnerInfo`` from ``to_dict()`` output. The presence is published only as
+    its description, so it is not rebuilt (``presence`` stays None)."""
+    latency_ms = data.get("latency_ms")
+    return ShardRunnerInfo(
+        shard_id=ShardId(int(data["id"])),
+        total=int(data.get("total", 1)),
+        stage=_enum(ConnectionStage, data.get("stage"), ConnectionStage.DISCONNECTED),
+        latency=None if latency_ms is None else float(latency_ms) / 1000.0,
+        health=_enum(ShardHealth, data.get("health"), ShardHealth.OK),
+        health_reason=str(data.get("health_reason") or ""),
+        session_id=data.get("session_id"),
+        last_seq=data.get("last_seq"),
+        events_received=int(data.get("events_received") or 0),
+        events_per_second=float(data.get("events_per_second") or 0.0),
+        guilds=int(data.get("guilds") or 0),
+        resumes=int(data.get("resumes") or 0),
+        reconnects=int(data.get("reconnects") or 0),
+        identifies=int(data.get("identifies") or 0),
+        last_close_code=data.get("last_close_code"),
+        last_close_reason=str(data.get("last_close_reason") or ""),
+        connected_since=data.get("connected_since"),
+        last_dispatch_at=data.get("last_dispatch_at"),
+        last_ack_at=data.get("last_ack_at"),
+        fatal_error=data.get("fatal_error"),
+        running=bool(data.get("running", False)),
+        last_start=data.get("last_start"),
+    )
 
 
 def _loads(raw: Any) -> Any:

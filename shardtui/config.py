@@ -126,6 +126,8 @@ class Config:
     source: str = "<defaults>"
     #: Dotted key -> where its value came from: "default", a file path, "--flag" or "env NAME".
     provenance: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: ``[cluster]`` as a ``shardtui.fleet.ClusterConfig`` (multi-process fleet), or None: one process.
+    cluster: Any = None
 
     def intents(self) -> GatewayIntents:
         from shardtui.gateway.protocol import GatewayIntents
@@ -657,8 +659,12 @@ def load_config(
 
 def _apply_file(config: Config, data: dict[str, Any], path: str) -> None:
     for section, table in data.items():
+        if section == "cluster":
+            config.cluster = _parse_cluster(table, path)
+            config.provenance["cluster"] = path
+            continue
         if section not in _SCHEMA:
-            hint = _did_you_mean(section, SECTIONS)
+            hint = _did_you_mean(section, (*SECTIONS, "cluster"))
             if hint is None and not isinstance(table, dict):
                 owner = next((s for s in SECTIONS if section in _SCHEMA[s]), None)
                 if owner:
@@ -666,7 +672,7 @@ def _apply_file(config: Config, data: dict[str, Any], path: str) -> None:
             raise ConfigError(
                 path,
                 section,
-                "one of the sections " + ", ".join(f"[{s}]" for s in SECTIONS),
+                "one of the sections " + ", ".join(f"[{s}]" for s in (*SECTIONS, "cluster")),
                 f'unknown key "{section}"',
                 hint=hint,
             )
@@ -692,6 +698,18 @@ def where_of(source: str) -> str:
     if source.startswith("env "):
         return f"environment {source[4:]}"
     return source
+
+
+def _parse_cluster(table: Any, path: str) -> Any:
+    # The fleet (and with it the redis package) is only imported by configs that ask for a fleet.
+    try:
+        from shardtui.fleet.config import parse_cluster_config
+    except ImportError as exc:
+        raise ConfigError(
+            path, "cluster", "the redis package for a [cluster] fleet (pip install 'shardtui[redis]')",
+            f"it missing ({exc})",
+        ) from None  # fmt: skip
+    return parse_cluster_config(table, where=path)
 
 
 def _set(config: Config, dotted: str, value: Any, source: str, *, from_text: bool) -> None:
@@ -829,6 +847,15 @@ def format_config(config: Config, environ: Mapping[str, str] | None = None) -> s
         lines.append(
             f"{key:<{width}} = {_toml_value(value):<28} # {config.provenance.get(key, DEFAULT_SOURCE)}"
         )
+    if config.cluster is not None:
+        from shardtui.fleet.config import describe_redis_url
+
+        cluster = config.cluster
+        text = (
+            f'{{redis_url = "{describe_redis_url(cluster.redis_url)}", cluster = "{cluster.cluster}", '
+            f'name = "{cluster.name}"}}'
+        )
+        lines.append(f"{'cluster':<{width}} = {text} # {config.provenance.get('cluster', '')}")
     name = config.bot.token_env
     state = "set" if environ.get(name, "").strip() else "unset"
     lines.append(f"# bot token: environment variable {name} is {state} (its value is never shown)")

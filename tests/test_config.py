@@ -396,3 +396,23 @@ def test_readme_and_shards_toml_document_every_key_and_fault_kind() -> None:
     for kind in FAULT_KINDS:
         assert f"| `{kind}` |" in readme, f"README does not document fault kind {kind}"
         assert f'"{kind}"' in shards_toml, f"shards.toml does not mention fault kind {kind}"
+
+
+def test_cluster_table_is_read_for_the_fleet_and_its_password_never_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(
+        tmp_path,
+        '[gateway]\nshards = 8\n[cluster]\nredis_url = "redis://bot:s3cret-pw@127.0.0.1:6379/0"\n'
+        'name = "node-a"\nshard_range = "0-3"\n',
+    )
+    config = load_config(path, {}, environ={})
+    assert config.cluster.name == "node-a" and config.cluster.shard_range == (0, 3)
+    assert load_config(None, {}, environ={}).cluster is None
+    assert main(["--config", path, "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert 'cluster = {redis_url = "redis://127.0.0.1:6379/0"' in " ".join(out.split())
+    assert "s3cret-pw" not in out and "s3cret-pw" not in repr(config)
+    bad = _write(tmp_path, '[cluster]\nredis = "redis://127.0.0.1"\n')
+    assert main(["--config", bad]) == 2
+    assert capsys.readouterr().err.startswith(f"shardtui: {bad}: cluster.redis: expected a key of [cluster]")

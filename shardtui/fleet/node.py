@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -21,7 +22,7 @@ from shardtui.fleet.gate import RedisIdentifyGate
 from shardtui.fleet.keys import FleetKeys
 from shardtui.fleet.state import FleetSnapshot, FleetView, StatePublisher
 from shardtui.gateway.gate import SYSTEM_CLOCK, Clock
-from shardtui.gateway.models import Presence
+from shardtui.gateway.models import Presence, ShardStageUpdateEvent
 
 if TYPE_CHECKING:
     from shardtui.gateway.manager import ShardManager, ShardManagerOptions
@@ -162,6 +163,7 @@ class FleetNode:
         self.manager: ShardManager | None = None
         self.publisher: StatePublisher | None = None
         self.listener: CommandListener | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     @property
     def name(self) -> str:
@@ -198,6 +200,13 @@ class FleetNode:
         self.listener = CommandListener(
             self.redis, self.keys, self.config.name, manager, redis_description=self.redis_description
         )
+        publisher = self.publisher
+
+        def on_event(event: object) -> None:
+            if isinstance(event, ShardStageUpdateEvent):
+                publisher.poke()
+
+        self._unsubscribe = manager.subscribe(on_event)
 
     async def start(self) -> None:
         """Start publishing and listening for commands. Redis being down is not an error here:
@@ -229,6 +238,9 @@ class FleetNode:
     async def close(self, *, forget: bool = True) -> None:
         """Stop publishing and listening; with ``forget`` the process leaves the fleet view (a
         clean stop is not a loss). Shut the manager down first."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self.listener is not None:
             await self.listener.close()
         if self.publisher is not None:

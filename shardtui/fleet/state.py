@@ -273,8 +273,11 @@ class StatePublisher:
         self.problem: str | None = None
         #: Publications that reached Redis.
         self.published = 0
+        #: Shortest gap between two publications, however often ``poke()`` is called.
+        self.min_gap = min(0.1, interval)
         self._task: asyncio.Task[None] | None = None
         self._known: set[str] = set()
+        self._poked = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
@@ -302,10 +305,17 @@ class StatePublisher:
                     describe_redis_error(exc),
                 )
 
+    def poke(self) -> None:
+        """Publish soon (a stage changed): readers should not wait a whole interval to see it."""
+        self._poked.set()
+
     async def _loop(self) -> None:
         while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.interval)
+            self._poked.clear()
             await self.publish_once()
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.min_gap)
 
     def _meta(self, now: float) -> bytes:
         return orjson.dumps(

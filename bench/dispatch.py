@@ -1,0 +1,233 @@
+"""Dispatch throughput: one shard flooded by the sandbox, next to the decode floor and to peers.
+
+The sandbox (own process) floods one connected shard with a realistic mix (MESSAGE_CREATE,
+PRESENCE_UPDATE, TYPING_START; ~0.7 KB of JSON each) through zstd-stream and zlib-stream. Our
+client runs a ShardManager with a no-op handler; its cost is the CPU time this process spends
+while the flood arrives, reported as events per CPU-second ("per core"). The decode floor is the
+same kind of frames (same generator, same compressor) inflated and ``orjson.loads``-ed in a loop
+with no networking and no protocol. discord.py and hikari are run against the same sandbox stream
+(each with the transport compression it picks by itself) with a no-op listener.
+
+    python3 bench/dispatch.py [--events 20000] [--quick] [--no-peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import yarl
+import zstandard
+from common import SandboxProcess, machine, table
+
+from shardtui.gateway.manager import ShardManager, ShardManagerOptions
+from shardtui.gateway.protocol import GatewayIntents
+from shardtui.sandbox.payloads import generate
+from shardtui.sandbox.settings import SandboxSettings
+from shardtui.sandbox.state import SandboxState
+from shardtui.sandbox.transport import Compressor
+
+MIX = {"MESSAGE_CREATE": 5.0, "PRESENCE_UPDATE": 3.0, "TYPING_START": 2.0}
+SANDBOX = {
+    "guilds": 4,
+    "shards": 1,
+    "event_rate": 0.0,
+    "event_mix": MIX,
+    "privileged_intents": ["guild_members", "guild_presences", "message_content"],
+    "members_per_guild": 20,
+    "heartbeat_interval_ms": 41_250,
+    "seed": 11,
+}
+
+
+def frames(count: int, compression: str) -> tuple[list[bytes], float]:
+    """``count`` compressed dispatch frames of the flood's mix, and their mean JSON size in bytes."""
+    state = SandboxState(SandboxSettings(**SANDBOX))
+    kinds, weights = list(MIX), list(MIX.values())
+    compressor = Compressor(compression)
+    out, raw_bytes = [], 0
+    for seq in range(1, count + 1):
+        kind = state.traffic_rng.choices(kinds, weights=weights)[0]
+        event = generate(state.world, kind)
+        assert event is not None
+        event.data["_sandbox_event_id"] = seq
+        raw = orjson.dumps({"op": 0, "s": seq, "t": event.name, "d": event.data})
+        raw_bytes += len(raw)
+        out.append(compressor.compress(raw))
+    return out, raw_bytes / count
+
+
+def decode_floor(blobs: list[bytes], compression: str) -> float:
+    """Events per CPU-second for inflate + orjson.loads alone."""
+    loads = orjson.loads
+    best = 0.0
+    for _ in range(3):
+        inflate = (
+            zlib.decompressobj().decompress
+            if compression == "zlib-stream"
+            else zstandard.ZstdDecompressor().decompressobj().decompress
+        )
+        started = time.process_time()
+        for blob in blobs:
+            loads(inflate(blob))
+        best = max(best, len(blobs) / (time.process_time() - started))
+    return best
+
+
+class Flood:
+    """Counts a client's dispatches and times the flood by this process's CPU and the wall clock."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.count = 0
+        self.done = asyncio.Event()
+
+    def hit(self, *_: Any) -> None:
+        self.count += 1
+        if self.count >= self.target:
+            self.done.set()
+
+    async def run(self, sandbox: SandboxProcess, events: int) -> tuple[float, float]:
+        await asyncio.sleep(0.3)  # let the guild burst land before counting
+        self.count = 0
+        self.target = events
+        cpu, wall = time.process_time(), time.perf_counter()
+        sandbox.send_nowait("flood", count=events, batch=200)
+        await asyncio.wait_for(self.done.wait(), timeout=60 + events / 500)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        await sandbox.answer()
+        return events / cpu, events / wall
+
+
+async def ours(compression: str, events: int) -> tuple[float, float]:
+    async with SandboxProcess(**SANDBOX) as sandbox:
+        flood = Flood(events)
+        manager = ShardManager(
+            ShardManagerOptions(
+                token=sandbox.token,
+                intents=GatewayIntents.all(),
+                rest_url=sandbox.rest_url,
+                shard_total=1,
+                compression=compression,
+                event_handler=lambda dispatch: flood.hit() if dispatch.name in MIX else None,
+                health_interval=0.0,
+            )
+        )
+        await manager.initialize()
+        if not await manager.wait_until_connected(timeout=20):
+            raise SystemExit("dispatch: our shard never connected to the sandbox")
+        try:
+            return await flood.run(sandbox, events)
+        finally:
+            await manager.shutdown_all()
+
+
+async def discord_py(events: int) -> tuple[float, float]:
+    import discord
+
+    async with SandboxProcess(**SANDBOX) as sandbox:
+        discord.http.Route.BASE = sandbox.rest_url
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(sandbox.gateway_url)
+        flood = Flood(events)
+        client = discord.Client(intents=discord.Intents.all(), enable_debug_events=True, chunk_guilds_at_startup=False)
+        ready = asyncio.Event()
+
+        @client.event
+        async def on_ready() -> None:
+            ready.set()
+
+        @client.event
+        async def on_socket_event_type(event_type: str) -> None:
+            if event_type in MIX:
+                flood.hit()
+
+        await client.login(sandbox.token)
+        task = asyncio.create_task(client.connect(reconnect=False))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            return await flood.run(sandbox, events)
+        finally:
+            await client.close()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def hikari_(events: int) -> tuple[float, float]:
+    import hikari
+
+    async with SandboxProcess(**SANDBOX) as sandbox:
+        flood = Flood(events)
+        bot = hikari.GatewayBot(sandbox.token, intents=hikari.Intents.ALL, rest_url=sandbox.rest_url, banner=None)
+
+        async def on_payload(event: hikari.ShardPayloadEvent) -> None:
+            if event.name in MIX:
+                flood.hit()
+
+        bot.event_manager.subscribe(hikari.ShardPayloadEvent, on_payload)
+        await bot.start(check_for_updates=False)
+        try:
+            return await flood.run(sandbox, events)
+        finally:
+            await bot.close()
+
+
+async def peer(name: str, run: Callable[[], Awaitable[tuple[float, float]]]) -> tuple[float, float] | str:
+    try:
+        return await run()
+    except Exception as exc:  # a peer that cannot connect is reported, not fatal
+        return f"could not run: {type(exc).__name__}: {exc}"
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="a small flood (smoke test)")
+    parser.add_argument("--no-peers", action="store_true", help="skip discord.py and hikari")
+    args = parser.parse_args()
+    events = 500 if args.quick else args.events
+    logging.basicConfig(level=logging.ERROR)
+    print(f"dispatch bench: {events} events per run; {machine()}")
+    rows, ratios, floors = [], {}, {}
+    for compression in ("zstd-stream", "zlib-stream"):
+        blobs, size = frames(events, compression)
+        floor = decode_floor(blobs, compression)
+        floors[compression] = floor
+        per_cpu, per_wall = await ours(compression, events)
+        ratios[compression] = per_cpu / floor
+        rows.append([f"shardtui {compression}", f"{per_cpu:,.0f}", f"{per_wall:,.0f}", f"{per_cpu / floor:.2f}"])
+        rows.append([f"decode floor {compression}", f"{floor:,.0f}", "-", "1.00"])
+        print(f"  {compression}: mean frame JSON {size:.0f} B; ours {per_cpu:,.0f}/cpu-s, floor {floor:,.0f}/cpu-s",
+              flush=True)
+    peer_text = []
+    if not args.no_peers:
+        ours_rate = {c: ratios[c] * floors[c] for c in ratios}
+        # Each peer runs with the transport compression it picks by itself here (discord.py takes
+        # zstd-stream when zstandard is installed; hikari on Python 3.11 only speaks zlib-stream).
+        for name, compression, run in (
+            ("discord.py", "zstd-stream", lambda: discord_py(events)),
+            ("hikari", "zlib-stream", lambda: hikari_(events)),
+        ):
+            result = await peer(name, run)
+            if isinstance(result, str):
+                rows.append([f"{name} {compression}", result, "-", "-"])
+                peer_text.append(f"{name} n/a")
+            else:
+                rows.append([f"{name} {compression}", f"{result[0]:,.0f}", f"{result[1]:,.0f}",
+                             f"{result[0] / floors[compression]:.2f}"])
+                peer_text.append(f"{ours_rate[compression] / result[0]:.1f}x {name} ({compression})")
+    print(table(["client", "events/cpu-s", "events/wall-s", "x floor"], rows))
+    worst = min(ratios.values())
+    verdict = "OK" if worst >= 0.5 else "MISSED"
+    print(f"SUMMARY dispatch: {worst:.2f} of the decode floor at worst (target >= 0.5): {verdict}"
+          + (f"; ours = {', '.join(peer_text)}" if peer_text else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

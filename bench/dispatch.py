@@ -136,7 +136,9 @@ async def discord_py(events: int) -> tuple[float, float]:
         discord.http.Route.BASE = sandbox.rest_url
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(sandbox.gateway_url)
         flood = Flood(events)
-        client = discord.Client(intents=discord.Intents.all(), enable_debug_events=True, chunk_guilds_at_startup=False)
+        client = discord.Client(
+            intents=discord.Intents.all(), enable_debug_events=True, chunk_guilds_at_startup=False
+        )
         ready = asyncio.Event()
 
         @client.event
@@ -163,7 +165,9 @@ async def hikari_(events: int) -> tuple[float, float]:
 
     async with SandboxProcess(**SANDBOX) as sandbox:
         flood = Flood(events)
-        bot = hikari.GatewayBot(sandbox.token, intents=hikari.Intents.ALL, rest_url=sandbox.rest_url, banner=None)
+        bot = hikari.GatewayBot(
+            sandbox.token, intents=hikari.Intents.ALL, rest_url=sandbox.rest_url, banner=None
+        )
 
         async def on_payload(event: hikari.ShardPayloadEvent) -> None:
             if event.name in MIX:
@@ -200,10 +204,15 @@ async def main() -> int:
         floors[compression] = floor
         per_cpu, per_wall = await ours(compression, events)
         ratios[compression] = per_cpu / floor
-        rows.append([f"shardtui {compression}", f"{per_cpu:,.0f}", f"{per_wall:,.0f}", f"{per_cpu / floor:.2f}"])
+        rows.append(
+            [f"shardtui {compression}", f"{per_cpu:,.0f}", f"{per_wall:,.0f}", f"{per_cpu / floor:.2f}"]
+        )
         rows.append([f"decode floor {compression}", f"{floor:,.0f}", "-", "1.00"])
-        print(f"  {compression}: mean frame JSON {size:.0f} B; ours {per_cpu:,.0f}/cpu-s, floor {floor:,.0f}/cpu-s",
-              flush=True)
+        print(
+            f"  {compression}: mean frame JSON {size:.0f} B; "
+            f"ours {per_cpu:,.0f}/cpu-s, floor {floor:,.0f}/cpu-s",
+            flush=True,
+        )
     peer_text = []
     if not args.no_peers:
         ours_rate = {c: ratios[c] * floors[c] for c in ratios}
@@ -218,14 +227,22 @@ async def main() -> int:
                 rows.append([f"{name} {compression}", result, "-", "-"])
                 peer_text.append(f"{name} n/a")
             else:
-                rows.append([f"{name} {compression}", f"{result[0]:,.0f}", f"{result[1]:,.0f}",
-                             f"{result[0] / floors[compression]:.2f}"])
+                rows.append(
+                    [
+                        f"{name} {compression}",
+                        f"{result[0]:,.0f}",
+                        f"{result[1]:,.0f}",
+                        f"{result[0] / floors[compression]:.2f}",
+                    ]
+                )
                 peer_text.append(f"{ours_rate[compression] / result[0]:.1f}x {name} ({compression})")
     print(table(["client", "events/cpu-s", "events/wall-s", "x floor"], rows))
     worst = min(ratios.values())
     verdict = "OK" if worst >= 0.5 else "MISSED"
-    print(f"SUMMARY dispatch: {worst:.2f} of the decode floor at worst (target >= 0.5): {verdict}"
-          + (f"; ours = {', '.join(peer_text)}" if peer_text else ""))
+    print(
+        f"SUMMARY dispatch: {worst:.2f} of the decode floor at worst (target >= 0.5): {verdict}"
+        + (f"; ours = {', '.join(peer_text)}" if peer_text else "")
+    )
     return 0
 
 

@@ -79,14 +79,25 @@ async def main() -> int:
             violations += int(r["violations"])
             ratio = f"{r['seconds'] / r['floor']:.2f}" if r["floor"] else "-"
             rows.append(
-                [shards, concurrency, f"{r['seconds']:.3f}", f"{r['floor']:.3f}", f"{r['over']:+.3f}", ratio,
-                 r["violations"]]
+                [
+                    shards,
+                    concurrency,
+                    f"{r['seconds']:.3f}",
+                    f"{r['floor']:.3f}",
+                    f"{r['over']:+.3f}",
+                    ratio,
+                    r["violations"],
+                ]
             )
-            print(f"  N={shards} mc={concurrency}: {r['seconds']:.3f} s (floor {r['floor']:.3f} s)", flush=True)
+            print(
+                f"  N={shards} mc={concurrency}: {r['seconds']:.3f} s (floor {r['floor']:.3f} s)", flush=True
+            )
     print(table(["shards", "max_conc", "seconds", "floor", "over floor", "ratio", "violations"], rows))
     verdict = "OK" if worst_over < 1.0 and violations == 0 else "MISSED"
-    print(f"SUMMARY startup: worst {worst_over:+.3f} s over the floor (target < 1 s), "
-          f"{violations} identify violations (must be 0): {verdict}")
+    print(
+        f"SUMMARY startup: worst {worst_over:+.3f} s over the floor (target < 1 s), "
+        f"{violations} identify violations (must be 0): {verdict}"
+    )
     return 0
 
 

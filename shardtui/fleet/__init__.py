@@ -14,6 +14,7 @@ from shardtui.fleet.state import (
     FleetShard,
     FleetSnapshot,
     FleetView,
+    NameInUseError,
     ProcessState,
     StatePublisher,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "FleetShard",
     "FleetSnapshot",
     "FleetView",
+    "NameInUseError",
     "ProcessState",
     "RedisIdentifyGate",
     "StatePublisher",

@@ -4,6 +4,7 @@
     python -m shardtui.fleet ... restart 11 [--force-identify]
     python -m shardtui.fleet ... shutdown 11 [--code 4000]
     python -m shardtui.fleet ... boot 11
+    python -m shardtui.fleet ... forget worker-3      (a lost process that will not come back)
 
 Exit status: 0 done, 1 the command failed or went unacknowledged, 2 usage, 3 Redis unreachable.
 """
@@ -18,10 +19,11 @@ import time
 from typing import TextIO
 
 import orjson
+from redis.exceptions import RedisError
 
 from shardtui.fleet.commands import CommandStatus
 from shardtui.fleet.config import default_process_name, describe_redis_url
-from shardtui.fleet.keys import FleetKeys
+from shardtui.fleet.keys import FleetKeys, describe_redis_error
 from shardtui.fleet.node import FleetControl, connect_redis
 from shardtui.fleet.state import FleetSnapshot, FleetView
 
@@ -85,6 +87,14 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 print(format_snapshot(snapshot, time.time()), file=out)
             return EXIT_OK
+        if args.command == "forget":
+            try:
+                removed = await view.forget(args.process)
+            except ValueError as exc:
+                print(f"shardtui fleet: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"process {args.process} {'forgotten' if removed else 'was not in the fleet'}", file=out)
+            return EXIT_OK
         control = FleetControl(
             redis, keys, view, sender=f"cli-{default_process_name()}", timeout=args.timeout,
             redis_description=description,
@@ -99,6 +109,9 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         if result.ok:
             return EXIT_OK
         return EXIT_UNREACHABLE if result.status is CommandStatus.UNREACHABLE else EXIT_FAILED
+    except (RedisError, OSError) as exc:
+        print(f"shardtui fleet: {description} unreachable ({describe_redis_error(exc)})", file=sys.stderr)
+        return EXIT_UNREACHABLE
     finally:
         await redis.aclose()
 
@@ -118,6 +131,10 @@ def parser() -> argparse.ArgumentParser:
     shutdown = sub.add_parser("shutdown", help="stop one shard, wherever it runs")
     shutdown.add_argument("shard", type=int)
     shutdown.add_argument("--code", type=int, default=1000, help="close code; not 1000 keeps the session")
+    forget = sub.add_parser(
+        "forget", help="drop a lost (decommissioned) process and its shards from the view"
+    )
+    forget.add_argument("process")
     return top
 
 

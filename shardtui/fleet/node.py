@@ -19,7 +19,7 @@ from shardtui.fleet.commands import (
 )
 from shardtui.fleet.config import ClusterConfig, describe_redis_url
 from shardtui.fleet.gate import RedisIdentifyGate
-from shardtui.fleet.keys import FleetKeys
+from shardtui.fleet.keys import UNREACHABLE_ERRORS, FleetKeys, describe_redis_error
 from shardtui.fleet.state import FleetSnapshot, FleetView, StatePublisher
 from shardtui.gateway.gate import SYSTEM_CLOCK, Clock
 from shardtui.gateway.models import Presence, ShardStageUpdateEvent
@@ -209,10 +209,21 @@ class FleetNode:
         self._unsubscribe = manager.subscribe(on_event)
 
     async def start(self) -> None:
-        """Start publishing and listening for commands. Redis being down is not an error here:
-        both keep retrying, and ``problem`` says what is wrong meanwhile."""
+        """Start publishing and listening for commands. Raises ``NameInUseError`` when a live
+        process already uses this name (after waiting out the heartbeat a crashed one left).
+        Redis being away is not an error: everything retries, and ``problem`` says what is wrong."""
         if self.publisher is None or self.listener is None:
             raise RuntimeError("attach a ShardManager (or use build_manager) before start()")
+        try:
+            await self.publisher.claim_name()
+        except UNREACHABLE_ERRORS as exc:
+            # Starting is still safe: identifies wait at the gate until Redis is back.
+            log.warning(
+                "process %s: cannot check that the name is free (%s unreachable: %s); starting anyway",
+                self.name,
+                self.redis_description,
+                describe_redis_error(exc),
+            )
         await self.publisher.publish_once()
         self.publisher.start()
         self.listener.start()

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -32,6 +33,10 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 #: The stage shown for a shard whose process stopped sending heartbeats.
 LOST = "lost"
+
+
+class NameInUseError(RuntimeError):
+    """Another live process of the fleet publishes under this process's name."""
 
 
 class ProcessState(enum.Enum):
@@ -176,6 +181,17 @@ class FleetView:
         self.keys = keys
         self.redis_description = redis_description
 
+    async def forget(self, name: str) -> bool:
+        """Drop a lost process and its shards from the fleet view (it was decommissioned). Refuses
+        (``ValueError``) while the process is alive; False when there was nothing to forget."""
+        if await self.redis.exists(self.keys.heartbeat(name)):
+            raise ValueError(f"process {name} is alive (its heartbeat is fresh); stop it instead")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.processes, name)
+            pipe.delete(self.keys.shards(name), self.keys.commands(name))
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
     async def snapshot(self) -> FleetSnapshot:
         try:
             return await self._read()
@@ -276,7 +292,8 @@ class StatePublisher:
         #: Shortest gap between two publications, however often ``poke()`` is called.
         self.min_gap = min(0.1, interval)
         self._task: asyncio.Task[None] | None = None
-        self._known: set[str] = set()
+        #: Tells this publisher's heartbeats from those of another process using the same name.
+        self.instance = uuid.uuid4().hex
         self._poked = asyncio.Event()
 
     def start(self) -> None:
@@ -294,7 +311,11 @@ class StatePublisher:
         if forget:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.delete(self.keys.heartbeat(self.name), self.keys.shards(self.name))
+                    pipe.delete(
+                        self.keys.heartbeat(self.name),
+                        self.keys.shards(self.name),
+                        self.keys.commands(self.name),
+                    )
                     pipe.hdel(self.keys.processes, self.name)
                     await pipe.execute()
             except (RedisError, OSError) as exc:
@@ -304,6 +325,31 @@ class StatePublisher:
                     self.name,
                     describe_redis_error(exc),
                 )
+
+    async def claim_name(self) -> None:
+        """Make sure no live process publishes under this name: wait out the heartbeat an earlier
+        (crashed or restarting) process left, and raise ``NameInUseError`` if it keeps beating."""
+        key = self.keys.heartbeat(self.name)
+        first = await self.redis.get(key)
+        if first is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ttl + self.interval
+        while loop.time() < deadline:
+            await asyncio.sleep(min(0.1, self.interval))
+            current = await self.redis.get(key)
+            if current is None:
+                return
+            if current != first:
+                beat = _loads(current) or {}
+                meta = _loads(await self.redis.hget(self.keys.processes, self.name) or b"null") or {}
+                raise NameInUseError(
+                    f"process name {self.name!r} is in use by a live process (host {meta.get('host', '?')}, "
+                    f"pid {meta.get('pid', '?')}, heartbeat {beat.get('at', '?')}): give this process "
+                    "another [cluster] name"
+                )
+        # The old heartbeat neither expired nor changed: Redis keeps it past its TTL? Take over.
+        log.warning("process name %s: taking over a heartbeat that did not expire", self.name)
 
     def poke(self) -> None:
         """Publish soon (a stage changed): readers should not wait a whole interval to see it."""
@@ -333,17 +379,18 @@ class StatePublisher:
         now = time.time()
         infos = dict(self.runners())
         mapping = {str(int(sid)): orjson.dumps(info.to_dict()) for sid, info in infos.items()}
-        gone = self._known - set(mapping)
         try:
+            # One transaction that replaces the whole hash: no reader sees half an update, and
+            # shards an earlier process of the same name had (another range) do not linger.
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self.keys.processes, self.name, self._meta(now))
+                pipe.delete(self.keys.shards(self.name))
                 if mapping:
                     pipe.hset(self.keys.shards(self.name), mapping=mapping)
-                if gone:
-                    pipe.hdel(self.keys.shards(self.name), *gone)
-                pipe.pexpire(self.keys.shards(self.name), round(self.shards_ttl * 1000))
+                    pipe.pexpire(self.keys.shards(self.name), round(self.shards_ttl * 1000))
                 # Last, so a reader never sees a heartbeat before the shards it vouches for.
-                pipe.set(self.keys.heartbeat(self.name), orjson.dumps({"at": now}), px=round(self.ttl * 1000))
+                beat = orjson.dumps({"at": now, "instance": self.instance})
+                pipe.set(self.keys.heartbeat(self.name), beat, px=round(self.ttl * 1000))
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             problem = (
@@ -357,6 +404,5 @@ class StatePublisher:
         if self.problem is not None:
             log.info("process %s: publishing fleet state again", self.name)
             self.problem = None
-        self._known = set(mapping)
         self.published += 1
         return True

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from fleet_helpers import start_member, stop_member, wait_for_snapshot, wait_until
+from fleet_helpers import member_options, start_member, stop_member, wait_for_snapshot, wait_until
 from redis.asyncio import Redis
 
-from shardtui.fleet import LOST, ClusterConfig, CommandStatus, FleetNode, ProcessState
+from shardtui.fleet import LOST, ClusterConfig, CommandStatus, FleetNode, NameInUseError, ProcessState
 from shardtui.gateway.models import Activity, ConnectionStage, Presence, ShardHealth, ShardId
 from shardtui.gateway.protocol import ActivityType, Status
 
@@ -160,3 +160,52 @@ async def test_view_and_commands_say_when_redis_is_unreachable(cluster_name: str
         "restart of shard 0 not sent: Redis at redis://127.0.0.1:1/0 unreachable ("
     )
     assert "hunter2" not in snapshot.problem + result.message + repr(node.config)
+
+
+async def test_a_second_live_process_cannot_take_a_name_in_use(
+    two_members, redis_url: str, cluster_name: str
+):
+    sandbox, _ = two_members
+    impostor = FleetNode(
+        ClusterConfig(
+            redis_url=redis_url, name="beta", cluster=cluster_name, heartbeat_interval=0.2, heartbeat_ttl=1.0
+        )
+    )
+    impostor.build_manager(member_options(sandbox.rest_url, sandbox.token, 4))
+    try:
+        with pytest.raises(NameInUseError) as caught:
+            await impostor.start()
+    finally:
+        await impostor.close(forget=False)
+    assert str(caught.value).startswith("process name 'beta' is in use by a live process (host ")
+    assert str(caught.value).endswith("give this process another [cluster] name")
+
+
+async def test_a_restarted_process_takes_over_its_name_and_forgets_old_shards(
+    two_members, redis_url: str, cluster_name: str
+):
+    sandbox, [(alpha, _), (beta, beta_manager)] = two_members
+    # beta "crashes" (no goodbye) and comes back running only shard 3.
+    await beta.publisher.close(forget=False)
+    await beta_manager.shutdown_all()
+    reborn, reborn_manager = await start_member(
+        redis_url, cluster_name, "beta", (3, 3), sandbox.rest_url, sandbox.token, 4
+    )
+    try:
+        assert await reborn_manager.wait_until_connected(10)
+        snapshot = await wait_for_snapshot(alpha.view, lambda s: s.stage_counts() == {"connected": 3})
+        assert snapshot.owners() == {0: "alpha", 1: "alpha", 3: "beta"}
+    finally:
+        await stop_member(reborn, reborn_manager)
+
+
+async def test_forgetting_a_lost_process(two_members):
+    _, [(alpha, _), (beta, _)] = two_members
+    with pytest.raises(ValueError, match="process beta is alive"):
+        await alpha.view.forget("beta")
+    await beta.publisher.close(forget=False)
+    await wait_for_snapshot(alpha.view, lambda s: s.stage_counts().get(LOST) == 2, within=5)
+    assert await alpha.view.forget("beta") is True
+    snapshot = await alpha.view.snapshot()
+    assert [p.name for p in snapshot.processes] == ["alpha"]
+    assert snapshot.owners() == {0: "alpha", 1: "alpha"}

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
-from shardtui.gateway.models import ConnectionStage, Dispatch
+from shardtui.gateway.models import ConnectionStage, Dispatch, ShardLogEvent
 from shardtui.gateway.protocol import GatewayIntents
 from shardtui.logsafe import redact, register_secret, setup_logging
 from shardtui.sandbox import EVENT_ID_KEY, FAULT_KINDS, Sandbox, SandboxSettings
@@ -145,7 +145,8 @@ class SoakReport:
     session_starts_used: int
     identify_violations: int
     command_violations: int
-    #: Exceptions the event loop saw unhandled, and errors the library logged.
+    #: Exceptions the event loop saw unhandled, and errors the library logged or reported (ERROR
+    #: ShardLogEvents).
     exceptions: list[str]
     #: Tasks still running after ``shutdown_all()`` (and after the sandbox stopped).
     leftover_tasks: list[str]
@@ -375,6 +376,7 @@ async def run_soak(config: SoakConfig, progress: IO[str] | None = None) -> SoakR
                 shutdown_timeout=5.0,
             )
         )
+        manager.subscribe(lambda event: _note_error_event(event, exceptions))
         await manager.initialize()
         await manager.wait_until_connected(config.settle_timeout)
         rng = random.Random(config.seed)
@@ -433,6 +435,13 @@ async def run_soak(config: SoakConfig, progress: IO[str] | None = None) -> SoakR
         http_session_closed=http_closed,
         fatal_error=fatal,
     )
+
+
+def _note_error_event(event: object, into: list[str]) -> None:
+    """The library reports trouble through ShardLogEvents; ERROR ones mean something broke."""
+    if isinstance(event, ShardLogEvent) and event.level >= logging.ERROR:
+        where = f"shard {event.shard_id}" if event.shard_id is not None else "manager"
+        into.append(redact(f"{where}: {event.message}"))
 
 
 def _fault_label(kind: str, params: dict[str, Any]) -> str:

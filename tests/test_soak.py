@@ -192,3 +192,17 @@ def test_default_fault_mix_covers_the_issue_list() -> None:
               "oversized", "delay_hello", "refuse"}  # fmt: skip
     assert wanted <= set(SOAK_FAULTS)
     assert {4000, 4001, 4002, 4003, 4005, 4007, 4008, 4009} <= set(RANDOM_CLOSE_CODES)
+
+
+def test_error_log_events_from_the_library_fail_the_run_but_warnings_do_not() -> None:
+    import logging
+
+    from shardtui.gateway.models import ShardId, ShardLogEvent
+    from shardtui.soak import _note_error_event
+
+    found: list[str] = []
+    _note_error_event(ShardLogEvent(ShardId(3), logging.WARNING, "closed 4000, resuming"), found)
+    _note_error_event(ShardLogEvent(ShardId(3), logging.ERROR, "heartbeat timer failed"), found)
+    _note_error_event(ShardLogEvent(None, logging.CRITICAL, "queue gone"), found)
+    assert found == ["shard 3: heartbeat timer failed", "manager: queue gone"]
+    assert not _report(exceptions=found).ok

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -185,7 +186,29 @@ class ShardTUI(App[int]):
         self._apply_width(self.size.width)
         self._update_header()
         self._tick_timer = self.set_interval(self.refresh_interval, self._tick)
+        self._install_sigterm()
         self._own_runtime()
+
+    def _install_sigterm(self) -> None:
+        # A service manager's SIGTERM must close every shard cleanly and restore the terminal,
+        # not kill the process mid-frame; Textual itself leaves SIGTERM at its default.
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._on_sigterm)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return
+        self._sigterm_installed = True
+
+    def _on_sigterm(self) -> None:
+        self.model.note("SIGTERM received: shutting down every shard")
+        self._begin_quit()
+
+    def on_unmount(self) -> None:
+        if getattr(self, "_sigterm_installed", False):
+            try:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+            self._sigterm_installed = False
 
     def _theme_colour(self, name: str) -> str | None:
         return self.theme_variables.get(name) or STAGE_VARIABLES.get(name)

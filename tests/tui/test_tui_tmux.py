@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -88,13 +89,13 @@ def shardtui_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "shardtui"]
 
 
-def test_console_in_tmux_restart_and_quit(tmp_path: Path) -> None:
+def start_console(tmp_path: Path, name: str) -> tuple[Pane, Path]:
     config = tmp_path / "shards.toml"
     config.write_text(CONFIG)
     status = tmp_path / "status"
     command = " ".join(shlex.quote(part) for part in [*shardtui_command(), "--config", str(config)])
     script = f"{command}; echo $? > {shlex.quote(str(status))}"
-    pane = Pane(f"shardtui-test-{os.getpid()}", "console")
+    pane = Pane(f"shardtui-{name}-{os.getpid()}", "console")
     env = {**os.environ, "TERM": "xterm-256color"}
     env.pop("TMUX", None)
     subprocess.run(
@@ -102,6 +103,19 @@ def test_console_in_tmux_restart_and_quit(tmp_path: Path) -> None:
          "-x", "120", "-y", "30", "-c", str(tmp_path), "sh", "-c", script],
         check=True, env=env, timeout=10,
     )  # fmt: skip
+    return pane, status
+
+
+def wait_status(status: Path, what: str) -> str:
+    deadline = time.monotonic() + 30
+    while not status.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status.exists(), f"shardtui did not exit after {what}"
+    return status.read_text().strip()
+
+
+def test_console_in_tmux_restart_and_quit(tmp_path: Path) -> None:
+    pane, status = start_console(tmp_path, "quit")
     try:
         pane.wait(
             lambda _s: pane.stages() == {0: "connected", 1: "connected", 2: "connected"},
@@ -125,10 +139,26 @@ def test_console_in_tmux_restart_and_quit(tmp_path: Path) -> None:
         pane.keys("q")
         pane.wait(lambda s: "Quit shardtui" in s, "the quit confirmation")
         pane.keys("y")
-        deadline = time.monotonic() + 30
-        while not status.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert status.exists(), "shardtui did not exit after the confirmed quit"
-        assert status.read_text().strip() == "0"
+        assert wait_status(status, "the confirmed quit") == "0"
+    finally:
+        pane.tmux("kill-server")
+
+
+def test_sigterm_closes_the_console_cleanly(tmp_path: Path) -> None:
+    pane, status = start_console(tmp_path, "term")
+    try:
+        pane.wait(
+            lambda _s: pane.stages() == {0: "connected", 1: "connected", 2: "connected"},
+            "all three shards connected",
+        )
+        shell_pid = pane.tmux("display-message", "-p", "-t", pane.session, "#{pane_pid}").strip()
+        children = subprocess.run(
+            ["pgrep", "-P", shell_pid], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.split()
+        assert children, "could not find the shardtui process under the pane's shell"
+        for pid in children:
+            os.kill(int(pid), signal.SIGTERM)
+        # Killed by the signal the status would be 143; a clean shutdown exits 0.
+        assert wait_status(status, "SIGTERM") == "0"
     finally:
         pane.tmux("kill-server")

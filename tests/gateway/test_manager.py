@@ -300,7 +300,8 @@ async def test_fatal_close_stops_every_shard_and_is_reported_once(sandbox_factor
     connections = sandbox.stats()["connections_total"]
     assert sandbox.inject("close", 0, code=4004) == 1
     await eventually(lambda: not any(info.running for info in manager.runners.values()))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: len(recorder.of(FatalErrorEvent)) >= 1)
+    await asyncio.sleep(0.3)  # room for a second report, which must not come
     fatal = recorder.of(FatalErrorEvent)
     assert len(fatal) == 1
     assert fatal[0].kind == "authentication"
@@ -308,7 +309,9 @@ async def test_fatal_close_stops_every_shard_and_is_reported_once(sandbox_factor
     assert "token" in fatal[0].message
     assert manager.fatal_error == fatal[0]
     assert manager.shards_instantiated() == []
-    await asyncio.sleep(0.2)  # health checks run meanwhile and must not hide why shards stopped
+    # Health checks run meanwhile and must not hide why shards stopped.
+    await eventually(lambda: all(info.health is ShardHealth.FAILED for info in manager.runners.values()))
+    await asyncio.sleep(0.2)
     assert all(info.health is ShardHealth.FAILED for info in manager.runners.values())
     assert manager.runners[ShardId(2)].health_reason.startswith("stopped: ")
     assert manager.runners[ShardId(0)].fatal_error is not None

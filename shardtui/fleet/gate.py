@@ -44,7 +44,9 @@ local b = redis.call('HMGET', KEYS[2], 'remaining', 'total', 'reset_at')
 local remaining, total, reset_at = tonumber(b[1]), tonumber(b[2]), tonumber(b[3])
 if ARGV[3] ~= '' then
   local s_rem, s_total, s_reset = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-  if remaining == nil or total == nil or reset_at == nil or now >= reset_at then
+  if remaining == nil or total == nil or reset_at == nil or (now >= reset_at and s_reset > now) then
+    -- Redis keeps no budget (first grant, or Redis lost its data), or a reading newer than the
+    -- kept reset: take this process's reading.
     remaining, total, reset_at = s_rem, s_total, s_reset
     redis.call('HSET', KEYS[2], 'remaining', remaining, 'total', total, 'reset_at', reset_at)
   elseif ARGV[6] == '1' and s_rem < remaining then

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from shardtui.fleet.gate import RedisIdentifyGate
 from shardtui.fleet.keys import FleetKeys
-from shardtui.gateway.gate import IdentifyGate, SessionStartLimit
+from shardtui.gateway.gate import IdentifyGate, SessionStartLimit, SystemClock
 from shardtui.gateway.models import ShardId
 
 WINDOW = 0.1
@@ -59,30 +59,56 @@ async def test_one_identify_per_bucket_per_window_across_processes(
     assert {shard % 4 for _, shard in grants[:4]} == {0, 1, 2, 3}
 
 
+class PollingClock(SystemClock):
+    """Real time, but no sleep longer than 20 ms: a gate waiting for the daily reset looks again
+    soon, so the test can move the reset instead of waiting for it."""
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(min(max(0.0, seconds), 0.02))
+
+
 async def test_session_budget_is_shared_and_refills_at_the_reset(
     redis_url: str, redis: Redis, cluster_name: str
 ):
+    keys = FleetKeys(cluster_name)
     clients = [Redis.from_url(redis_url) for _ in range(3)]
     try:
-        source = Source(max_concurrency=8, remaining=5, total=5, reset_in=1.0)
-        gates = make_gates(clients, cluster_name, source)
+        source = Source(max_concurrency=8, remaining=5, total=5, reset_in=3600.0)
+        gates = [
+            RedisIdentifyGate(
+                client, keys, window=WINDOW, source=source, holder=f"proc{i}", clock=PollingClock()
+            )
+            for i, client in enumerate(clients)
+        ]
         tasks = [asyncio.create_task(gates[shard % 3].acquire(ShardId(shard))) for shard in range(8)]
         # Five starts remain fleet-wide: five shards go, three wait, and say why.
-        for _ in range(200):
-            if sum(len(g.admitted) for g in gates) == 5 and any(g.waiting_reason for g in gates):
+        for _ in range(500):
+            if sum(len(g.admitted) for g in gates) == 5 and all(
+                g.waiting_reason for g in gates if any(not t.done() for t in tasks[gates.index(g) :: 3])
+            ):
                 break
             await asyncio.sleep(0.01)
         assert sum(len(g.admitted) for g in gates) == 5
-        assert int(await redis.hget(FleetKeys(cluster_name).budget, "remaining")) == 0
-        reasons = [g.waiting_reason for g in gates if g.waiting_reason]
-        assert reasons and all("session start limit used up (0 of 5" in r for r in reasons)
-        # The reset refills the budget for everyone; the three waiting shards then go.
+        assert sum(1 for task in tasks if not task.done()) == 3
+        assert int(await redis.hget(keys.budget, "remaining")) == 0
+        for index, gate in enumerate(gates):
+            if any(not task.done() for task in tasks[index::3]):
+                assert gate.waiting_reason is not None
+                assert gate.waiting_reason.startswith(
+                    "fleet session start limit used up (0 of 5 identifies left)"
+                )
+        await asyncio.sleep(0.1)
+        assert sum(len(g.admitted) for g in gates) == 5
+        # The reset comes (moved to now, in Redis and in every process's reading): the budget
+        # refills for everyone and the three shards go.
+        source.session_start_limit.reset_at = time.time() - 1
+        await redis.hset(keys.budget, "reset_at", 0)
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
     finally:
         for client in clients:
             await client.aclose()
     assert sorted(int(s) for g in gates for s, _ in g.admitted) == list(range(8))
-    assert int(await redis.hget(FleetKeys(cluster_name).budget, "remaining")) == 2
+    assert int(await redis.hget(keys.budget, "remaining")) == 2
     assert all(g.waiting_reason is None for g in gates)
 
 
@@ -152,3 +178,17 @@ async def test_redis_down_holds_identifies_and_says_why_until_it_is_back(private
     assert [int(s) for s, _ in gate.admitted] == [0, 1]
     assert gate.waiting_reason is None and not gate.unreachable
     assert reasons[-1] is None and any(r and "unreachable" in r for r in reasons)
+
+
+async def test_a_budget_redis_lost_is_reseeded_from_the_reading_minus_grants_made_since(
+    redis: Redis, cluster_name: str
+):
+    keys = FleetKeys(cluster_name)
+    gate = RedisIdentifyGate(redis, keys, window=0, source=Source(1, remaining=10, total=10))
+    for shard in range(3):
+        await gate.acquire(ShardId(shard))
+    assert gate.budget_remaining() == 7
+    await redis.delete(keys.budget)  # Redis restarted without persistence
+    await gate.acquire(ShardId(3))
+    assert gate.budget_remaining() == 6
+    assert int(await redis.hget(keys.budget, "remaining")) == 6

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -42,7 +45,7 @@ def test_defaults_name_the_process_after_host_and_pid():
     config = parse('[cluster]\nredis_url = "redis://127.0.0.1"\nshard_range = [0, 3]\n')
     assert config is not None
     assert config.shard_range == (0, 3)
-    assert config.name.endswith(f"-{__import__('os').getpid()}")
+    assert config.name.endswith(f"-{os.getpid()}")
     assert config.cluster == "shardtui"
 
 
@@ -95,3 +98,13 @@ def test_mistakes_are_named(body: str, message: str):
     with pytest.raises(ConfigError) as caught:
         parse(f"[cluster]\n{body}\n")
     assert str(caught.value) == message
+
+
+def test_the_gateway_library_never_imports_redis():
+    # One-process bots must not need the redis package: only shardtui.fleet may import it.
+    code = (
+        "import sys, shardtui.gateway, shardtui.gateway.manager, shardtui.gateway.runner, shardtui.config; "
+        "print('redis' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

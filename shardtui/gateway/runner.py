@@ -284,7 +284,9 @@ class ShardRunner:
                 url,
                 max_msg_size=0,
                 autoping=True,
-                autoclose=True,
+                # aiohttp's autoclose answers a server close with 1000, which Discord reads as "end my
+                # session"; the reader answers with RESUMABLE_CLOSE instead (like discord.py, hikari).
+                autoclose=False,
                 compress=0,
                 decode_text=False,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
@@ -501,6 +503,10 @@ class ShardRunner:
             self._log(logging.INFO, f"resumed session at seq {shard.seq}")
         else:
             self._log(logging.INFO, "identified: new session ready")
+            identified = getattr(self.options.identify_gate, "identified", None)
+            if identified is not None:
+                # READY proves the server has processed our IDENTIFY: the gate may count its window from now.
+                identified(self.shard_id)
         self._kick_flush()
 
     def _start_identify(self) -> None:

@@ -119,6 +119,10 @@ class InMemoryIdentifyGate:
         #: Identifies admitted so far, in order: (shard id, monotonic time); the console and tests read it.
         self.admitted: list[tuple[ShardId, float]] = []
         self._last: dict[int, float] = {}
+        #: Per bucket: the shard of the latest admission, and when READY answered it (if it has).
+        self._last_shard: dict[int, int] = {}
+        self._answered: dict[int, float] = {}
+        self._answer_events: dict[int, asyncio.Event] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiting: dict[int, int] = {}
         self._budget_waiters = 0
@@ -130,7 +134,28 @@ class InMemoryIdentifyGate:
         """Monotonic time at which ``bucket`` may identify again (now or earlier when it is free)."""
         last = self._last.get(bucket)
         now = self.clock.monotonic()
-        return now if last is None else max(last + self.window + self.margin, now)
+        if last is None:
+            return now
+        free = last + self.window + self.margin
+        answered = self._answered.get(bucket)
+        if answered is not None:
+            # The server processed that IDENTIFY before its READY reached us, so a window counted
+            # from the READY is safe whatever the jitter; the margin is only for a READY not seen.
+            free = min(free, answered + self.window)
+        return max(free, now)
+
+    def identified(self, shard_id: ShardId) -> None:
+        """READY answered ``shard_id``'s IDENTIFY: its bucket may go again one window from now.
+
+        Optional for gates; runners call it when present. It only ever brings a slot forward when
+        the READY came sooner than the margin (loopback, a quiet gateway)."""
+        bucket = self.bucket_of(shard_id)
+        if self._last_shard.get(bucket) != int(shard_id) or bucket in self._answered:
+            return
+        self._answered[bucket] = self.clock.monotonic()
+        event = self._answer_events.get(bucket)
+        if event is not None:
+            event.set()
 
     def next_free_at(self, bucket: int) -> float:
         """Wall-clock time (``time.time()``) at which ``bucket`` may identify again."""
@@ -167,6 +192,8 @@ class InMemoryIdentifyGate:
                 await self._wait_for_turn(bucket)
                 now = self.clock.monotonic()
                 self._last[bucket] = now
+                self._last_shard[bucket] = int(shard_id)
+                self._answered.pop(bucket, None)
                 if self.limit is not None:
                     self.limit.remaining -= 1
                 self.admitted.append((ShardId(int(shard_id)), now))
@@ -189,9 +216,25 @@ class InMemoryIdentifyGate:
                 continue
             slot_wait = self.next_free_monotonic(bucket) - self.clock.monotonic()
             if slot_wait > 1e-6:  # below a microsecond is float noise, not a wait
-                await self.clock.sleep(slot_wait)
+                if bucket in self._answered or self.margin == 0:
+                    await self.clock.sleep(slot_wait)
+                else:
+                    await self._sleep_until_answered(bucket, slot_wait)
                 continue
             return
+
+    async def _sleep_until_answered(self, bucket: int, seconds: float) -> None:
+        """Sleep ``seconds``, or less if READY answers the bucket's last IDENTIFY meanwhile."""
+        event = self._answer_events.setdefault(bucket, asyncio.Event())
+        event.clear()
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        waker = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     def _refill_if_due(self) -> None:
         limit = self.limit

@@ -104,6 +104,11 @@ class _TrackingGate:
             self._queuer._at_gate.discard(shard_id)
         self._queuer._post(_Progressed(shard_id))
 
+    def identified(self, shard_id: ShardId) -> None:
+        identified = getattr(self._inner, "identified", None)
+        if identified is not None:
+            identified(shard_id)
+
 
 class ShardQueuer:
     def __init__(

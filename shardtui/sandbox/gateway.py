@@ -27,7 +27,6 @@ from .responses import error_response
 from .session import Session
 from .settings import SandboxSettings
 from .state import SandboxState
-from .tokens import token_matches
 from .transport import Connection
 
 log = logging.getLogger("shardtui.sandbox")
@@ -323,7 +322,7 @@ class GatewayHandler:
         state, settings = self.state, self.settings
         if not isinstance(d, dict):
             raise Reject(CloseCode.UNKNOWN_OPCODE, "Identify payload must be an object.")
-        if not token_matches(state.token, d.get("token")):
+        if not state.accepts_token(d.get("token")):
             raise Reject(CloseCode.AUTHENTICATION_FAILED, "Authentication failed.")
         properties = d.get("properties")
         if not isinstance(properties, dict):
@@ -366,7 +365,11 @@ class GatewayHandler:
             stats.invalid_sessions[False] += 1
             return
         if not state.take_session_start():
-            raise Reject(CloseCode.AUTHENTICATION_FAILED, "Daily session start limit exhausted.")
+            self._reset_token(conn)
+            raise Reject(
+                CloseCode.AUTHENTICATION_FAILED,
+                "Daily session start limit exceeded: every session was terminated and the token reset.",
+            )
         state.bucket_last[bucket] = now
         stats.identifies += 1
         stats.session_starts += 1
@@ -401,11 +404,24 @@ class GatewayHandler:
             data = guild_create_payload(guild, intents, large_threshold, bot_id)
             session.dispatch("GUILD_CREATE", data, state.next_event_id())
 
+    def _reset_token(self, offender: Connection) -> None:
+        """What Discord does to a bot over its daily session starts: every active session is terminated
+        and the token reset. The close code for the terminated sessions is not documented; 4004 is
+        what their clients meet on the next IDENTIFY or RESUME anyway."""
+        state = self.state
+        state.token_reset = True
+        log.warning("session start limit exceeded: terminating every session and resetting the token")
+        for conn in list(state.connections.values()):
+            if conn is not offender and conn.session is not None:
+                conn.close(CloseCode.AUTHENTICATION_FAILED, "Session start limit exceeded; token reset.")
+        for session in state.live_sessions():
+            session.kill("token reset (session start limit exceeded)")
+
     def _resume(self, conn: Connection, d: object) -> None:
         state = self.state
         if not isinstance(d, dict):
             raise Reject(CloseCode.UNKNOWN_OPCODE, "Resume payload must be an object.")
-        if not token_matches(state.token, d.get("token")):
+        if not state.accepts_token(d.get("token")):
             raise Reject(CloseCode.AUTHENTICATION_FAILED, "Authentication failed.")
         session_id, seq = d.get("session_id"), d.get("seq")
         if not isinstance(session_id, str) or not (seq is None or _is_int(seq)):

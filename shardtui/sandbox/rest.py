@@ -11,7 +11,6 @@ from aiohttp import web
 from .faults import FAULT_KINDS
 from .responses import error_response, json_response
 from .state import SandboxState
-from .tokens import token_matches
 
 API_VERSIONS = (9, 10)
 
@@ -38,7 +37,7 @@ class RestApi:
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
-        return header.startswith("Bot ") and token_matches(self.state.token, header[4:])
+        return header.startswith("Bot ") and self.state.accepts_token(header[4:])
 
     async def gateway(self, request: web.Request) -> web.Response:
         return json_response({"url": self.state.gateway_url})

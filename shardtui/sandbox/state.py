@@ -15,7 +15,7 @@ from .accounting import EVENT_ID_KEY, ShardStats, Totals
 from .payloads import Generated, filter_for_intents
 from .session import Session
 from .settings import SandboxSettings
-from .tokens import make_token, user_id_from_token
+from .tokens import make_token, token_matches, user_id_from_token
 from .transport import Connection
 from .world import World
 
@@ -31,6 +31,9 @@ class SandboxState:
         bot_id = user_id_from_token(settings.token) if settings.token else None
         self.world = World(world_rng, settings.guilds, settings.members_per_guild, bot_id)
         self.token = settings.token or make_token(self.world.bot.id)
+        #: Discord resets the token of a bot that goes over its daily session starts; from then on
+        #: the old one is refused everywhere (the sandbox has to be restarted to get a new one).
+        self.token_reset = False
         self.traffic_rng = random.Random(seed ^ 0x5EED)
         self.world.rng = self.traffic_rng
         try:
@@ -74,6 +77,9 @@ class SandboxState:
 
     def guild_ids_for(self, shard_id: int, num_shards: int) -> list[int]:
         return [g.id for g in self.world.guilds if (g.id >> 22) % num_shards == shard_id]
+
+    def accepts_token(self, presented: object) -> bool:
+        return not self.token_reset and token_matches(self.token, presented)
 
     # -- session start limit ----------------------------------------------------------------------
 
@@ -153,6 +159,7 @@ class SandboxState:
             "recommended_shards": self.settings.shards,
             "session_start_limit": self.session_start_limit(),
             "session_starts_used": self.settings.session_start_total - self.session_starts_remaining,
+            "token_reset": self.token_reset,
             "connections_open": len(self.connections),
             "connections_total": self.totals.connections,
             "refused_connections": self.totals.refused_connections,

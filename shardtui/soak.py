@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.models import ConnectionStage, Dispatch, ShardLogEvent
-from shardtui.gateway.protocol import GatewayIntents
+from shardtui.gateway.protocol import COMMAND_WINDOW_SECONDS, COMMANDS_PER_WINDOW, GatewayIntents
 from shardtui.logsafe import redact, register_secret, setup_logging
 from shardtui.sandbox import EVENT_ID_KEY, FAULT_KINDS, Sandbox, SandboxSettings
 
@@ -53,6 +53,9 @@ SOAK_FAULTS: tuple[str, ...] = (
     "refuse",
 )
 COMPRESSIONS = ("zstd-stream", "zlib-stream", "none")
+#: Heartbeats every 0.6 s fill 100 of the 120 commands a connection may send per minute; op 1
+#: requests and presence updates need the rest.
+MIN_HEARTBEAT_MS = 600
 #: Tasks the sandbox itself runs while it is up (named by the sandbox).
 _SANDBOX_TASK_PREFIX = "sandbox-"
 
@@ -69,7 +72,9 @@ class SoakConfig:
     #: Generated dispatches per second per shard.
     event_rate: float = 10.0
     guilds_per_shard: int = 3
-    heartbeat_interval_ms: int = 400
+    #: Short, so zombies are found fast, but not so short that heartbeats alone would break Discord's
+    #: 120 commands per 60 s (the sandbox keeps that limit at its real size).
+    heartbeat_interval_ms: int = 1000
     identify_window: float = 0.1
     max_concurrency: int = 16
     #: Longer than any outage the faults cause (a refused/slow server lasts at most ~1 s).
@@ -95,6 +100,12 @@ class SoakConfig:
             problems.append(f"compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
         if self.event_rate < 0:
             problems.append(f"event rate must be >= 0, got {self.event_rate}")
+        if self.heartbeat_interval_ms < MIN_HEARTBEAT_MS:
+            problems.append(
+                f"heartbeat interval must be >= {MIN_HEARTBEAT_MS} ms, got {self.heartbeat_interval_ms}: "
+                f"faster heartbeats alone exceed {COMMANDS_PER_WINDOW} commands per "
+                f"{COMMAND_WINDOW_SECONDS:g} s"
+            )
         unknown = [kind for kind in self.faults if kind not in FAULT_KINDS]
         if unknown:
             problems.append(f"unknown fault {unknown[0]!r}; known: {', '.join(FAULT_KINDS)}")

@@ -206,3 +206,9 @@ def test_error_log_events_from_the_library_fail_the_run_but_warnings_do_not() ->
     _note_error_event(ShardLogEvent(None, logging.CRITICAL, "queue gone"), found)
     assert found == ["shard 3: heartbeat timer failed", "manager: queue gone"]
     assert not _report(exceptions=found).ok
+
+
+def test_heartbeats_too_fast_for_the_command_limit_are_refused_up_front() -> None:
+    # 0.4 s heartbeats are 150 a minute: a long run would "violate" the limit by configuration alone.
+    with pytest.raises(ValueError, match="heartbeat interval must be >= 600 ms"):
+        SoakConfig(heartbeat_interval_ms=400)

@@ -379,6 +379,11 @@ class Shard:
         unresponsive: bool = False,
     ) -> Reconnect:
         resume = resume and self.has_session
+        if failure:
+            # The connection never became usable (no HELLO, closed or unreadable before READY/RESUMED).
+            # A broken resume node is not a connect error, so without this it is retried for ever:
+            # resume through the base url next, as after a connect error.
+            self.resume_gateway_url = None
         return Reconnect(resume, self.connect_url(), close_code, reason, delay, failure, unresponsive)
 
     # -- operator requests --------------------------------------------------------------------------

@@ -49,9 +49,10 @@ if ARGV[3] ~= '' then
     -- kept reset: take this process's reading.
     remaining, total, reset_at = s_rem, s_total, s_reset
     redis.call('HSET', KEYS[2], 'remaining', remaining, 'total', total, 'reset_at', reset_at)
-  elseif ARGV[6] == '1' and s_rem < remaining then
-    -- A fresh /gateway/bot reading knows of starts we did not count (another tool, an earlier
-    -- fleet): believe the lower count.
+  elseif ARGV[6] == '1' and s_reset > now and s_rem < remaining then
+    -- A fresh /gateway/bot reading of the current period knows of starts we did not count
+    -- (another tool, an earlier fleet): believe the lower count. A reading whose reset has
+    -- passed is about an earlier period and lowers nothing.
     remaining = s_rem
     redis.call('HSET', KEYS[2], 'remaining', remaining)
   end
@@ -132,7 +133,10 @@ class RedisIdentifyGate:
         self.limit: SessionStartLimit | None = None
         self._script = redis.register_script(_GRANT_SCRIPT)
         self._locks: dict[int, asyncio.Lock] = {}
-        self._seeded = False
+        self._reading_of: SessionStartLimit | None = None
+        self._reading: tuple[int, int, float] = (0, 0, 0.0)
+        self._admitted_at_reading = 0
+        self._fresh = False
         self._unreachable = False
 
     # -- the window as the in-memory gate defines it --------------------------------------------
@@ -221,7 +225,7 @@ class RedisIdentifyGate:
             log.info("identify gate: %s reachable again", self.redis_description)
             self._set_waiting_reason(None)
         if seed[0] != "":
-            self._seeded = True
+            self._fresh = False
         granted, kind, wait_ms, remaining, total, reset_at, now_ms = raw
         kind = kind.decode() if isinstance(kind, bytes) else str(kind)
         if int(total) >= 0:
@@ -233,6 +237,11 @@ class RedisIdentifyGate:
                 reset_at=int(reset_at) / 1000.0 + offset,
                 max_concurrency=mc,
             )
+            shown = getattr(self.source, "session_start_limit", None)
+            if shown is not None and shown is self._reading_of:
+                # The manager's (and console's) session_start_limit shows the fleet's count.
+                shown.remaining = self.limit.remaining
+                shown.reset_at = self.limit.reset_at
         return bool(int(granted)), kind, int(wait_ms), int(now_ms)
 
     def _seed_args(self) -> list[str]:
@@ -241,9 +250,17 @@ class RedisIdentifyGate:
         limit = getattr(self.source, "session_start_limit", None)
         if limit is None:
             return ["", "", "", ""]
-        remaining = int(limit.remaining) - len(self.admitted)
-        fresh = "0" if self._seeded else "1"
-        return [str(max(0, remaining)), str(int(limit.total)), str(int(limit.reset_at * 1000)), fresh]
+        if limit is not self._reading_of:
+            # A new reading (the first, or the manager read /gateway/bot again). The gate writes
+            # the fleet's count into this object later, so keep the numbers as read.
+            self._reading_of = limit
+            self._reading = (int(limit.remaining), int(limit.total), float(limit.reset_at))
+            self._admitted_at_reading = len(self.admitted)
+            self._fresh = True
+        remaining, total, reset_at = self._reading
+        remaining -= len(self.admitted) - self._admitted_at_reading
+        fresh = "1" if self._fresh else "0"
+        return [str(max(0, remaining)), str(total), str(int(reset_at * 1000)), fresh]
 
     # -- reasons --------------------------------------------------------------------------------
 

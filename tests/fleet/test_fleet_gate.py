@@ -99,9 +99,11 @@ async def test_session_budget_is_shared_and_refills_at_the_reset(
                 )
         await asyncio.sleep(0.1)
         assert sum(len(g.admitted) for g in gates) == 5
-        # The reset comes (moved to now, in Redis and in every process's reading): the budget
+        # The manager shows the fleet's count, not its own reading.
+        assert source.session_start_limit.remaining == 0
+        # The reset comes (moved to now, in Redis and in the processes' reading): the budget
         # refills for everyone and the three shards go.
-        source.session_start_limit.reset_at = time.time() - 1
+        source.session_start_limit = SessionStartLimit(5, 0, time.time() - 1, 8)
         await redis.hset(keys.budget, "reset_at", 0)
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
     finally:

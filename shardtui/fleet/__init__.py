@@ -7,7 +7,7 @@ from shardtui.fleet.commands import ACTIONS, CommandListener, CommandResult, Com
 from shardtui.fleet.config import ClusterConfig, describe_redis_url, parse_cluster_config
 from shardtui.fleet.gate import RedisIdentifyGate
 from shardtui.fleet.keys import FleetKeys
-from shardtui.fleet.node import FleetControl, FleetNode, connect_redis
+from shardtui.fleet.node import FleetControl, FleetNode, ShardRangeConflictError, connect_redis
 from shardtui.fleet.state import (
     LOST,
     FleetProcess,
@@ -36,6 +36,7 @@ __all__ = [
     "NameInUseError",
     "ProcessState",
     "RedisIdentifyGate",
+    "ShardRangeConflictError",
     "StatePublisher",
     "connect_redis",
     "describe_redis_url",

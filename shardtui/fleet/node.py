@@ -40,6 +40,10 @@ def connect_redis(url: str, *, timeout: float = 2.0) -> Redis:
     )
 
 
+class ShardRangeConflictError(RuntimeError):
+    """This process's shard range overlaps the range of a live process of the fleet."""
+
+
 class FleetControl:
     """Sends commands to whichever live process owns a shard, and reports what became of them."""
 
@@ -210,7 +214,8 @@ class FleetNode:
 
     async def start(self) -> None:
         """Start publishing and listening for commands. Raises ``NameInUseError`` when a live
-        process already uses this name (after waiting out the heartbeat a crashed one left).
+        process already uses this name (after waiting out the heartbeat a crashed one left) and
+        ``ShardRangeConflictError`` when a live process runs any of this process's shards.
         Redis being away is not an error: everything retries, and ``problem`` says what is wrong."""
         if self.publisher is None or self.listener is None:
             raise RuntimeError("attach a ShardManager (or use build_manager) before start()")
@@ -224,9 +229,29 @@ class FleetNode:
                 self.redis_description,
                 describe_redis_error(exc),
             )
+        await self._check_range()
         await self.publisher.publish_once()
         self.publisher.start()
         self.listener.start()
+
+    async def _check_range(self) -> None:
+        """Refuse to run shards a live process already runs: both would connect them."""
+        if self.manager is None:
+            return
+        ours = self.manager.options.shard_range
+        snapshot = await self.view.snapshot()
+        for process in snapshot.processes:
+            if not process.alive or process.name == self.name:
+                continue
+            theirs = process.shard_range
+            if ours is not None and theirs is not None and (ours[1] < theirs[0] or theirs[1] < ours[0]):
+                continue
+            mine = "all shards" if ours is None else f"shards {ours[0]}-{ours[1]}"
+            other = "all shards" if theirs is None else f"shards {theirs[0]}-{theirs[1]}"
+            raise ShardRangeConflictError(
+                f"process {self.name} would run {mine}, but live process {process.name} runs {other}: "
+                "give each process its own [cluster] shard_range"
+            )
 
     async def wait_listening(self) -> None:
         """Return once commands sent from now on will be seen (for scripts and tests)."""

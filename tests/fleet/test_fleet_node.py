@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from fleet_helpers import member_options, start_member, stop_member, wait_for_snapshot, wait_until
 from redis.asyncio import Redis
 
-from shardtui.fleet import LOST, ClusterConfig, CommandStatus, FleetNode, NameInUseError, ProcessState
+from shardtui.fleet import (
+    LOST,
+    ClusterConfig,
+    CommandStatus,
+    FleetNode,
+    NameInUseError,
+    ProcessState,
+    ShardRangeConflictError,
+)
 from shardtui.gateway.models import Activity, ConnectionStage, Presence, ShardHealth, ShardId
 from shardtui.gateway.protocol import ActivityType, Status
 
@@ -209,3 +219,31 @@ async def test_forgetting_a_lost_process(two_members):
     snapshot = await alpha.view.snapshot()
     assert [p.name for p in snapshot.processes] == ["alpha"]
     assert snapshot.owners() == {0: "alpha", 1: "alpha"}
+
+
+async def test_a_process_may_not_run_shards_a_live_process_runs(
+    two_members, redis_url: str, cluster_name: str
+):
+    sandbox, _ = two_members
+    for shard_range, message in (
+        ((1, 2), "process gamma would run shards 1-2, but live process alpha runs shards 0-1"),
+        (None, "process gamma would run all shards, but live process alpha runs shards 0-1"),
+    ):
+        gamma = FleetNode(ClusterConfig(redis_url=redis_url, name="gamma", cluster=cluster_name))
+        options = member_options(sandbox.rest_url, sandbox.token, 4)
+        gamma.build_manager(dataclasses.replace(options, shard_range=shard_range))
+        try:
+            with pytest.raises(ShardRangeConflictError) as caught:
+                await gamma.start()
+        finally:
+            await gamma.close(forget=False)
+        assert str(caught.value) == f"{message}: give each process its own [cluster] shard_range"
+    # A range nobody runs is fine.
+    delta = FleetNode(
+        ClusterConfig(redis_url=redis_url, name="delta", cluster=cluster_name, shard_range=(4, 4))
+    )
+    delta.build_manager(member_options(sandbox.rest_url, sandbox.token, 5))
+    try:
+        await delta.start()
+    finally:
+        await delta.close()

@@ -485,9 +485,11 @@ class Shard:
         elif op == Opcode.HEARTBEAT_ACK:
             self._on_ack(out)
         elif op == Opcode.HEARTBEAT:
-            # The server asks for a beat now; the regular schedule continues unchanged.
+            # The server asks for a beat now; the regular schedule continues unchanged. The extra beat
+            # leaves the zombie check (judged at scheduled beats) alone: restarting the ACK wait here
+            # made a scheduled beat due a round trip later find "no ACK" on a healthy connection.
             if self.stage is not ConnectionStage.DISCONNECTED:
-                out.append(self._heartbeat(self._clock()))
+                out.append(Send({"op": 1, "d": self.seq}, heartbeat=True))
         elif op == Opcode.HELLO:
             self._on_hello(payload.get("d"), out)
         elif op == Opcode.RECONNECT:

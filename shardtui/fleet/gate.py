@@ -82,6 +82,20 @@ return {1, 'granted', window, remaining or -1, total or -1, reset_at or -1, now}
 """
 
 
+# KEYS[1] bucket key; ARGV[1] holder of the grant READY answered, ARGV[2] window ms.
+# Shortens the bucket's hold to one window from now when that is sooner (the grant is still ours).
+_ANSWERED_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl > tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+
+
 class GateSource(Protocol):
     """Where the gate learns the bot's identify facts: a ``ShardManager`` after ``initialize()``."""
 
@@ -132,6 +146,9 @@ class RedisIdentifyGate:
         #: The shared budget as the last script reply showed it (None before one / when untracked).
         self.limit: SessionStartLimit | None = None
         self._script = redis.register_script(_GRANT_SCRIPT)
+        self._answered_script = redis.register_script(_ANSWERED_SCRIPT)
+        self._wakers: dict[int, asyncio.Event] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._locks: dict[int, asyncio.Lock] = {}
         self._reading_of: SessionStartLimit | None = None
         self._reading: tuple[int, int, float] = (0, 0, 0.0)
@@ -171,6 +188,40 @@ class RedisIdentifyGate:
             return limit.total
         return limit.remaining
 
+    def identified(self, shard_id: ShardId) -> None:
+        """READY answered ``shard_id``'s IDENTIFY, so the server has processed it: its bucket may
+        go again one window from now when that is sooner than window + margin. Optional for gates
+        (the runner calls it when present); a failure only means the full hold runs out."""
+        if self.window <= 0:
+            return
+        bucket = self.bucket_of(shard_id)
+        task = asyncio.get_running_loop().create_task(
+            self._shorten(bucket, self._holder_of(shard_id)),
+            name=f"shardtui-fleet-gate-ready-{int(shard_id)}",
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def flush(self) -> None:
+        """Wait until the READY updates already sent to Redis are done."""
+        await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def _shorten(self, bucket: int, holder: str) -> None:
+        try:
+            shortened = await self._answered_script(
+                keys=[self.keys.bucket(bucket)], args=[holder, max(1, round(self.window * 1000))]
+            )
+        except (RedisError, OSError) as exc:
+            log.debug("identify gate: could not shorten bucket %d after READY (%s)", bucket, exc)
+            return
+        if shortened:
+            waker = self._wakers.get(bucket)
+            if waker is not None:
+                waker.set()
+
+    def _holder_of(self, shard_id: ShardId | int) -> str:
+        return f"{self.holder}:{int(shard_id)}"
+
     # -- acquire --------------------------------------------------------------------------------
 
     async def acquire(self, shard_id: ShardId) -> None:
@@ -196,7 +247,21 @@ class RedisIdentifyGate:
                 else:
                     if self._budget_reason_active():
                         self._set_waiting_reason(None)
-                    await self.clock.sleep(max(wait_ms, 1) / 1000.0)
+                    await self._sleep_or_wake(bucket, max(wait_ms, 1) / 1000.0)
+
+    async def _sleep_or_wake(self, bucket: int, seconds: float) -> None:
+        """Sleep ``seconds``, or less when READY shortened the bucket's hold meanwhile (this
+        process's waiters only; other processes find the shorter hold when they next ask)."""
+        waker = self._wakers.setdefault(bucket, asyncio.Event())
+        waker.clear()
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        woken = asyncio.ensure_future(waker.wait())
+        try:
+            await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            woken.cancel()
+            await asyncio.gather(sleeper, woken, return_exceptions=True)
 
     async def _attempt(self, shard_id: ShardId, bucket: int) -> tuple[bool, str, int, int] | None:
         window_ms = max(1, round((self.window + self.margin) * 1000)) if self.window > 0 else 1
@@ -204,7 +269,7 @@ class RedisIdentifyGate:
         try:
             raw: Any = await self._script(
                 keys=[self.keys.bucket(bucket), self.keys.budget],
-                args=[f"{self.holder}:{int(shard_id)}", window_ms, *seed],
+                args=[self._holder_of(shard_id), window_ms, *seed],
             )
         except UNREACHABLE_ERRORS as exc:
             self._unreachable = True

@@ -281,5 +281,6 @@ class FleetNode:
             await self.listener.close()
         if self.publisher is not None:
             await self.publisher.close(forget=forget)
+        await self.gate.flush()
         if self._owns_redis:
             await self.redis.aclose()

@@ -194,3 +194,18 @@ async def test_a_budget_redis_lost_is_reseeded_from_the_reading_minus_grants_mad
     await gate.acquire(ShardId(3))
     assert gate.budget_remaining() == 6
     assert int(await redis.hget(keys.budget, "remaining")) == 6
+
+
+async def test_ready_shortens_the_hold_to_one_window_only_for_the_grant_it_answers(
+    redis: Redis, cluster_name: str
+):
+    keys = FleetKeys(cluster_name)
+    gate = RedisIdentifyGate(redis, keys, window=2.0, source=Source(4), holder="proc")
+    await gate.acquire(ShardId(1))
+    assert await redis.pttl(keys.bucket(1)) > 2000  # window + margin while READY is not seen
+    gate.identified(ShardId(5))  # same bucket, but not the shard holding it: a stale READY
+    await gate.flush()
+    assert await redis.pttl(keys.bucket(1)) > 2000
+    gate.identified(ShardId(1))
+    await gate.flush()
+    assert 0 < await redis.pttl(keys.bucket(1)) <= 2000

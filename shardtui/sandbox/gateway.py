@@ -398,6 +398,8 @@ class GatewayHandler:
             guild_ids=guild_ids,
         )
         session.dispatch("READY", ready, state.next_event_id())
+        if not intents & GatewayIntents.GUILDS:
+            return  # GUILD_CREATE is a GUILDS event: READY's stubs are all such a bot hears of its guilds
         bot_id = state.world.bot.id
         for gid in guild_ids:
             guild = state.world.guild_by_id[gid]

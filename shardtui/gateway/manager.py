@@ -50,6 +50,13 @@ from shardtui.gateway.monitor import ShardManagerMonitor
 from shardtui.gateway.planner import Plan, format_shard_ids, make_plan
 from shardtui.gateway.protocol import COMPRESSIONS, IDENTIFY_WINDOW_SECONDS, GatewayIntents
 from shardtui.gateway.queuer import QueueStatus, ShardQueuer
+from shardtui.gateway.sessions import (
+    DEFAULT_MAX_AGE_SECONDS,
+    SessionRestore,
+    load_sessions,
+    save_sessions,
+    sessions_to_save,
+)
 
 log = logging.getLogger("shardtui.gateway.manager")
 
@@ -77,6 +84,8 @@ class ShardManagerOptions:
     max_concurrency: int | None = None
     #: Persisted sessions (zero-downtime restarts).
     state_file: str | None = None
+    #: Saved sessions older than this (seconds) identify instead of trying a RESUME.
+    state_max_age: float = DEFAULT_MAX_AGE_SECONDS
     #: Seconds between wedged-shard checks (0 disables them).
     health_interval: float = 5.0
     health_policy: HealthPolicy = field(default_factory=HealthPolicy)
@@ -153,6 +162,10 @@ class ShardManager:
         self._closing = False
         self._closed = False
         self._closed_event = asyncio.Event()
+        #: Which shards started from the state file and whether their RESUME was taken.
+        self.session_restore = SessionRestore()
+        self._rolling: Any = None
+        self._resharding = False
 
     def __repr__(self) -> str:
         return (
@@ -173,6 +186,10 @@ class ShardManager:
         return unsubscribe
 
     def _emit(self, event: ManagerEvent) -> None:
+        if isinstance(event, ShardStageUpdateEvent) and event.new is ConnectionStage.CONNECTED:
+            info = self.runners.get(event.shard_id)
+            if info is not None:
+                self.session_restore.first_start(event.shard_id, info.last_start)
         for callback in list(self._subscribers):
             try:
                 result = callback(event)
@@ -277,6 +294,7 @@ class ShardManager:
 
         for shard_id in ids:
             self.runners[shard_id] = ShardRunnerInfo(shard_id, total, running=True)
+        self._restore_sessions(ids, total)
         self._log(
             None,
             logging.INFO,
@@ -296,6 +314,44 @@ class ShardManager:
         for shard_id in ids:
             self._emit(ShardInfoUpdateEvent(shard_id))
             self._queuer.send(ShardQueuerMessage.Start(shard_id, total))
+
+    def _restore_sessions(self, ids: list[ShardId], total: int) -> None:
+        """Take the sessions a clean shutdown saved: those shards RESUME instead of identifying."""
+        path = self.options.state_file
+        if path is None:
+            return
+        loaded = load_sessions(
+            path, total=total, shard_ids=ids, now=self.clock.wall(), max_age=self.options.state_max_age
+        )
+        self.session_restore = SessionRestore(loaded)
+        if loaded.warning is not None:
+            self._log(None, logging.WARNING, loaded.warning)
+        self._resume_states.update(loaded.usable)
+        if loaded.usable:
+            self._log(
+                None,
+                logging.INFO,
+                f"resuming {format_shard_ids(loaded.usable)} from saved sessions ({path})",
+            )
+        if loaded.stale:
+            self._log(
+                None,
+                logging.INFO,
+                f"saved sessions of {format_shard_ids(loaded.stale)} are older than "
+                f"{describe_duration(self.options.state_max_age)}; they identify",
+            )
+        if loaded.other_total:
+            self._log(
+                None,
+                logging.INFO,
+                f"saved sessions of {format_shard_ids(loaded.other_total)} belong to another shard "
+                f"total; they identify",
+            )
+
+    @property
+    def identifies_saved(self) -> int:
+        """Shards that RESUMEd a saved session at start instead of identifying."""
+        return self.session_restore.identifies_saved
 
     def _on_waiting_change(self, reason: str | None) -> None:
         if reason is not None:
@@ -535,13 +591,19 @@ class ShardManager:
         self._log(shard_id, logging.INFO, "booting")
         self._queue_start(shard_id, force_identify=force_identify)
 
-    async def shutdown_all(self, *, keep_sessions: bool = False) -> None:
+    async def shutdown_all(self, *, keep_sessions: bool | None = None) -> None:
         """Close every shard in parallel, wait at most ``shutdown_timeout`` (then cancel the rest),
-        stop the queuer, monitor and health tasks and close the HTTP session. Idempotent."""
+        stop the queuer, monitor and health tasks and close the HTTP session. Idempotent.
+
+        ``keep_sessions`` (default: True when ``state_file`` is set) closes with 4000 so every
+        session stays resumable, and writes them to the state file for the next process."""
         if self._closed or self._closing:
             await self._closed_event.wait()
             return
+        if keep_sessions is None:
+            keep_sessions = self.options.state_file is not None
         self._closing = True
+        self._abort_background_work()
         try:
             self._emit(ShardLogEvent(None, logging.INFO, "shutting down all shards"))
             if self._queuer is not None:
@@ -569,7 +631,13 @@ class ShardManager:
             await self._monitor.close()
             for shard_id in list(self._tasks):
                 self._tasks.pop(shard_id, None)
-                self._runner_objects.pop(shard_id, None)
+                runner = self._runner_objects.pop(shard_id, None)
+                if keep_sessions and runner is not None:
+                    state = getattr(runner, "session_state", lambda: None)()
+                    if state is not None:
+                        self._resume_states[shard_id] = state
+            if keep_sessions:
+                self._save_sessions()
             for shard_id, info in self.runners.items():
                 if info.running or info.stage is not ConnectionStage.DISCONNECTED:
                     old = info.stage
@@ -586,6 +654,23 @@ class ShardManager:
             self._closed = True
             self._closed_event.set()
             self._stage_changed()
+
+    def _save_sessions(self) -> None:
+        path = self.options.state_file
+        if path is None or self.shard_total is None:
+            return
+        states = {sid: st for sid, st in self._resume_states.items() if sid in self.runners}
+        try:
+            written = save_sessions(path, sessions_to_save(states, self.shard_total, self.clock.wall()))
+        except OSError as exc:
+            self._log(None, logging.ERROR, f"could not save sessions to {path}: {exc}")
+            return
+        self._log(None, logging.INFO, f"saved {written} resumable sessions to {path}")
+
+    def _abort_background_work(self) -> None:
+        rolling = self._rolling
+        if rolling is not None:
+            rolling.abort()
 
     async def _cancel_background(self) -> None:
         current = asyncio.current_task()

@@ -350,14 +350,15 @@ class ShardTUI(App[int]):
         """The start-up bar shows until every running shard has been connected once."""
         model = self.model
         startup = self._startup
+        if self._startup_over or self._shutting_down or model.fatal is not None:
+            startup.display = False
+            return
+        # Both walk every row: only worth it while the bar can still show (bench/console.py).
         progress = model.startup()
         pending = any(
             row.info.running and row.info.stage is not ConnectionStage.CONNECTED
             for row in model.rows.values()
         )
-        if self._startup_over or self._shutting_down or model.fatal is not None:
-            startup.display = False
-            return
         if progress.total and not pending:
             self._startup_over = True
             startup.display = False

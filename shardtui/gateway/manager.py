@@ -701,7 +701,17 @@ class ShardManager:
         return self._queuer.status()
 
     def plan(self, action: str, shard_ids: Iterable[ShardId]) -> Plan:
-        """What ``action`` on ``shard_ids`` would cost, before doing it (see :mod:`planner`)."""
+        """What ``action`` on ``shard_ids`` would cost, before doing it (see :mod:`planner`).
+        Also "rolling_restart" / "rolling_restart_identify" (:mod:`rolling`) and "reshard", whose
+        ids are the NEW set's (``range(new_total)``, see :mod:`reshard`)."""
+        if action in ("rolling_restart", "rolling_restart_identify"):
+            from shardtui.gateway.rolling import plan_rolling_restart
+
+            return plan_rolling_restart(self, shard_ids, force_identify=action == "rolling_restart_identify")
+        if action == "reshard":
+            from shardtui.gateway.reshard import plan_reshard
+
+            return plan_reshard(self, shard_ids)
         mc = self.max_concurrency or 1
         now = self.clock.wall()
         gate = self._gate
@@ -737,6 +747,35 @@ class ShardManager:
             budget_remaining=budget,
             reset_in=reset_in,
         )
+
+    # -- zero-downtime operations (rolling.py, reshard.py) ----------------------------------------
+
+    async def rolling_restart(
+        self, *, force_identify: bool = False, shard_ids: Iterable[ShardId] | None = None
+    ) -> Any:
+        """Restart every running shard (or ``shard_ids``) a round at a time, one shard per identify
+        bucket per round, each round back before the next; returns the final
+        ``RollingRestartStatus``. ``abort_rolling_restart()`` stops it before the next round."""
+        from shardtui.gateway.rolling import RollingRestart
+
+        if self._queuer is None or self._closing:
+            raise RuntimeError("the manager is not running (call initialize() first)")
+        if self._rolling is not None and self._rolling.status.state.value == "running":
+            raise RuntimeError("a rolling restart is already running")
+        if self._resharding:
+            raise RuntimeError("a reshard is in progress; restart after it finished")
+        ids = list(self.runners) if shard_ids is None else [self._check_shard(s) for s in shard_ids]
+        self._rolling = RollingRestart(self, ids, force_identify=force_identify)
+        return await self._rolling.run()
+
+    def abort_rolling_restart(self) -> bool:
+        """Stop a running rolling restart before its next round; False when none is running."""
+        return self._rolling is not None and self._rolling.abort()
+
+    @property
+    def rolling_status(self) -> Any:
+        """The current or last ``RollingRestartStatus``, or None."""
+        return None if self._rolling is None else self._rolling.status
 
     async def wait_until_connected(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contract's name
         """Wait until every shard in range is CONNECTED; False on timeout, or at once when a shard

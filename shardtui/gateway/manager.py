@@ -777,6 +777,36 @@ class ShardManager:
         """The current or last ``RollingRestartStatus``, or None."""
         return None if self._rolling is None else self._rolling.status
 
+    async def reshard(self, new_total: int, *, dedupe_grace: float | None = None) -> Any:
+        """Move to ``new_total`` shards live: a complete new set identifies alongside the old one,
+        the old set delivers until every new shard is CONNECTED, then delivery switches over (each
+        event once, deduplicated by Discord identity) and the old set closes. Raises
+        ``RuntimeError`` when the daily budget cannot pay for it (see ``plan("reshard", ...)``) or
+        the new set does not connect (the old set keeps running). Returns a ``ReshardResult``."""
+        from shardtui.gateway.reshard import DEDUPE_GRACE_SECONDS, run_reshard
+
+        if self._queuer is None or self._closing or self.shard_total is None:
+            raise RuntimeError("the manager is not running (call initialize() first)")
+        if isinstance(new_total, bool) or not isinstance(new_total, int) or new_total < 1:
+            raise ValueError(f"the new shard total must be a positive integer, got {new_total!r}")
+        if new_total == self.shard_total:
+            raise ValueError(f"already running {new_total} shards")
+        if self._range is not None and self._range != (0, self.shard_total - 1):
+            raise RuntimeError(
+                f"this process runs only shards {self._range[0]}..{self._range[1]}; a live reshard "
+                "needs one process running every shard"
+            )
+        if self._resharding:
+            raise RuntimeError("a reshard is already running")
+        if self._rolling is not None and self._rolling.status.state.value == "running":
+            raise RuntimeError("a rolling restart is running; reshard after it finished")
+        self._resharding = True
+        try:
+            grace = DEDUPE_GRACE_SECONDS if dedupe_grace is None else dedupe_grace
+            return await run_reshard(self, new_total, dedupe_grace=grace)
+        finally:
+            self._resharding = False
+
     async def wait_until_connected(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contract's name
         """Wait until every shard in range is CONNECTED; False on timeout, or at once when a shard
         stopped on a fatal error (it will not connect by itself)."""

@@ -44,12 +44,17 @@ class _RunState:
     out_closed: bool = False
     #: Every shard's info as the run ended, taken before the shutdown turns them all "disconnected".
     shards: list[dict[str, Any]] = field(default_factory=list)
+    #: Which shards resumed a saved session at start, and the identifies that saved (state file).
+    sessions: dict[str, Any] | None = None
 
     def snapshot(self, runtime: Runtime) -> None:
         if runtime._manager is None:
             return
         infos = sorted(runtime.manager.runners.values(), key=lambda info: int(info.shard_id))
         self.shards = [info.to_dict() for info in infos]
+        restore = getattr(runtime.manager, "session_restore", None)
+        if restore is not None:
+            self.sessions = restore.summary()
 
     def emit(self, obj: dict[str, Any]) -> None:
         if self.out_closed:
@@ -192,9 +197,10 @@ def build_report(
     started: float,
     status: int,
     fatal: list[FatalErrorEvent],
+    sessions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     ended = time.time()
-    return {
+    report: dict[str, Any] = {
         "mode": config.gateway.mode,
         "config": config.source,
         "started_at": round(started, 3),
@@ -215,10 +221,14 @@ def build_report(
         ],
         "shards": shards,
     }
+    if sessions is not None:
+        # Persisted sessions (gateway.state_file): identifies_saved, resumed / rejected / stale ids.
+        report["sessions"] = sessions
+    return report
 
 
 def _write_report(path: str, config: Config, state: _RunState, started: float, status: int) -> None:
-    report = build_report(config, state.shards, state.reason, started, status, state.fatal)
+    report = build_report(config, state.shards, state.reason, started, status, state.fatal, state.sessions)
     text = json.dumps(redact_value(report), indent=2) + "\n"
     tmp = f"{path}.tmp{os.getpid()}"
     try:

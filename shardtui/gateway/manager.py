@@ -273,8 +273,10 @@ class ShardManager:
             self._gate = gate
         elif isinstance(gate, InMemoryIdentifyGate) and self.session_start_limit is not None:
             gate.update_limit(self.session_start_limit)
-        if isinstance(gate, InMemoryIdentifyGate):
+        if hasattr(gate, "on_waiting_change"):
+            # Any gate that can say why identifies wait (the fleet's Redis gate too) tells the console.
             gate.on_waiting_change = self._on_waiting_change
+        if isinstance(gate, InMemoryIdentifyGate):
             # The gate counts the budget down from here; keep the manager's view the same object.
             self.session_start_limit = gate.limit
 

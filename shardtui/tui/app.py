@@ -310,6 +310,7 @@ class ShardTUI(App[int]):
             if queue_status is not None:
                 model.queue = QueueView.from_status(queue_status())
             model.session_start_limit = getattr(manager, "session_start_limit", None)
+            model.identifies_saved = int(getattr(manager, "identifies_saved", 0) or 0)
             model.set_bot_user(getattr(manager, "bot_user", None))
             if model.fatal is not None and self._fatal_from_manager and not model.fatal_is_new:
                 if getattr(manager, "fatal_error", None) is None:
@@ -488,14 +489,27 @@ class ShardTUI(App[int]):
     def action_rolling_restart(self) -> None:
         if not self._need_manager():
             return
+        status = getattr(self.manager, "rolling_status", None)
+        if status is not None and getattr(status.state, "value", "") == "running":
+            # R again while one runs: offer to stop it before its next round.
+            def abort(answer: bool | None) -> None:
+                if answer and self.manager.abort_rolling_restart():
+                    self.model.note("rolling restart abort requested")
+
+            body = f"{status.describe()}\n\nStop it before the next round?"
+            self.push_screen(ConfirmScreen("Abort rolling restart", body, yes="Abort"), abort)
+            return
         ids = sorted(self.model.rows)
         if not ids:
             self.notify("No shards to restart.", severity="warning")
             return
+        action = "rolling_restart" if hasattr(self.manager, "rolling_restart") else "restart"
         body = (
             f"Restart all {len(ids)} shards, a batch at a time, each batch back before the next?\n\n"
-            f"{self._plan_text('restart', ids)}"
+            f"{self._plan_text(action, ids)}"
         )
+        if action == "rolling_restart":
+            body += "\n\nPress R again while it runs to abort it."
 
         def done(answer: bool | None) -> None:
             if answer:
@@ -526,7 +540,12 @@ class ShardTUI(App[int]):
         rolling = getattr(manager, "rolling_restart", None)
         try:
             if rolling is not None:
-                await rolling()
+                status = await rolling()
+                describe = getattr(status, "describe", None)
+                if callable(describe) and getattr(status.state, "value", "") != "finished":
+                    self.model.note(describe(), logging.WARNING)
+                    self.notify(describe(), title="Rolling restart", severity="warning")
+                    return
             else:
                 limit = getattr(manager, "session_start_limit", None)
                 batch_size = max(1, getattr(limit, "max_concurrency", 1) or 1)

@@ -375,6 +375,8 @@ class FleetStats:
     starts_reset_in: float | None
     max_concurrency: int | None
     waiting_reason: str | None = None
+    #: Shards that RESUMEd a saved session at start instead of identifying (state file).
+    identifies_saved: int = 0
 
     def header_lines(self) -> tuple[str, str]:
         """Two lines that fit 80 columns for fleets up to thousands of shards."""
@@ -393,6 +395,8 @@ class FleetStats:
                 f"reset {format_duration(self.starts_reset_in)}"
             )
         second = f"identify {self.queued} queued {self.identifying} identifying{slot} · {starts}"
+        if self.identifies_saved:
+            second += f" · resumed {self.identifies_saved} saved sessions"
         if self.waiting_reason:
             second += f" · held: {self.waiting_reason}"
         return first, second
@@ -478,6 +482,7 @@ class FleetModel:
         self.mode = "sandbox"
         self.bot_user = ""
         self.session_start_limit: Any = None
+        self.identifies_saved = 0
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -676,6 +681,7 @@ class FleetModel:
             starts_reset_in=None if limit is None else max(0.0, limit.reset_at - now),
             max_concurrency=None if limit is None else limit.max_concurrency,
             waiting_reason=self.queue.waiting_reason,
+            identifies_saved=self.identifies_saved,
         )
 
     def startup(self) -> StartupProgress:

@@ -20,6 +20,7 @@ from shardtui.config import DISCORD_REST_URL, Config, ConfigError, resolve_token
 from shardtui.logsafe import register_secret
 
 if TYPE_CHECKING:
+    from shardtui.fleet import FleetNode
     from shardtui.gateway.manager import ShardManager, ShardManagerOptions
     from shardtui.sandbox import Sandbox
 
@@ -77,6 +78,11 @@ class Runtime:
         self.mode: str = config.gateway.mode
         self.sandbox: Sandbox | None = None
         self._manager: ShardManager | None = None
+        #: This process's membership in a ``[cluster]`` fleet (Redis), or None for one process alone.
+        self.fleet: FleetNode | None = None
+        #: Set once this process published itself, so closing removes only what it wrote (a
+        #: refused start must not delete the live process that holds the same name).
+        self._fleet_joined = False
         self._sandbox_host = sandbox_host
         self._sandbox_port = sandbox_port
         self._opened = False
@@ -151,6 +157,11 @@ class Runtime:
         )
 
     def _build_manager(self, options: ShardManagerOptions) -> ShardManager:
+        if self.config.cluster is not None:
+            from shardtui.fleet import FleetNode
+
+            self.fleet = FleetNode(self.config.cluster)
+            return self.fleet.build_manager(options)
         from shardtui.gateway.manager import ShardManager
 
         return ShardManager(options)
@@ -161,7 +172,43 @@ class Runtime:
         if self._started:
             return
         self._started = True
+        if self.fleet is not None:
+            await self._join_fleet(self.fleet)
         await self.manager.initialize()
+
+    async def _join_fleet(self, fleet: FleetNode) -> None:
+        """Join the fleet before any shard starts; the ways it can refuse are ``ConfigError``s
+        naming the ``[cluster]`` key to change, so both front ends say them in one line."""
+        from redis.exceptions import RedisError
+
+        from shardtui.fleet import NameInUseError, ShardRangeConflictError
+        from shardtui.fleet.keys import UNREACHABLE_ERRORS, describe_redis_error
+
+        where = where_of(self.config.provenance.get("cluster", self.config.source))
+        try:
+            # Redis may go away later (shards keep running, identifies wait), but a process that
+            # cannot reach it at start could not even tell whether its name or shards are taken.
+            await fleet.redis.ping()
+        except UNREACHABLE_ERRORS as exc:
+            raise ConfigError(
+                where,
+                "cluster.redis_url",
+                message=f"{fleet.redis_description} unreachable ({describe_redis_error(exc)}): "
+                "start Redis or point redis_url at it",
+            ) from None
+        except RedisError as exc:  # e.g. a wrong password: reachable, but it will not serve us
+            raise ConfigError(
+                where,
+                "cluster.redis_url",
+                message=f"{fleet.redis_description} refused the connection ({describe_redis_error(exc)})",
+            ) from None
+        try:
+            await fleet.start()
+        except NameInUseError as exc:
+            raise ConfigError(where, "cluster.name", message=str(exc)) from None
+        except ShardRangeConflictError as exc:
+            raise ConfigError(where, "cluster.shard_range", message=str(exc)) from None
+        self._fleet_joined = True
 
     async def close(self) -> None:
         """Shut every shard down (bounded time), then stop the sandbox. Idempotent; never raises."""
@@ -175,6 +222,13 @@ class Runtime:
                 log.warning("shards did not all shut down within %.0f s", SHUTDOWN_TIMEOUT)
             except Exception:
                 log.exception("error while shutting the shards down")
+        if self.fleet is not None:
+            try:
+                # After the shards: their last stage changes are published, then the process
+                # leaves the fleet view (a clean stop is not a loss).
+                await self.fleet.close(forget=self._fleet_joined)
+            except Exception:
+                log.exception("error while leaving the fleet")
         if self.sandbox is not None:
             try:
                 await self.sandbox.stop()

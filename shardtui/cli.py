@@ -70,6 +70,12 @@ CONFIG_FLAGS: tuple[_Flag, ...] = (
     _Flag("--theme", "ui.theme", "console theme name or theme file", "THEME"),
     _Flag("--refresh", "ui.refresh_interval", "console: seconds between table refreshes", "SECONDS"),
     _Flag("--readonly", "ui.readonly", "console: hide every action that changes a shard", switch=True),
+    _Flag(
+        "--fleet",
+        "ui.fleet",
+        "console: watch every process of the [cluster] fleet through Redis (runs no shards)",
+        switch=True,
+    ),
 )
 
 

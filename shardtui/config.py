@@ -113,6 +113,8 @@ class UiConfig:
     refresh_interval: float = 1.0
     #: Hide every mutating action (restart, shutdown, boot, presence).
     readonly: bool = False
+    #: Fleet console: watch every shard of every ``[cluster]`` process through Redis, run none here.
+    fleet: bool = False
 
 
 @dataclass(slots=True)
@@ -568,6 +570,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "theme": _p_str,
         "refresh_interval": _positive_float,
         "readonly": _p_bool,
+        "fleet": _p_bool,
     },
 }
 SECTIONS: tuple[str, ...] = tuple(_SCHEMA)
@@ -742,6 +745,25 @@ def _validate(config: Config, environ: Mapping[str, str], *, check_token: bool) 
                     f"shard ids within 0..{total - 1} ({by} = {total})",
                     f"{first}-{last}",
                 )
+    cluster_range = getattr(config.cluster, "shard_range", None)
+    if cluster_range is not None:
+        total = config.shard_total()
+        first, last = cluster_range
+        if total is not None and last > total - 1:
+            by = "gateway.shards" if gw.shards is not None else "sandbox.shards"
+            raise ConfigError(
+                where_of(config.provenance.get("cluster", config.source)),
+                "cluster.shard_range",
+                f"shard ids within 0..{total - 1} ({by} = {total})",
+                f"{first}-{last}",
+            )
+    if config.ui.fleet and config.cluster is None:
+        raise ConfigError(
+            where("ui.fleet"),
+            "ui.fleet",
+            "a [cluster] table with the fleet's redis_url (the fleet console reads it from Redis)",
+            "no [cluster]",
+        )
     if config.presence.activity_type is None:
         for key in ("activity_state", "activity_url"):
             if getattr(config.presence, key) is not None:

@@ -298,7 +298,7 @@ async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: fl
     gate = manager._gate
     try:
         await new_set.initialize()
-        connected = await new_set.wait_until_connected(plan.seconds + CONNECT_GRACE_SECONDS)
+        connected = await _wait_connected(manager, new_set, plan.seconds + CONNECT_GRACE_SECONDS)
         if not connected or manager._closing:
             why = "the manager is shutting down" if manager._closing else "the new set did not connect"
             raise RuntimeError(f"reshard abandoned: {why}; the old {old_total} shards keep running")
@@ -338,6 +338,19 @@ async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: fl
     else:
         manager.options.event_handler = user_handler
     return ReshardResult(old_total, new_total, delivered, router.dropped_duplicates)
+
+
+async def _wait_connected(manager: ShardManager, new_set: ShardManager, limit: float) -> bool:
+    """Until every new shard is CONNECTED; False on timeout, a fatal error, or the manager closing."""
+    waiter = asyncio.ensure_future(new_set.wait_until_connected(limit))
+    try:
+        while not waiter.done():
+            await asyncio.wait({waiter}, timeout=0.1)
+            if manager._closing:
+                return False
+        return waiter.result()
+    finally:
+        waiter.cancel()
 
 
 async def _close_old_set(manager: ShardManager) -> None:

@@ -128,3 +128,38 @@ async def test_router_holds_the_new_set_until_the_switch_and_keeps_order():
     router.new_side(d("GUILD_CREATE", id="g2"))  # a guild joined after READY is delivered
     assert got == ["1", "2", "3", "4", "g2"]
     assert router.suppressed_announcements == 2
+
+
+async def test_a_new_set_that_cannot_connect_leaves_the_old_set_running(sandbox_factory):
+    # Discord's large-bot rule (total a multiple of 2): the 3-shard set is refused with 4010.
+    sandbox = await sandbox_factory(guilds=6, shards=2, shard_multiple=2, event_rate=20.0)
+    recorder = Recorder()
+    manager = ShardManager(options_for(sandbox, event_handler=recorder))
+    try:
+        await manager.initialize()
+        assert await manager.wait_until_connected(10)
+        with pytest.raises(RuntimeError, match=r"did not connect.*old 2 shards keep running"):
+            await manager.reshard(3)
+        assert sorted(s.id for s in manager.runners) == [0, 1]
+        assert manager.shard_total == 2
+        assert manager.options.event_handler is recorder
+        assert await manager.wait_until_connected(5)
+        count = len(recorder.ids)
+        await eventually(lambda: len(recorder.ids) > count + 5)
+        alive = [s for s in sandbox.stats()["sessions"] if s["alive"]]
+        assert len(alive) == 2
+    finally:
+        await manager.shutdown_all()
+
+
+async def test_shutdown_during_a_reshard_closes_both_sets(sandbox_factory):
+    sandbox = await sandbox_factory(guilds=8, shards=2, identify_window=0.3)
+    manager = ShardManager(options_for(sandbox))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10)
+    reshard = asyncio.create_task(manager.reshard(6))
+    await eventually(lambda: sum(1 for s in sandbox.stats()["sessions"] if s["alive"]) >= 3)
+    await manager.shutdown_all(keep_sessions=False)
+    with pytest.raises(RuntimeError, match="shutting down"):
+        await reshard
+    await eventually(lambda: sandbox.stats()["connections_open"] == 0, within=5)

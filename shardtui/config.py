@@ -59,6 +59,8 @@ class GatewayConfig:
     rest_url: str | None = None
     #: Persisted sessions for zero-downtime restarts; None = off.
     state_file: str | None = None
+    #: Saved sessions older than this many seconds identify instead of resuming; None = the library's default.
+    state_max_age: float | None = None
     #: Seconds per identify bucket slot; None = Discord's 5 s (or the embedded sandbox's own window).
     identify_window: float | None = None
 
@@ -544,6 +546,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "large_threshold": _ranged_int(*LARGE_THRESHOLD_RANGE),
         "rest_url": _p_url,
         "state_file": _p_opt_str,
+        "state_max_age": _opt_positive_float,
         "identify_window": _opt_positive_float,
     },
     "presence": {

@@ -142,6 +142,9 @@ class Runtime:
             window = self.config.sandbox.identify_window
         else:
             window = 5.0
+        extra: dict[str, Any] = {}
+        if gw.state_max_age is not None:
+            extra["state_max_age"] = gw.state_max_age
         return ShardManagerOptions(
             token=token,
             intents=self.config.intents(),
@@ -154,6 +157,7 @@ class Runtime:
             event_handler=handler,
             identify_window=window,
             state_file=gw.state_file,
+            **extra,
         )
 
     def _build_manager(self, options: ShardManagerOptions) -> ShardManager:

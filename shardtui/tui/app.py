@@ -301,6 +301,11 @@ class ShardTUI(App[int]):
                 self.notify(f"Display refresh failed: {exc!r} (see the log)", severity="error", timeout=15)
 
     def _refresh_view(self) -> None:
+        self._sync_model()
+        self._draw()
+
+    def _sync_model(self) -> None:
+        """Bring the view model up to date with the shards (the fleet console reads Redis too)."""
         manager = self.manager
         model = self.model
         if manager is not None:
@@ -318,6 +323,9 @@ class ShardTUI(App[int]):
                     # clean exit again.
                     model.fatal = None
                     self._exit_code = 0
+
+    def _draw(self) -> None:
+        model = self.model
         with self.batch_update():
             self._table.flush()
             self._update_header()

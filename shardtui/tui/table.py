@@ -122,7 +122,7 @@ class ShardTable(DataTable):
 
     def set_width(self, width: int) -> bool:
         """Pick the columns for ``width``; rebuild only if the set changed. True if it did."""
-        columns = columns_for_width(width)
+        columns = columns_for_width(width, self.model.columns)
         if columns == self.shown_columns:
             return False
         selected = self.selected_shard

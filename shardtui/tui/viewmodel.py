@@ -89,16 +89,16 @@ COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 CELL_PADDING = 2
 
 
-def columns_for_width(width: int) -> tuple[Column, ...]:
+def columns_for_width(width: int, columns: tuple[Column, ...] = COLUMNS) -> tuple[Column, ...]:
     """The columns that fit ``width`` terminal cells, most important first, in display order."""
     chosen: set[str] = set()
     used = 2  # vertical scrollbar
-    for column in sorted(COLUMNS, key=lambda c: (c.priority, COLUMNS.index(c))):
+    for column in sorted(columns, key=lambda c: (c.priority, columns.index(c))):
         need = column.width + CELL_PADDING
         if column.priority == 0 or used + need <= width:
             chosen.add(column.key)
             used += need
-    return tuple(c for c in COLUMNS if c.key in chosen)
+    return tuple(c for c in columns if c.key in chosen)
 
 
 class SortKey(enum.Enum):
@@ -466,6 +466,8 @@ class FleetModel:
     def __init__(self, *, clock: Clock = time.time, identify_window: float = 5.0) -> None:
         self.clock = clock
         self.identify_window = identify_window
+        #: The table's columns (the fleet console adds a process column).
+        self.columns: tuple[Column, ...] = COLUMNS
         self.rows: dict[int, ShardRow] = {}
         self.dirty: set[int] = set()
         self.marked: set[int] = set()

@@ -152,13 +152,17 @@ class RollingRestart:
                     future.set_exception(RuntimeError(f"shard {sid} failed: {event.message}"))
 
     async def run(self) -> RollingRestartStatus:
+        """Run every round; raises ``RuntimeError`` before touching a shard when the identifies it
+        needs are beyond today's session start budget."""
         manager, status = self._manager, self.status
-        manager._log(
-            None,
-            logging.INFO,
-            f"rolling restart: {status.total} shards in {len(status.rounds)} rounds"
-            + (" with fresh identifies" if status.force_identify else ", resuming"),
-        )
+        ids = [sid for round_ids in status.rounds for sid in round_ids]
+        plan = plan_rolling_restart(manager, ids, force_identify=status.force_identify)
+        if plan.over_budget:
+            status.state, status.reason = RollingState.FAILED, f"not started: {plan.text}"
+            status.finished_at = time.time()
+            manager._log(None, logging.WARNING, status.describe())
+            raise RuntimeError(f"not restarting: {plan.text}")
+        manager._log(None, logging.INFO, plan.text)
         unsubscribe = manager.subscribe(self._on_event)
         try:
             for index, round_ids in enumerate(status.rounds):

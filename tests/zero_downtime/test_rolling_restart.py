@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from zd_helpers import IDENTIFIED_MIX, Recorder, eventually, options_for
 
 from shardtui.gateway.manager import ShardManager
@@ -108,5 +109,23 @@ async def test_a_second_rolling_restart_is_refused_while_one_runs(sandbox_factor
         else:
             raise AssertionError("a second rolling restart was accepted")
         assert (await task).state is RollingState.FINISHED
+    finally:
+        await manager.shutdown_all()
+
+
+async def test_identifies_beyond_the_daily_budget_are_refused_before_any_restart(sandbox_factory):
+    sandbox = await sandbox_factory(guilds=4, shards=2, session_start_total=3)
+    manager = ShardManager(options_for(sandbox))
+    try:
+        await manager.initialize()
+        assert await manager.wait_until_connected(10)
+        plan = manager.plan("rolling_restart_identify", manager.runners)
+        assert plan.over_budget == 1
+        with pytest.raises(RuntimeError, match="over the budget"):
+            await manager.rolling_restart(force_identify=True)
+        assert manager.rolling_status.state is RollingState.FAILED
+        assert sum(s["identifies"] for s in sandbox.stats()["shards"].values()) == 2
+        # Resuming costs nothing from the budget, so that one still runs.
+        assert (await manager.rolling_restart()).state is RollingState.FINISHED
     finally:
         await manager.shutdown_all()

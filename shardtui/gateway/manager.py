@@ -329,6 +329,8 @@ class ShardManager:
         if loaded.warning is not None:
             self._log(None, logging.WARNING, loaded.warning)
         self._resume_states.update(loaded.usable)
+        for shard_id, count in loaded.guilds.items():
+            self.runners[shard_id].guilds = count
         if loaded.usable:
             self._log(
                 None,
@@ -663,7 +665,9 @@ class ShardManager:
             return
         states = {sid: st for sid, st in self._resume_states.items() if sid in self.runners}
         try:
-            written = save_sessions(path, sessions_to_save(states, self.shard_total, self.clock.wall()))
+            guilds = {sid: info.guilds for sid, info in self.runners.items()}
+            saved = sessions_to_save(states, self.shard_total, self.clock.wall(), guilds)
+            written = save_sessions(path, saved)
         except OSError as exc:
             self._log(None, logging.ERROR, f"could not save sessions to {path}: {exc}")
             return

@@ -40,6 +40,8 @@ class SavedSession:
     seq: int | None
     resume_gateway_url: str | None
     saved_at: float
+    #: Guilds the session held (READY is not seen again on RESUME, so the count is carried over).
+    guilds: int | None = None
 
     def state(self) -> SessionState:
         return SessionState(self.session_id, self.seq, self.resume_gateway_url)
@@ -52,6 +54,7 @@ class SavedSession:
             "seq": self.seq,
             "resume_gateway_url": self.resume_gateway_url,
             "saved_at": self.saved_at,
+            "guilds": self.guilds,
         }
 
 
@@ -60,6 +63,8 @@ class LoadedSessions:
     """What a state file gave this start: sessions to RESUME and why others were left out."""
 
     usable: dict[ShardId, SessionState] = field(default_factory=dict)
+    #: Guild counts of the usable sessions (when saved).
+    guilds: dict[ShardId, int] = field(default_factory=dict)
     #: Shard ids whose saved session was too old.
     stale: list[int] = field(default_factory=list)
     #: Shard ids saved with another shard total.
@@ -110,7 +115,10 @@ def _parse_entry(entry: object) -> SavedSession:
         raise ValueError("bad resume_gateway_url")
     if not isinstance(saved_at, int | float) or isinstance(saved_at, bool):
         raise ValueError("missing saved_at")
-    return SavedSession(shard_id, total, session_id, seq, url, float(saved_at))
+    guilds = entry.get("guilds")
+    if guilds is not None and (not isinstance(guilds, int) or isinstance(guilds, bool) or guilds < 0):
+        raise ValueError(f"bad guild count {guilds!r}")
+    return SavedSession(shard_id, total, session_id, seq, url, float(saved_at), guilds)
 
 
 def read_sessions(path: str | os.PathLike[str]) -> list[SavedSession]:
@@ -161,6 +169,8 @@ def load_sessions(
             result.stale.append(entry.shard_id)
         else:
             result.usable[ShardId(entry.shard_id)] = entry.state()
+            if entry.guilds is not None:
+                result.guilds[ShardId(entry.shard_id)] = entry.guilds
     if consume:
         _remove(path)
     return result
@@ -172,10 +182,16 @@ def _remove(path: str | os.PathLike[str]) -> None:
 
 
 def sessions_to_save(
-    states: Mapping[ShardId, SessionState | None], total: int, now: float
+    states: Mapping[ShardId, SessionState | None],
+    total: int,
+    now: float,
+    guilds: Mapping[ShardId, int] | None = None,
 ) -> list[SavedSession]:
+    counts = guilds or {}
     return [
-        SavedSession(int(sid), total, state.session_id, state.seq, state.resume_gateway_url, now)
+        SavedSession(
+            int(sid), total, state.session_id, state.seq, state.resume_gateway_url, now, counts.get(sid)
+        )
         for sid, state in sorted(states.items())
         if state is not None and state.session_id
     ]

@@ -66,6 +66,8 @@ async def test_process_restart_resumes_every_shard_and_loses_nothing(sandbox_fac
             assert shard_stats["identifies"] == 1  # manager A's only
             assert shard_stats["resumes"] == 1
             assert manager_b.runners[ShardId(shard)].last_start == "resume"
+            # READY is not seen again on RESUME: the guild count comes from the state file.
+            assert manager_b.runners[ShardId(shard)].guilds == len(sandbox.guild_ids_for_shard(shard, 4))
         assert manager_b.identifies_saved == 4
         assert manager_b.session_restore.summary()["resumed"] == [0, 1, 2, 3]
         assert stats["identify_violations"] == 0

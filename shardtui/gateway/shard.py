@@ -213,6 +213,7 @@ class Shard:
         resume: SessionState | None = None,
         api_version: int = API_VERSION,
         hello_timeout: float = 10.0,
+        setup_timeout: float = 60.0,
         invalid_session_delay: tuple[float, float] = (1.0, 5.0),
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -231,6 +232,7 @@ class Shard:
         self.large_threshold = large_threshold
         self.presence = presence
         self.hello_timeout = hello_timeout
+        self.setup_timeout = setup_timeout
         self.invalid_session_delay = invalid_session_delay
         self._clock = clock
         self._rng = rng or random.Random()
@@ -253,6 +255,10 @@ class Shard:
 
         self._identify_sent = False
         self._opened_at: float | None = None
+        #: When an IDENTIFY/RESUME still unanswered (no READY/RESUMED) counts as lost, and the seq then:
+        #: a replay that moves the seq is progress and pushes the deadline on.
+        self._setup_deadline: float | None = None
+        self._setup_seq: int | None = None
         self._anomaly_logs = 0
         #: Counters an operator (or a test) may read.
         self.stale_dropped = 0
@@ -292,6 +298,9 @@ class Shard:
         """Monotonic time at which :meth:`tick` has something to do, or None."""
         if self.stage is ConnectionStage.HANDSHAKE and self._opened_at is not None:
             return self._opened_at + self.hello_timeout
+        setup = self._setup_deadline
+        if setup is not None and (self.next_heartbeat is None or setup < self.next_heartbeat):
+            return setup
         return self.next_heartbeat
 
     # -- connection lifecycle ---------------------------------------------------------------------------
@@ -361,6 +370,7 @@ class Shard:
         self.last_heartbeat_sent = None
         self.heartbeat_acked = True
         self._opened_at = None
+        self._setup_deadline = None
         self._set_stage(ConnectionStage.DISCONNECTED, out)
 
     def _drop_session(self) -> None:
@@ -440,6 +450,21 @@ class Shard:
             return out
         if stage is ConnectionStage.DISCONNECTED or stage is ConnectionStage.CONNECTING:
             return out
+        setup = self._setup_deadline
+        if setup is not None and now >= setup:
+            if stage is ConnectionStage.CONNECTED:
+                self._setup_deadline = None
+            elif self.seq != self._setup_seq:
+                # Replayed dispatches are still arriving: the server is working on the RESUME.
+                self._setup_seq = self.seq
+                self._setup_deadline = now + self.setup_timeout
+            else:
+                # Heartbeats may still be ACKed, but a session that never starts is as stuck as a zombie.
+                what = "RESUMED" if stage is ConnectionStage.RESUMING else "READY"
+                out.append(Log(logging.WARNING, f"no {what} within {self.setup_timeout:g} s; reconnecting"))
+                self._end_connection(out)
+                out.append(self._reconnect(True, RESUMABLE_CLOSE, f"no {what}", failure=True))
+                return out
         if self.next_heartbeat is None or now < self.next_heartbeat:
             return out
         if not self.heartbeat_acked:
@@ -547,6 +572,7 @@ class Shard:
         self._connected("identify", out)
 
     def _connected(self, kind: str, out: list[ShardAction]) -> None:
+        self._setup_deadline = None
         self._set_stage(ConnectionStage.CONNECTED, out)
         out.append(SessionStarted(kind, self.session_id))
 
@@ -575,6 +601,7 @@ class Shard:
         self.heartbeat_acked = True
         if self.session_id is not None:
             self._set_stage(ConnectionStage.RESUMING, out)
+            self._start_setup_timer(now)
             out.append(
                 Send(
                     {
@@ -586,6 +613,10 @@ class Shard:
         else:
             self._set_stage(ConnectionStage.IDENTIFYING, out)
             out.append(Identify())
+
+    def _start_setup_timer(self, now: float) -> None:
+        self._setup_deadline = now + self.setup_timeout
+        self._setup_seq = self.seq
 
     def _on_reconnect(self, out: list[ShardAction]) -> None:
         was_connected = self.stage is ConnectionStage.CONNECTED
@@ -622,6 +653,7 @@ class Shard:
         if not self.wants_identify:
             return None
         self._identify_sent = True
+        self._start_setup_timer(self._clock())
         d: dict[str, Any] = {
             "token": self._token,
             "properties": {"os": sys.platform, "browser": _LIBRARY, "device": _LIBRARY},

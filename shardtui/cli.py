@@ -190,12 +190,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     try:
-        if command != "sandbox":
+        if command != "sandbox" and not (command == "tui" and config.ui.fleet):
+            # (A fleet viewer runs no shard: it needs no token or event handler.)
             from shardtui.runtime import preflight
 
             preflight(config)
         if command == "sandbox":
             return _run_async(_serve_sandbox(config, args.host, args.port))
+        if command == "run" and config.ui.fleet:
+            print(
+                "shardtui: ui.fleet (--fleet) is the fleet console, which runs no shards; "
+                "drop it to run this process's shards",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
         if command == "run" and args.headless:
             from shardtui.headless import run_headless
 
@@ -244,8 +252,20 @@ def _run_async(coro: Any) -> int:
 def _run_tui(config: Config) -> int:
     from shardtui.tui.app import ShardTUI
 
-    app = ShardTUI(config, readonly=config.ui.readonly)
+    if config.cluster is not None:
+        # A fleet member or viewer: the console shows every process of the fleet.
+        from shardtui.tui.fleet import FleetConsole
+
+        app: ShardTUI = FleetConsole(config, readonly=config.ui.readonly)
+    else:
+        app = ShardTUI(config, readonly=config.ui.readonly)
     app.run()
+    startup_error = getattr(app, "startup_error", None)
+    if startup_error:
+        # The fleet refused this process (Redis away, name or shards taken): one line, now that
+        # the terminal is back.
+        print(f"shardtui: {startup_error}", file=sys.stderr)
+        return EXIT_CONFIG
     code = getattr(app, "return_code", None)
     return 0 if code is None else int(code)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -308,9 +308,11 @@ class ShardTUI(App[int]):
         """Bring the view model up to date with the shards (the fleet console reads Redis too)."""
         manager = self.manager
         model = self.model
-        if manager is not None:
-            model.sync(manager.runners)
+        infos = self._shard_infos()
+        if infos is not None:
+            model.sync(infos)
             model.scan()
+        if manager is not None:
             queue_status = getattr(manager, "queue_status", None)
             if queue_status is not None:
                 model.queue = QueueView.from_status(queue_status())
@@ -323,6 +325,10 @@ class ShardTUI(App[int]):
                     # clean exit again.
                     model.fatal = None
                     self._exit_code = 0
+
+    def _shard_infos(self) -> Mapping[ShardId, Any] | None:
+        """The shards to show, keyed by id (None before the manager exists)."""
+        return None if self.manager is None else self.manager.runners
 
     def _draw(self) -> None:
         model = self.model

@@ -1,0 +1,549 @@
+"""The fleet console: one table over every shard of every ``[cluster]`` process, read from Redis.
+
+Two ways to run it. A *member* (``[cluster]`` without ``[ui] fleet``) runs its own shards through a
+``Runtime`` and shows the whole fleet next to them; a *viewer* (``shardtui --fleet``) runs no shard
+and only watches. Either way a worker reads ``FleetView.snapshot()`` once per refresh and every
+action (restart, shutdown, boot, presence) goes through ``FleetControl``, so it reaches whichever
+process owns the shard and comes back as a ``CommandResult`` the operator sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.widget import Widget
+from textual.widgets import Static
+
+from shardtui.config import Config, ConfigError
+from shardtui.gateway.models import ConnectionStage, ShardId, ShardRunnerInfo
+from shardtui.tui.app import ROLLING_BATCH_TIMEOUT, RuntimeFactory, ShardTUI
+from shardtui.tui.screens import ConfirmScreen, PresenceRequest, PresenceScreen
+from shardtui.tui.viewmodel import (
+    COLUMNS,
+    DASH,
+    Cell,
+    Clock,
+    Column,
+    FleetModel,
+    format_age,
+    row_matches,
+)
+
+if TYPE_CHECKING:
+    from shardtui.fleet import CommandResult, FleetNode, FleetProcess, FleetSnapshot
+
+log = logging.getLogger("shardtui.tui.fleet")
+
+#: Exit status when this process could not join the fleet (same as any configuration error).
+EXIT_CONFIG = 2
+#: Processes listed in the summary before it says "and N more".
+SUMMARY_LINES = 6
+PROCESS_COLUMN = Column("process", "process", 14, 0)
+#: The shard id first, then who runs it, then everything the one-process console shows.
+FLEET_COLUMNS: tuple[Column, ...] = (COLUMNS[0], PROCESS_COLUMN, *COLUMNS[1:])
+
+NodeFactory = Callable[[Config], "FleetNode"]
+
+
+def _default_node_factory(config: Config) -> FleetNode:
+    from shardtui.fleet import FleetNode
+
+    return FleetNode(config.cluster)
+
+
+class FleetConsoleModel(FleetModel):
+    """The view model plus what only a fleet has: each shard's process, lost processes, and the
+    presence other processes publish as text."""
+
+    def __init__(self, *, clock: Clock = time.time, identify_window: float = 5.0) -> None:
+        super().__init__(clock=clock, identify_window=identify_window)
+        self.columns = FLEET_COLUMNS
+        #: Shard id -> the process that runs it.
+        self.owners: dict[int, str] = {}
+        #: Shards whose process stopped sending heartbeats.
+        self.lost: set[int] = set()
+        #: Presence text published by other processes (their Presence objects stay there).
+        self.presence_text: dict[int, str] = {}
+
+    def cells(self, sid: int) -> dict[str, Cell]:
+        cells = super().cells(sid)
+        owner = self.owners.get(sid)
+        if sid in self.lost:
+            cells["process"] = Cell(owner or DASH, "health-failed", bold=True)
+            cells["stage"] = Cell("lost", "stage-failed", bold=True)
+        else:
+            cells["process"] = Cell(owner or DASH)
+        text = self.presence_text.get(sid)
+        if text is not None and self.rows[sid].presence is None:
+            cells["presence"] = Cell(text)
+        return cells
+
+    def matches(self, sid: int) -> bool:
+        query = self.filter_text.strip().lower()
+        if query and query in self.owners.get(sid, "").lower():
+            return True
+        if query == "lost":
+            return sid in self.lost
+        return row_matches(self.rows[sid], self.filter_text, sid in self.queue.queued)
+
+
+def summary_line(process: FleetProcess, now: float) -> str:
+    """One process: name, alive or LOST, its range, shards per stage and its heartbeat's age."""
+    state = "alive" if process.alive else "LOST"
+    if process.shard_range is not None:
+        shards = f"shards {process.shard_range[0]}-{process.shard_range[1]}"
+    else:
+        shards = f"{len(process.shard_ids)} shards"
+    stages = " ".join(f"{stage} {count}" for stage, count in sorted(process.stages.items())) or "no shards"
+    age = None if process.heartbeat_at is None else now - process.heartbeat_at
+    where = f" ({process.host}:{process.pid})" if process.host else ""
+    return f"{process.name}{where} · {state} · {shards} · {stages} · heartbeat {format_age(age)} ago"
+
+
+def result_severity(result: CommandResult) -> str:
+    from shardtui.fleet import CommandStatus
+
+    if result.status is CommandStatus.OK:
+        return "information"
+    if result.status is CommandStatus.UNACKNOWLEDGED:
+        return "warning"
+    return "error"
+
+
+class FleetConsole(ShardTUI):
+    """``ShardTUI`` over the whole fleet. ``member`` (default: ``not config.ui.fleet``) runs this
+    process's shards too; a viewer runs none. ``startup_error`` holds the one line to print when
+    this process was refused by the fleet (the app then exits with status 2)."""
+
+    CSS = """
+    #fleet-banner {
+        display: none;
+        height: auto;
+        padding: 0 1;
+        background: $error;
+        color: $text;
+        text-style: bold;
+    }
+    #fleet-banner.visible {
+        display: block;
+    }
+    #processes {
+        height: auto;
+        max-height: 7;
+        padding: 0 1;
+        background: $surface;
+        color: $foreground;
+    }
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        readonly: bool = False,
+        member: bool | None = None,
+        runtime_factory: RuntimeFactory | None = None,
+        node_factory: NodeFactory | None = None,
+        clock: Clock | None = None,
+        themes_dir: Path | None = None,
+    ) -> None:
+        if config.cluster is None:
+            raise ValueError("the fleet console needs a [cluster] table (redis_url)")
+        super().__init__(
+            config, readonly=readonly, runtime_factory=runtime_factory, clock=clock, themes_dir=themes_dir
+        )
+        self.member = (not config.ui.fleet) if member is None else member
+        self.model = FleetConsoleModel(
+            identify_window=self.model.identify_window, **({"clock": clock} if clock else {})
+        )
+        self.model.mode = f"fleet {config.cluster.cluster}" + ("" if self.member else " (viewer)")
+        self._node_factory = node_factory or _default_node_factory
+        self.fleet: FleetNode | None = None
+        self.startup_error: str | None = None
+        #: The last snapshot that reached Redis, and what is wrong now (None: all well).
+        self.snapshot: FleetSnapshot | None = None
+        self.fleet_problem: str | None = None
+        self._snapshot_at: float | None = None
+        #: Other processes' shards as stable info objects, updated in place so the model's scan
+        #: sees what changed (a fresh object per poll would redraw every row).
+        self._remote: dict[ShardId, ShardRunnerInfo] = {}
+        self.polls = 0
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            yield widget
+            if isinstance(widget, Widget) and widget.id == "fleet":
+                yield Static(id="fleet-banner")
+                yield Static(id="processes")
+
+    def on_mount(self) -> None:
+        self._banner = self.query_one("#fleet-banner", Static)
+        self._processes = self.query_one("#processes", Static)
+        super().on_mount()
+
+    # -- the fleet worker ------------------------------------------------------------------------
+
+    @work(exclusive=True, group="runtime", exit_on_error=False, name="runtime")
+    async def _own_runtime(self) -> None:
+        try:
+            if self.member:
+                await self._run_member()
+            else:
+                await self._run_viewer()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fatal_from_exception(exc)
+            await self._quit_requested.wait()
+        finally:
+            self._runtime_done = True
+        self.exit(self._exit_code, return_code=self._exit_code)
+
+    async def _run_viewer(self) -> None:
+        node = self._node_factory(self.config)
+        self.fleet = node
+        try:
+            poller = self._poll_fleet(node)
+            await self._quit_requested.wait()
+            poller.cancel()
+        finally:
+            await node.close()
+
+    async def _run_member(self) -> None:
+        runtime = self._runtime_factory(self.config)
+        async with runtime:
+            self.runtime = runtime
+            manager = runtime.manager
+            self.manager = manager
+            self.fleet = runtime.fleet
+            unsubscribe = manager.subscribe(self._on_manager_event)
+            try:
+                try:
+                    await runtime.start()
+                except ConfigError as exc:
+                    # Refused by the fleet (Redis away, name or shards taken): the CLI says it in
+                    # one line once the terminal is back.
+                    self.startup_error = str(exc)
+                    self._exit_code = EXIT_CONFIG
+                    return
+                except Exception as exc:
+                    self._fatal_from_exception(exc)
+                poller = self._poll_fleet(self.fleet) if self.fleet is not None else None
+                self._tick()
+                await self._quit_requested.wait()
+                if poller is not None:
+                    poller.cancel()
+                self._shutting_down = True
+                self.model.note("shutting down this process's shards")
+                await manager.shutdown_all()
+            finally:
+                unsubscribe()
+
+    @work(group="fleet-poll", exit_on_error=False, name="fleet-poll")
+    async def _poll_fleet(self, node: FleetNode) -> None:
+        while not self._quit_requested.is_set():
+            snapshot = await node.view.snapshot()
+            self.adopt(snapshot)
+            self._tick()
+            await asyncio.sleep(self.refresh_interval)
+
+    def adopt(self, snapshot: FleetSnapshot) -> None:
+        """Take one snapshot into the model. When Redis is away the last good picture stays, under
+        the banner, instead of the table going blank."""
+        self.polls += 1
+        self.fleet_problem = snapshot.problem
+        if snapshot.problem is not None:
+            return
+        self.snapshot = snapshot
+        self._snapshot_at = time.time()
+        model = self.model
+        local = self._local_name()
+        seen: set[ShardId] = set()
+        for shard in snapshot.shards:
+            sid = shard.shard_id
+            owner_changed = model.owners.get(sid) != shard.process
+            lost_changed = (sid in model.lost) != shard.lost
+            model.owners[sid] = shard.process
+            if shard.lost:
+                model.lost.add(sid)
+            else:
+                model.lost.discard(sid)
+            if owner_changed or lost_changed:
+                model.dirty.add(sid)
+            if shard.process == local and not shard.lost:
+                continue  # this process's own shards come live from its manager
+            key = ShardId(sid)
+            seen.add(key)
+            fresh = shard.to_info()
+            current = self._remote.get(key)
+            if current is None:
+                self._remote[key] = fresh
+            else:
+                for item in dataclasses.fields(ShardRunnerInfo):
+                    setattr(current, item.name, getattr(fresh, item.name))
+            text = shard.info.get("presence")
+            if isinstance(text, str) and model.presence_text.get(sid) != text:
+                model.presence_text[sid] = text
+                model.dirty.add(sid)
+        for key in set(self._remote) - seen:
+            del self._remote[key]
+        known = {shard.shard_id for shard in snapshot.shards}
+        for sid in set(model.owners) - known:
+            del model.owners[sid]
+            model.lost.discard(sid)
+            model.presence_text.pop(sid, None)
+
+    def _local_name(self) -> str | None:
+        return None if self.fleet is None or self.manager is None else self.fleet.name
+
+    def shard_infos(self) -> dict[ShardId, ShardRunnerInfo]:
+        """Other processes' shards as last read from Redis, this process's own ones live."""
+        infos = dict(self._remote)
+        if self.manager is not None:
+            infos.update(self.manager.runners)
+        return infos
+
+    def _shard_infos(self) -> Mapping[ShardId, Any] | None:
+        return self.shard_infos()
+
+    # -- header ----------------------------------------------------------------------------------
+
+    def _update_header(self) -> None:
+        super()._update_header()
+        banner = getattr(self, "_banner", None)
+        if banner is None:
+            return
+        problem = self.fleet_problem
+        if problem is None and self.fleet is not None and self.manager is not None:
+            problem = self.fleet.problem
+        if problem:
+            if self._snapshot_at is not None:
+                stamp = time.strftime("%H:%M:%S", time.localtime(self._snapshot_at))
+                shown = f"the table shows the fleet as of {stamp}"
+            else:
+                shown = "no fleet state yet"
+            keep = "; this process's shards keep running" if self.manager is not None else ""
+            banner.update(Text(f"FLEET: {problem} — {shown}; commands cannot be sent{keep}"))
+            banner.add_class("visible")
+        else:
+            banner.remove_class("visible")
+        self._processes.update(Text(self.summary_text()))
+
+    def summary_text(self) -> str:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return "processes: waiting for the fleet's state from Redis"
+        processes = list(snapshot.processes)
+        if not processes:
+            return "processes: none has joined the fleet yet"
+        now = time.time()
+        alive = sum(1 for p in processes if p.alive)
+        head = f"processes: {alive} alive, {len(processes) - alive} lost"
+        lines = [head, *(summary_line(p, now) for p in processes[:SUMMARY_LINES])]
+        if len(processes) > SUMMARY_LINES:
+            lines.append(f"… and {len(processes) - SUMMARY_LINES} more")
+        return "\n".join(lines)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def _need_manager(self) -> bool:
+        if self.fleet is None:
+            self.notify("Not connected to the fleet yet.", severity="warning")
+            return False
+        return True
+
+    def _plan_text(self, action: str, ids: list[int]) -> str:
+        owners = sorted({self.model.owners.get(i, "?") for i in ids})
+        return f"Sent through Redis to process(es) {', '.join(owners)}, which acknowledge each command."
+
+    def action_restart(self) -> None:
+        if not self._need_manager():
+            return
+        ids = self._targets()
+        if not ids:
+            self.notify("No shard selected.", severity="warning")
+            return
+        self.model.note(f"restart shards {self._ids_text(ids)} (resume first) through the fleet")
+        self._send_each("restart", ids, lambda sid: self._control().restart(sid))
+
+    def action_shutdown(self) -> None:
+        if not self._need_manager():
+            return
+        ids = [i for i in self._targets() if self._is_running(i)]
+        if not ids:
+            self.notify("No running shard selected.", severity="warning")
+            return
+        body = f"Shut down shard(s) {self._ids_text(ids)}?\n\n{self._plan_text('shutdown', ids)}"
+
+        def done(answer: bool | None) -> None:
+            if answer:
+                self.model.note(f"shut down shards {self._ids_text(ids)} through the fleet")
+                self._send_each("shutdown", ids, lambda sid: self._control().shutdown(sid))
+
+        self.push_screen(ConfirmScreen("Shut down shards", body, yes="Shut down"), done)
+
+    def action_boot(self) -> None:
+        if not self._need_manager():
+            return
+        ids = [i for i in self._targets() if not self._is_running(i) and i not in self.model.lost]
+        if not ids:
+            self.notify(
+                "Only a stopped shard of a live process can be booted; select or mark one.",
+                severity="warning",
+            )
+            return
+        self.model.note(f"boot shards {self._ids_text(ids)} through the fleet")
+        self._send_each("boot", ids, lambda sid: self._control().boot(sid))
+
+    def action_presence(self) -> None:
+        if not self._need_manager():
+            return
+        selected = self.table.selected_shard
+        scopes: list[tuple[str, str]] = []
+        if self.model.marked:
+            scopes.append(("marked", f"the {len(self.model.marked)} marked shards"))
+        if selected is not None:
+            scopes.append(("selected", f"shard {selected}"))
+        scopes.append(("all", f"all {len(self.model.rows)} shards"))
+        initial = self.model.rows[selected].presence if selected in self.model.rows else None
+
+        def done(request: PresenceRequest | None) -> None:
+            if request is None:
+                return
+            ids = self._scope_ids(request.scope, selected)
+            presence = request.presence
+            self.model.note(f"presence {presence.describe()!r} to shards {self._ids_text(ids)}")
+            for sid in ids:
+                self.model.record_sent_presence(sid, presence)
+            self._send_each("presence", ids, lambda sid: self._control().set_presence(sid, presence))
+
+        self.push_screen(PresenceScreen(initial=initial, scopes=scopes), done)
+
+    def action_rolling_restart(self) -> None:
+        if not self._need_manager():
+            return
+        ids = sorted(sid for sid in self.model.rows if sid not in self.model.lost)
+        if not ids:
+            self.notify("No live shards to restart.", severity="warning")
+            return
+        body = (
+            f"Restart all {len(ids)} live shards of the fleet, one at a time, each back before the "
+            f"next?\n\n{self._plan_text('restart', ids)}"
+        )
+
+        def done(answer: bool | None) -> None:
+            if answer:
+                self._fleet_rolling_restart(ids)
+
+        self.push_screen(ConfirmScreen("Rolling restart", body, yes="Restart all"), done)
+
+    def _control(self) -> Any:
+        assert self.fleet is not None
+        return self.fleet.control
+
+    @work(group="actions", exit_on_error=False)
+    async def _send_each(
+        self, verb: str, ids: list[int], call: Callable[[int], Awaitable[CommandResult]]
+    ) -> list[CommandResult]:
+        """Send to every shard at once (each waits for its own acknowledgement) and show what
+        became of them: one notification, worst outcome first."""
+        self.notify(f"{verb}: sending to shard(s) {self._ids_text(ids)}…", timeout=3)
+        results = await asyncio.gather(*(call(sid) for sid in ids))
+        self.show_results(verb, results)
+        return list(results)
+
+    def show_results(self, verb: str, results: Iterable[CommandResult]) -> None:
+        results = list(results)
+        if not results:
+            return
+        order = {"error": 0, "warning": 1, "information": 2}
+        results.sort(key=lambda r: (order[result_severity(r)], r.shard_id))
+        severity = result_severity(results[0])
+        for result in results:
+            level = {"error": logging.ERROR, "warning": logging.WARNING}.get(
+                result_severity(result), logging.INFO
+            )
+            self.model.note(result.message, level, result.shard_id)
+        lines = [r.message for r in results[:8]]
+        if len(results) > 8:
+            lines.append(f"… and {len(results) - 8} more (see the log pane)")
+        failed = sum(1 for r in results if not r.ok)
+        unacked = sum(1 for r in results if result_severity(r) == "warning")
+        if not failed:
+            title = f"{verb}: acknowledged"
+        elif unacked == failed:
+            title = f"{verb}: {unacked} unacknowledged"
+        else:
+            title = f"{verb}: {failed} of {len(results)} not done"
+        self.notify("\n".join(lines), title=title, severity=severity, timeout=10)  # type: ignore[arg-type]
+
+    @work(group="actions", exit_on_error=False, exclusive=True)
+    async def _fleet_rolling_restart(self, ids: list[int]) -> None:
+        self.model.note(f"rolling restart of {len(ids)} fleet shards")
+        for sid in ids:
+            before = self._starts(sid)
+            result = await self._control().restart(sid)
+            if not result.ok:
+                self.show_results("rolling restart stopped", [result])
+                return
+            await self._wait_back(sid, before, ROLLING_BATCH_TIMEOUT)
+        self.model.note("rolling restart finished")
+        self.notify("Rolling restart finished")
+
+    def _starts(self, sid: int) -> int:
+        info = self.shard_infos().get(ShardId(sid))
+        return -1 if info is None else info.resumes + info.identifies
+
+    async def _wait_back(self, sid: int, before: int, limit: float) -> None:
+        """Until the shard began a new session and shows as connected (or time ran out)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while loop.time() < deadline:
+            info = self.shard_infos().get(ShardId(sid))
+            if info is None or info.fatal_error:
+                return
+            if self._starts(sid) > before and info.stage is ConnectionStage.CONNECTED:
+                return
+            await asyncio.sleep(0.05)
+
+    # -- quitting ----------------------------------------------------------------------------------
+
+    def action_request_quit(self) -> None:
+        if self._shutting_down:
+            return
+        if isinstance(self.screen, ConfirmScreen) and getattr(self.screen, "is_quit", False):
+            self.screen.dismiss(True)
+            return
+        manager = self.manager
+        running = 0 if manager is None else sum(1 for info in manager.runners.values() if info.running)
+        if not running or self._runtime_done:
+            # A viewer runs no shard: nothing to ask about.
+            self._begin_quit()
+            return
+        screen = ConfirmScreen(
+            "Quit shardtui",
+            f"{running} shard(s) of this process ({self._local_name()}) are live. Quit and shut them "
+            "down cleanly (close 1000)? The other processes of the fleet keep running.",
+            yes="Quit",
+        )
+        screen.is_quit = True  # type: ignore[attr-defined]
+
+        def done(answer: bool | None) -> None:
+            if answer:
+                self._begin_quit()
+
+        self.push_screen(screen, done)
+
+
+__all__ = ["FLEET_COLUMNS", "FleetConsole", "FleetConsoleModel", "summary_line"]

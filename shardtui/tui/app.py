@@ -48,7 +48,7 @@ log = logging.getLogger("shardtui.tui")
 
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 #: Actions that change the fleet; ``--readonly`` hides them everywhere (footer, help, palette).
-MUTATING_ACTIONS = frozenset({"restart", "shutdown", "boot", "rolling_restart", "presence"})
+MUTATING_ACTIONS = frozenset({"restart", "shutdown", "boot", "rolling_restart", "presence", "reshard"})
 #: How long a rolling restart waits for one batch to come back before moving on.
 ROLLING_BATCH_TIMEOUT = 60.0
 
@@ -427,6 +427,12 @@ class ShardTUI(App[int]):
                 self.action_rolling_restart,
             ),
             ("presence", "Edit presence", "Set status and activity", self.action_presence),
+            (
+                "reshard",
+                "Live reshard",
+                "Move to a new shard total without a gap in events",
+                self.action_reshard,
+            ),
             ("details", "Shard details", "Info, latency and log of the selected shard", self.action_details),
             ("mark", "Mark shard", "Mark or unmark the selected shard", self.action_mark),
             ("filter", "Filter shards", "Show only matching shards", self.action_filter),
@@ -530,6 +536,39 @@ class ShardTUI(App[int]):
                 self._rolling_restart(ids)
 
         self.push_screen(ConfirmScreen("Rolling restart", body, yes="Restart all"), done)
+
+    def action_reshard(self) -> None:
+        from shardtui.tui.reshard_screen import ReshardScreen
+
+        if not self._need_manager():
+            return
+        manager = self.manager
+        if not hasattr(manager, "reshard"):
+            self.notify("This shard manager cannot reshard live.", severity="warning")
+            return
+
+        def plan_text(total: int) -> str:
+            return str(manager.plan("reshard", [ShardId(i) for i in range(total)]).text)
+
+        def done(total: int | None) -> None:
+            if total is not None:
+                self._reshard(total)
+
+        current = getattr(manager, "shard_total", None)
+        self.push_screen(ReshardScreen(current, plan_text), done)
+
+    @work(group="reshard", exit_on_error=False, exclusive=True)
+    async def _reshard(self, total: int) -> None:
+        self.model.note(f"reshard to {total} shards started")
+        self.notify(f"Resharding to {total} shards")
+        try:
+            await self.manager.reshard(total)
+        except Exception as exc:
+            self.model.note(f"reshard failed: {exc}", logging.ERROR)
+            self.notify(str(exc), title="Reshard failed", severity="error")
+            return
+        self.model.note(f"reshard to {total} shards finished")
+        self.notify(f"Now running {total} shards")
 
     def _is_running(self, sid: int) -> bool:
         row = self.model.rows.get(sid)

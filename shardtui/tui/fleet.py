@@ -299,6 +299,8 @@ class FleetConsole(ShardTUI):
         for key in set(self._remote) - seen:
             del self._remote[key]
         known = {shard.shard_id for shard in snapshot.shards}
+        if self.manager is not None:
+            known.update(int(sid) for sid in self.manager.runners)
         for sid in set(model.owners) - known:
             del model.owners[sid]
             model.lost.discard(sid)
@@ -311,7 +313,15 @@ class FleetConsole(ShardTUI):
         """Other processes' shards as last read from Redis, this process's own ones live."""
         infos = dict(self._remote)
         if self.manager is not None:
-            infos.update(self.manager.runners)
+            local = self.fleet.name if self.fleet is not None else None
+            model = self.model
+            for sid, info in self.manager.runners.items():
+                infos[sid] = info
+                # Known before this process's first publication reaches Redis.
+                if local is not None and model.owners.get(int(sid)) != local:
+                    model.owners[int(sid)] = local
+                    model.lost.discard(int(sid))
+                    model.dirty.add(int(sid))
         return infos
 
     def _shard_infos(self) -> Mapping[ShardId, Any] | None:

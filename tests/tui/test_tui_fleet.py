@@ -1,0 +1,209 @@
+"""The fleet console (pilot): two Runtime members over one sandbox and a real Redis."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from fleet.conftest import REDIS_SERVER, RedisServer, free_port
+from redis.asyncio import Redis
+from tui_helpers import wait_until
+
+from shardtui.config import Config
+from shardtui.fleet import ClusterConfig, CommandStatus
+from shardtui.gateway.models import ConnectionStage, ShardId
+from shardtui.runtime import Runtime
+from shardtui.tui.fleet import FleetConsole
+
+SIZE = (160, 40)
+
+
+def _need_redis() -> None:
+    if REDIS_SERVER is None:
+        pytest.skip("no redis-server binary on PATH (.ci/run installs one); fleet tests need a real Redis")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis of this test alone (it may stop and start it)."""
+    _need_redis()
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """``REDIS_URL`` when set (keys of this test's fleet removed afterwards), else a private server."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    _need_redis()
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def cluster_name(redis_url: str) -> AsyncIterator[str]:
+    name = f"tui-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"shardtui:{{{name}}}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def member_config(
+    sandbox, redis_url: str, cluster: str, name: str, shard_range: tuple[int, int] | None, **cluster_kw
+) -> Config:
+    """A process of the fleet: the shared sandbox at its URL, fast windows and heartbeats."""
+    config = Config()
+    config.gateway.mode = "sandbox"
+    config.gateway.rest_url = sandbox.rest_url
+    config.gateway.shards = 4
+    config.gateway.identify_window = 0.05
+    config.sandbox.token = sandbox.token
+    config.ui.refresh_interval = 0.05
+    config.cluster = ClusterConfig(
+        redis_url=redis_url,
+        name=name,
+        cluster=cluster,
+        shard_range=shard_range,
+        heartbeat_interval=cluster_kw.pop("heartbeat_interval", 0.2),
+        heartbeat_ttl=cluster_kw.pop("heartbeat_ttl", 1.0),
+        command_timeout=cluster_kw.pop("command_timeout", 3.0),
+    )
+    return config
+
+
+def viewer_config(redis_url: str, cluster: str, **cluster_kw) -> Config:
+    config = Config()
+    config.ui.fleet = True
+    config.ui.refresh_interval = 0.05
+    config.cluster = ClusterConfig(redis_url=redis_url, name="viewer", cluster=cluster, **cluster_kw)
+    return config
+
+
+def cell(app: FleetConsole, sid: int, column: str) -> str:
+    return str(app.table.get_cell(str(sid), column))
+
+
+def all_connected(app: FleetConsole, count: int) -> bool:
+    rows = app.model.rows
+    return len(rows) == count and all(r.info.stage is ConnectionStage.CONNECTED for r in rows.values())
+
+
+def logged(app: FleetConsole, text: str) -> bool:
+    return any(text in line.message for line in app.model.fleet_log)
+
+
+async def test_member_console_shows_both_processes_and_restarts_the_others_shard(
+    sandbox_factory, redis_url: str, cluster_name: str
+):
+    sandbox = await sandbox_factory(shards=4, max_concurrency=2, identify_window=0.05)
+    beta = Runtime(member_config(sandbox, redis_url, cluster_name, "beta", (2, 3)))
+    app = FleetConsole(member_config(sandbox, redis_url, cluster_name, "alpha", (0, 1)))
+    async with beta:
+        await beta.start()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: all_connected(app, 4), "all 4 fleet shards connected")
+            await wait_until(pilot, lambda: cell(app, 3, "process") == "beta", "the process column")
+            assert app.member and app.manager is not None
+            assert sorted(int(i) for i in app.manager.runners) == [0, 1]  # only its own shards run here
+            assert [cell(app, sid, "process") for sid in range(4)] == ["alpha", "alpha", "beta", "beta"]
+            summary = app.summary_text()
+            assert summary.startswith("processes: 2 alive, 0 lost")
+            assert "alpha" in summary and "beta" in summary and "connected 2" in summary
+
+            resumes = sandbox.stats()["shards"]["2"]["resumes"]
+            app.table.select_shard(2)
+            await pilot.press("r")
+            await wait_until(
+                pilot,
+                lambda: sandbox.stats()["shards"]["2"]["resumes"] == resumes + 1,
+                "shard 2 resumed in the other process",
+            )
+            await wait_until(
+                pilot, lambda: logged(app, "restart of shard 2: done by process beta"), "the acknowledgement"
+            )
+            assert beta.manager.runners[ShardId(2)].resumes == 1
+            await wait_until(pilot, lambda: all_connected(app, 4), "shard 2 connected again")
+            assert sandbox.stats()["identify_violations"] == 0
+
+            # The other process goes away cleanly: its shards leave the console, ours stay.
+            await beta.close()
+            await wait_until(pilot, lambda: sorted(app.model.rows) == [0, 1], "beta's shards gone")
+            assert "beta" not in app.summary_text()
+
+            await pilot.press("q")
+            await pilot.press("y")  # alpha's own shards are live: it asks first
+            await wait_until(pilot, lambda: app.return_code is not None, "the console to exit")
+    assert app.return_code == 0
+
+
+async def test_viewer_banner_while_redis_is_down_and_unacknowledged_commands(
+    sandbox_factory, redis_server: RedisServer, cluster_name: str
+):
+    sandbox = await sandbox_factory(shards=4, max_concurrency=2, identify_window=0.05)
+    member = Runtime(member_config(sandbox, redis_server.url, cluster_name, "worker", None))
+    app = FleetConsole(viewer_config(redis_server.url, cluster_name, command_timeout=0.5))
+    async with member:
+        await member.start()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: all_connected(app, 4), "the viewer to show 4 connected shards")
+            assert app.manager is None  # a viewer runs no shard
+            banner = app.query_one("#fleet-banner")
+            assert not banner.has_class("visible")
+
+            # A process that stopped answering commands: the console says so, never drops it.
+            assert member.fleet is not None and member.fleet.listener is not None
+            await member.fleet.listener.close()
+            app.table.select_shard(1)
+            await pilot.press("r")
+            await wait_until(
+                pilot, lambda: logged(app, "no acknowledgement within 0.5 s"), "the unacknowledged result"
+            )
+            note = next(line for line in app.model.fleet_log if "no acknowledgement" in line.message)
+            assert note.shard_id == 1 and "sent to process worker" in note.message
+
+            redis_server.stop()
+            await wait_until(pilot, lambda: banner.has_class("visible"), "the Redis banner")
+            text = str(banner.render())
+            assert "unreachable" in text and f"127.0.0.1:{redis_server.port}" in text
+            # The last picture stays and the shards keep running.
+            assert len(app.model.rows) == 4
+            assert all(info.stage is ConnectionStage.CONNECTED for info in member.manager.runners.values())
+            result = await app.fleet.control.restart(0)
+            assert result.status is CommandStatus.UNREACHABLE
+
+            redis_server.start()
+            await wait_until(pilot, lambda: not banner.has_class("visible"), "the banner to clear")
+            await wait_until(pilot, lambda: all_connected(app, 4), "the fleet back in view")
+            await pilot.press("q")  # a viewer has nothing live here: quits at once
+            await wait_until(pilot, lambda: app.return_code is not None, "the viewer to exit")
+
+
+async def test_a_member_refused_by_the_fleet_exits_with_one_line(sandbox_factory, cluster_name: str):
+    sandbox = await sandbox_factory(shards=4)
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    app = FleetConsole(member_config(sandbox, dead, cluster_name, "alpha", (0, 1)))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.return_code is not None, "the console to give up")
+    assert app.return_code == 2
+    assert app.startup_error is not None
+    assert "\n" not in app.startup_error
+    assert app.startup_error.startswith("<defaults>: cluster.redis_url: Redis at redis://127.0.0.1:")
+    assert "unreachable" in app.startup_error

@@ -51,6 +51,12 @@ _EXPORTS: dict[str, str] = {
     "Plan": "planner",
     "GatewayError": "errors",
     "FatalGatewayError": "errors",
+    # zero-downtime: persisted sessions, rolling restart, live reshard
+    "SessionRestore": "sessions",
+    "RollingRestartStatus": "rolling",
+    "RollingState": "rolling",
+    "ReshardResult": "reshard",
+    "event_identity": "reshard",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -376,6 +376,8 @@ def _adopt(manager: ShardManager, new_set: ShardManager) -> None:
     for name in _FLEET_ATTRIBUTES:
         setattr(manager, name, getattr(new_set, name))
     manager._monitor.manager = manager
+    # Event rates were measured on the old set's counters; the new set starts its own.
+    manager._rates = type(manager._rates)()
     queuer = manager._queuer
     if queuer is not None:
         queuer._spawn = manager._spawn_runner

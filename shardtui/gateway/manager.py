@@ -288,6 +288,7 @@ class ShardManager:
             clock=self.clock,
             on_dequeued=self._on_dequeued,
             on_waiting_change=self._on_waiting_change,
+            costs_identify=self._start_costs_identify,
         )
         self._monitor.start()
         self._queuer.start()
@@ -356,6 +357,10 @@ class ShardManager:
     def identifies_saved(self) -> int:
         """Shards that RESUMEd a saved session at start instead of identifying."""
         return self.session_restore.identifies_saved
+
+    def _start_costs_identify(self, start: ShardQueuerMessage.Start) -> bool:
+        """False when the start will RESUME a kept or saved session (no session start needed)."""
+        return start.force_identify or start.shard_id not in self._resume_states
 
     def _on_waiting_change(self, reason: str | None) -> None:
         if reason is not None:

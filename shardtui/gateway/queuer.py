@@ -121,6 +121,7 @@ class ShardQueuer:
         clock: Clock = SYSTEM_CLOCK,
         on_dequeued: Callable[[ShardId], None] | None = None,
         on_waiting_change: Callable[[str | None], None] | None = None,
+        costs_identify: Callable[[ShardQueuerMessage.Start], bool] | None = None,
         spawn_lead: float = SPAWN_LEAD_SECONDS,
         slot_timeout: float = SLOT_TIMEOUT_SECONDS,
         retry_delay: float = RETRY_DELAY_SECONDS,
@@ -132,6 +133,8 @@ class ShardQueuer:
         self._stop = stop
         self._on_dequeued = on_dequeued
         self._on_waiting_change = on_waiting_change
+        #: False for a start that will RESUME a saved session: it needs no session start budget.
+        self._costs_identify = costs_identify
         self._spawn_lead = spawn_lead
         self._slot_timeout = slot_timeout
         self._retry_delay = retry_delay
@@ -369,7 +372,7 @@ class ShardQueuer:
                 wake(not_before)
                 continue
             budget = self._budget_left()
-            if budget is not None and budget <= 0:
+            if budget is not None and budget <= 0 and self._start_costs_identify(line[0]):
                 budget_blocked = True
                 continue
             start = line.popleft()
@@ -395,6 +398,15 @@ class ShardQueuer:
         else:
             self._set_waiting(None)
         self._arm_timer(wake_at)
+
+    def _start_costs_identify(self, start: ShardQueuerMessage.Start) -> bool:
+        if self._costs_identify is None:
+            return True
+        try:
+            return self._costs_identify(start)
+        except Exception:
+            log.exception("queuer identify-cost check failed")
+            return True
 
     def _seconds_to_reset(self) -> float:
         limit = getattr(self.gate, "limit", None)

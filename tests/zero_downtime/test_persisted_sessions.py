@@ -165,3 +165,23 @@ async def test_unwritable_state_file_is_reported_not_raised(sandbox, tmp_path):
     assert await manager.wait_until_connected(10)
     await asyncio.wait_for(manager.shutdown_all(), 10)
     assert any(e.level == logging.ERROR and "could not save sessions" in e.message for e in logs)
+
+
+async def test_saved_sessions_resume_even_when_the_daily_budget_is_spent(sandbox_factory, tmp_path):
+    # Two session starts a day, both used by the first process: only RESUMEs can bring the bot back.
+    sandbox = await sandbox_factory(guilds=4, shards=2, max_concurrency=2, session_start_total=2)
+    state_file = tmp_path / "sessions.json"
+    manager_a = ShardManager(options_for(sandbox, state_file=str(state_file)))
+    await manager_a.initialize()
+    assert await manager_a.wait_until_connected(10)
+    await manager_a.shutdown_all()
+    assert sandbox.stats()["session_start_limit"]["remaining"] == 0
+
+    manager_b = ShardManager(options_for(sandbox, state_file=str(state_file)))
+    try:
+        await manager_b.initialize()
+        assert await manager_b.wait_until_connected(10)
+        assert manager_b.identifies_saved == 2
+        assert not sandbox.stats()["token_reset"]
+    finally:
+        await manager_b.shutdown_all(keep_sessions=False)

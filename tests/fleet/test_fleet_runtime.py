@@ -174,3 +174,16 @@ async def test_cli_refusals_are_one_line_with_status_2(
         assert [(p.name, p.state) for p in snapshot.processes] == [("alpha", ProcessState.ALIVE)]
         assert snapshot.owners() == {0: "alpha", 1: "alpha"}
         assert sandbox.stats()["identify_violations"] == 0
+
+
+def test_headless_refuses_the_fleet_console_switch(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from shardtui.cli import main
+
+    path = tmp_path / "shards.toml"
+    path.write_text('[cluster]\nredis_url = "redis://127.0.0.1:6379/0"\n[ui]\nfleet = true\n')
+    assert main(["--config", str(path), "run", "--headless", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "shardtui: ui.fleet (--fleet) is the fleet console, which runs no shards; "
+        "drop it to run this process's shards\n"
+    )

@@ -125,7 +125,9 @@ async def wait_for(predicate: Callable[[], bool], within: float) -> None:
 async def flush_cost(count: int, fraction: float, rounds: int) -> tuple[float, float, int]:
     """Median tick seconds, median repaint seconds (beyond an idle ``pilot.pause()``), cells per tick."""
     manager = StaticManager(count)
-    app = ShardTUI(Config(), runtime_factory=lambda _c: BenchRuntime(manager))
+    # A frozen clock: ages would otherwise roll over mid-run and count as changed cells.
+    frozen = time.time()
+    app = ShardTUI(Config(), runtime_factory=lambda _c: BenchRuntime(manager), clock=lambda: frozen)
     ticks, repaints, idle, written = [], [], [], 0
     async with app.run_test(size=SIZE) as pilot:
         table_widget = app.query_one(ShardTable)

@@ -458,6 +458,16 @@ class FleetConsole(ShardTUI):
 
         self.push_screen(ConfirmScreen("Rolling restart", body, yes="Restart all"), done)
 
+    def action_reshard(self) -> None:
+        # A live reshard replaces one manager's whole shard set; a fleet's set spans processes.
+        self.notify(
+            "Live reshard is not available in a fleet: its shards belong to several processes. "
+            "Change gateway.shards and each process's [cluster] shard_range, then restart them one by one.",
+            title="Reshard",
+            severity="warning",
+            timeout=10,
+        )
+
     def _control(self) -> Any:
         assert self.fleet is not None
         return self.fleet.control

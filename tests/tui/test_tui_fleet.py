@@ -192,6 +192,9 @@ async def test_viewer_banner_while_redis_is_down_and_unacknowledged_commands(
             redis_server.start()
             await wait_until(pilot, lambda: not banner.has_class("visible"), "the banner to clear")
             await wait_until(pilot, lambda: all_connected(app, 4), "the fleet back in view")
+            app.action_reshard()  # one process's live reshard cannot move a fleet's shards
+            await pilot.pause()
+            assert any("not available in a fleet" in n.message for n in app._notifications)
             await pilot.press("q")  # a viewer has nothing live here: quits at once
             await wait_until(pilot, lambda: app.return_code is not None, "the viewer to exit")
 

@@ -3,6 +3,7 @@
     shardtui                      the operator console (embedded sandbox unless the config says otherwise)
     shardtui run --headless       no UI: stage changes as JSON lines on stdout, a report on exit
     shardtui sandbox              the embedded gateway as a standalone server for any bot
+    shardtui soak                 chaos soak: faults against a headless fleet, every dispatch counted
     shardtui --print-config       every setting, its value and where it came from
 
 Configuration problems print one line on stderr and exit with status 2 — never a traceback.
@@ -142,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--port", type=_port, default=DEFAULT_SANDBOX_PORT, help=f"port (default: {DEFAULT_SANDBOX_PORT})"
     )
+    from shardtui.soak import add_arguments as add_soak_arguments
+
+    soak = sub.add_parser("soak", help="chaos soak on the embedded sandbox; exit 1 on any lost event")
+    add_soak_arguments(soak)
     return parser
 
 
@@ -176,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"shardtui: {log_file}: cannot open log file: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if command == "soak":  # self-contained: its own sandbox and options, no shards.toml
+        from shardtui.soak import run_from_args
+
+        return run_from_args(args)
 
     overrides, flags = overrides_from_args(args)
     path = getattr(args, "config", None) or find_default_config()

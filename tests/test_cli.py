@@ -224,3 +224,12 @@ def test_print_config_says_whether_the_token_is_set_never_its_value(
     monkeypatch.delenv("MY_TOKEN")
     assert main(["--token-env", "MY_TOKEN", "--print-config"]) == 0
     assert "environment variable MY_TOKEN is unset" in capsys.readouterr().out
+
+
+def test_soak_subcommand_runs_a_clean_short_soak(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["soak", "--shards", "2", "--duration", "1", "--quiet"]) == 0
+
+
+def test_soak_subcommand_refuses_bad_options_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["soak", "--shards", "0", "--duration", "1", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip()

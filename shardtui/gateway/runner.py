@@ -309,6 +309,7 @@ class ShardRunner:
         binary = aiohttp.WSMsgType.BINARY
         text = aiohttp.WSMsgType.TEXT
         on_dispatch = self._on_dispatch
+        receive_dispatch = shard.receive_dispatch
         self._apply_sync(shard.connection_opened(time.monotonic()))
         timer = asyncio.create_task(self._timer_loop(ws), name=f"shard-{self.shard_id}-timer")
         server_reason = ""
@@ -335,6 +336,12 @@ class ShardRunner:
                 except (DecompressionError, orjson.JSONDecodeError) as exc:
                     await self._apply(shard.decode_failed(_short_exc(exc)))
                     break
+                dispatch = receive_dispatch(payload)
+                if dispatch is not None:
+                    on_dispatch(dispatch)
+                    if self._outcome is not None:
+                        break
+                    continue
                 actions = shard.receive(payload)
                 if actions:
                     if len(actions) == 1 and type(actions[0]) is Dispatch:

@@ -154,6 +154,28 @@ ShardAction = (
 _MAX_SEQ: Final = 2**63 - 1
 
 
+#: Dispatches that start a session: always through :meth:`Shard.receive`.
+_SESSION_EVENTS: Final = frozenset({"READY", "RESUMED"})
+
+
+def _new_dispatch(shard_id: ShardId, name: str, seq: int | None, data: object) -> Dispatch:
+    """``Dispatch(shard_id, name, seq, data)`` without the frozen dataclass's ``__init__`` (which sets each
+    field through ``object.__setattr__``): the same object, built in about half the time."""
+    dispatch = _dispatch_new(Dispatch)
+    _set_shard_id(dispatch, shard_id)
+    _set_name(dispatch, name)
+    _set_seq(dispatch, seq)
+    _set_data(dispatch, data)
+    return dispatch
+
+
+_dispatch_new = Dispatch.__new__
+_set_shard_id = Dispatch.shard_id.__set__  # type: ignore[attr-defined]
+_set_name = Dispatch.name.__set__  # type: ignore[attr-defined]
+_set_seq = Dispatch.seq.__set__  # type: ignore[attr-defined]
+_set_data = Dispatch.data.__set__  # type: ignore[attr-defined]
+
+
 def _is_int(value: object) -> bool:
     return type(value) is int
 
@@ -525,6 +547,25 @@ class Shard:
             self._anomaly(out, f"ignored unknown opcode {_short(op)}")
         return out
 
+    def receive_dispatch(self, payload: object) -> Dispatch | None:
+        """The common case of :meth:`receive` without its action list: a dispatch numbered exactly one
+        after the last, other than READY/RESUMED. Returns its :class:`Dispatch` (the seq advanced, as
+        :meth:`receive` would have), or None having changed nothing: pass that payload to :meth:`receive`.
+        """
+        if type(payload) is not dict:
+            return None
+        op = payload.get("op")
+        last = self.seq
+        if op != 0 or type(op) is not int or last is None:
+            return None
+        s = payload.get("s")
+        t = payload.get("t")
+        # s == last + 1 with last a valid seq keeps s inside the seq range unless last is the maximum.
+        if type(s) is not int or s != last + 1 or s > _MAX_SEQ or type(t) is not str or t in _SESSION_EVENTS:
+            return None
+        self.seq = s
+        return _new_dispatch(self.shard_id, t, s, payload.get("d"))
+
     def _anomaly(self, out: list[ShardAction], message: str) -> None:
         self.ignored_payloads += 1
         if self._anomaly_logs < MAX_ANOMALY_LOGS:
@@ -557,7 +598,7 @@ class Shard:
             self._on_ready(data, out)
         elif name == "RESUMED":
             self._connected("resume", out)
-        out.append(Dispatch(self.shard_id, name, s, data))
+        out.append(_new_dispatch(self.shard_id, name, s, data))
 
     def _on_ready(self, data: object, out: list[ShardAction]) -> None:
         if type(data) is dict:

@@ -241,8 +241,14 @@ def _unwritable(path: str) -> str | None:
         return "is a directory"
     if not os.path.isdir(directory):
         return f"directory {directory} does not exist"
-    if not os.access(directory, os.W_OK):
-        return f"directory {directory} is not writable"
+    # Create a file where the report will go: os.access says yes to root even where the file
+    # system refuses (/proc, /sys, a read-only mount).
+    probe = os.path.join(directory, f".shardtui-report-probe-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        return f"cannot create files in {directory}: {exc.strerror or exc}"
+    os.unlink(probe)
     return None
 
 
@@ -252,6 +258,22 @@ class _NullStream:
 
     def flush(self) -> None:
         pass
+
+
+class _Headed:
+    """stdout that writes ``header`` before its first line: the banner only once the sandbox listens."""
+
+    def __init__(self, header: str) -> None:
+        self._header: str | None = header
+
+    def write(self, text: str) -> int:
+        if self._header is not None:
+            sys.stdout.write(self._header)
+            self._header = None
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def _run_async(coro: Any) -> int:
@@ -282,15 +304,15 @@ def _run_tui(config: Config) -> int:
 async def _serve_sandbox(config: Config, host: str, port: int) -> int:
     from shardtui.sandbox import SandboxSettings, run_standalone
 
-    print(
+    banner = (
         f"shardtui sandbox: {config.sandbox.shards} shards, {config.sandbox.guilds} guilds, "
-        f"max_concurrency {config.sandbox.max_concurrency}",
-        flush=True,
+        f"max_concurrency {config.sandbox.max_concurrency}\n"
     )
     try:
-        await run_standalone(host, port, SandboxSettings.from_config(config.sandbox))
+        await run_standalone(host, port, SandboxSettings.from_config(config.sandbox), out=_Headed(banner))
     except OSError as exc:
-        detail = str(exc)
+        # str() of an OSError leads with "[Errno 98]"; its strerror is the sentence itself.
+        detail = exc.strerror or str(exc)
         if f"{host}:{port}" not in detail:
             detail = f"cannot listen on {host}:{port}: {detail}"
         print(f"shardtui: {detail}", file=sys.stderr)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 shard_log = logging.getLogger("shardtui.shard")
 
 EXIT_OK = 0
+EXIT_NO_REPORT = 1
 EXIT_CONFIG = 2
 EXIT_FATAL = 3
 #: How often the run checks whether a fatal error has left no shard running.
@@ -111,7 +112,8 @@ async def run_headless(
 ) -> int:
     """Run until ``duration`` seconds pass, a signal arrives, or a fatal error stops every shard.
 
-    Returns the exit status: 0 normal stop, 3 when a fatal gateway error stopped shards.
+    Returns the exit status: 0 normal stop, 3 when a fatal gateway error stopped shards, else 1 when
+    the report could not be written.
     ``ConfigError`` propagates (the CLI turns it into one line and status 2).
     """
     state = _RunState(out=out if out is not None else sys.stdout)
@@ -156,8 +158,9 @@ async def run_headless(
             await runtime.close()
         if state.fatal:
             status = EXIT_FATAL
-        if report_path is not None:
-            _write_report(report_path, config, state, started, status)
+        if report_path is not None and not _write_report(report_path, config, state, started, status):
+            # A script reading status 0 would look for a report that is not there.
+            status = max(status, EXIT_NO_REPORT)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -227,7 +230,7 @@ def build_report(
     return report
 
 
-def _write_report(path: str, config: Config, state: _RunState, started: float, status: int) -> None:
+def _write_report(path: str, config: Config, state: _RunState, started: float, status: int) -> bool:
     report = build_report(config, state.shards, state.reason, started, status, state.fatal, state.sessions)
     text = json.dumps(redact_value(report), indent=2) + "\n"
     tmp = f"{path}.tmp{os.getpid()}"
@@ -239,3 +242,5 @@ def _write_report(path: str, config: Config, state: _RunState, started: float, s
         log.error("cannot write the report to %s: %s", path, exc.strerror or exc)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        return False
+    return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -233,3 +235,35 @@ def test_soak_subcommand_runs_a_clean_short_soak(capsys: pytest.CaptureFixture[s
 def test_soak_subcommand_refuses_bad_options_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["soak", "--shards", "0", "--duration", "1", "--quiet"]) == 2
     assert capsys.readouterr().err.strip()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs a directory no one can create files in")
+def test_report_in_a_directory_that_refuses_files_is_refused_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /sys refuses new files even to root, for whom a chmod'ed directory would still be writable.
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--headless", "--duration", "1", "--report", "/sys/shardtui-report.json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # refused before any shard ran
+    err = captured.err.strip()
+    assert err.startswith("shardtui: --report /sys/shardtui-report.json: cannot create files in /sys: ")
+    assert "\n" not in err
+    assert not os.path.exists("/sys/shardtui-report.json")
+
+
+def test_sandbox_port_in_use_is_one_line_naming_the_address(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["sandbox", "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no banner for a sandbox that never listened
+    assert captured.err.strip() == (
+        f"shardtui: sandbox cannot listen on 127.0.0.1:{port}: "
+        f"error while attempting to bind on address ('127.0.0.1', {port}): address already in use"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import pytest
 
 from shardtui.cli import main
 from shardtui.config import load_config
+from shardtui.headless import run_headless
 from shardtui.runtime import Runtime
 from shardtui.sandbox.tokens import make_token
 
@@ -243,3 +245,17 @@ def test_fault_schedule_from_the_config_reaches_the_sandbox(
     assert sum(s["resumes"] for s in shards) >= 1
     assert 4000 in {s["last_close_code"] for s in shards}
     assert all(s["identifies"] == 1 for s in shards)
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs a directory no one can create files in")
+async def test_report_that_cannot_be_written_makes_the_exit_status_nonzero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The CLI checks the report's directory first; this is the run's own last line of defence
+    # (the disk filled, the directory went away): a script must not read status 0 with no report.
+    monkeypatch.chdir(tmp_path)
+    config = load_config(str(_config(tmp_path)))
+    out = io.StringIO()
+    status = await run_headless(config, duration=0.3, report_path="/sys/shardtui-report.json", out=out)
+    assert status == 1
+    assert any(line["event"] == "stage" for line in _lines(out.getvalue()))

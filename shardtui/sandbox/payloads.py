@@ -108,17 +108,23 @@ def _now_iso() -> str:
     return iso(int(time.time() * 1000))
 
 
-def message_create(world: World, guild: Guild | None) -> Generated:
-    rng = world.rng
-    msg_id = world.snowflakes.now()
-    if guild is None:
-        author = rng.choice(world.users)
-        data = {
-            "id": str(msg_id),
-            "channel_id": str(world.dm_channel_id),
-            "channel_type": 1,
+def _message_data(
+    msg_id: int,
+    channel_id: int,
+    guild_id: int | None,
+    channel_type: int,
+    content: str,
+    author: dict[str, Any],
+) -> dict[str, Any]:
+    # Keys in the order Discord sends them (guild_id right after channel_id), the same for DMs and guilds.
+    data: dict[str, Any] = {"id": str(msg_id), "channel_id": str(channel_id)}
+    if guild_id is not None:
+        data["guild_id"] = str(guild_id)
+    data.update(
+        {
+            "channel_type": channel_type,
             "type": 0,
-            "content": rng.choice(MESSAGES),
+            "content": content,
             "tts": False,
             "timestamp": _now_iso(),
             "edited_timestamp": None,
@@ -131,32 +137,25 @@ def message_create(world: World, guild: Guild | None) -> Generated:
             "attachments": [],
             "embeds": [],
             "components": [],
-            "author": author.payload(),
+            "author": author,
         }
+    )
+    return data
+
+
+def message_create(world: World, guild: Guild | None) -> Generated:
+    rng = world.rng
+    msg_id = world.snowflakes.now()
+    if guild is None:
+        author = rng.choice(world.users)
+        data = _message_data(msg_id, world.dm_channel_id, None, 1, rng.choice(MESSAGES), author.payload())
         return Generated("MESSAGE_CREATE", data, None, GatewayIntents.DIRECT_MESSAGES, has_content=True)
     member = rng.choice(guild.members[1:] or guild.members)
-    data = {
-        "id": str(msg_id),
-        "channel_id": str(rng.choice(guild.text_channel_ids)),
-        "guild_id": str(guild.id),
-        "channel_type": 0,
-        "type": 0,
-        "content": rng.choice(MESSAGES),
-        "tts": False,
-        "timestamp": _now_iso(),
-        "edited_timestamp": None,
-        "pinned": False,
-        "flags": 0,
-        "nonce": str(msg_id),
-        "mention_everyone": False,
-        "mentions": [],
-        "mention_roles": [],
-        "attachments": [],
-        "embeds": [],
-        "components": [],
-        "author": member.user.payload(),
-        "member": member.payload(with_user=False),
-    }
+    # Argument order keeps the rng draws in their old order: channel, then content.
+    data = _message_data(
+        msg_id, rng.choice(guild.text_channel_ids), guild.id, 0, rng.choice(MESSAGES), member.user.payload()
+    )
+    data["member"] = member.payload(with_user=False)
     return Generated("MESSAGE_CREATE", data, guild.id, GatewayIntents.GUILD_MESSAGES, has_content=True)
 
 

@@ -31,27 +31,15 @@ from shardtui.gateway.models import ConnectionStage, Dispatch, ShardLogEvent
 from shardtui.gateway.protocol import COMMAND_WINDOW_SECONDS, COMMANDS_PER_WINDOW, GatewayIntents
 from shardtui.logsafe import redact, register_secret, setup_logging
 from shardtui.sandbox import EVENT_ID_KEY, FAULT_KINDS, Sandbox, SandboxSettings
+from shardtui.sandbox.faults import RANDOM_KINDS
 
 #: The issue's fault list, in sandbox terms: dropped connection, zombie, op 7, op 9 (resumable or
 #: not, drawn by the sandbox), closes 4000-4009 (drawn by the sandbox), a non-JSON frame (through the
 #: compression stream), a truncated compressed frame, a message split over two frames, an oversized
 #: frame, op 1 from the server, a slow HELLO and a refused connection; plus "wedge" (ACKs but no
-#: dispatches), which the health check and the final heal must cope with.
-SOAK_FAULTS: tuple[str, ...] = (
-    "drop",
-    "zombie",
-    "wedge",
-    "reconnect",
-    "invalid_session",
-    "close",
-    "malformed",
-    "truncated",
-    "split",
-    "oversized",
-    "heartbeat_request",
-    "delay_hello",
-    "refuse",
-)
+#: dispatches), which the health check and the final heal must cope with. That is exactly the
+#: sandbox's own random schedule: every fault that hits one live connection and heals by reconnecting.
+SOAK_FAULTS: tuple[str, ...] = RANDOM_KINDS
 COMPRESSIONS = ("zstd-stream", "zlib-stream", "none")
 #: Heartbeats every 0.6 s fill 100 of the 120 commands a connection may send per minute; op 1
 #: requests and presence updates need the rest.

@@ -12,6 +12,9 @@ from typing import Any
 
 import orjson
 
+from shardtui.gateway.manager import ShardManager, ShardManagerOptions
+from shardtui.gateway.protocol import GatewayIntents
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -106,3 +109,21 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + " |" for r in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def sandbox_manager(
+    sandbox: SandboxProcess, shards: int, concurrency: int, window: float, **options: Any
+) -> ShardManager:
+    """A manager for every shard of ``sandbox`` (or ``shard_range=``), with its health check off."""
+    return ShardManager(
+        ShardManagerOptions(
+            token=sandbox.token,
+            intents=GatewayIntents.default(),
+            rest_url=sandbox.rest_url,
+            shard_total=shards,
+            max_concurrency=concurrency,
+            identify_window=window,
+            health_interval=0.0,
+            **options,
+        )
+    )

@@ -24,14 +24,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from common import SandboxProcess, machine, percentile, table
+from common import SandboxProcess, machine, percentile, sandbox_manager, table
 
 from shardtui.config import Config
 from shardtui.gateway.gate import SessionStartLimit
-from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.messages import ShardRunnerMessage
 from shardtui.gateway.models import ConnectionStage, ShardId, ShardRunnerInfo
-from shardtui.gateway.protocol import GatewayIntents
 from shardtui.tui.app import ShardTUI
 from shardtui.tui.table import ShardTable
 
@@ -167,17 +165,7 @@ async def key_to_runner(shards: int, samples: int) -> list[float]:
         members_per_guild=4,
         seed=9,
     ) as sandbox:
-        manager = ShardManager(
-            ShardManagerOptions(
-                token=sandbox.token,
-                intents=GatewayIntents.default(),
-                rest_url=sandbox.rest_url,
-                shard_total=shards,
-                max_concurrency=shards,
-                identify_window=0.05,
-                health_interval=0.0,
-            )
-        )
+        manager = sandbox_manager(sandbox, shards, shards, 0.05)
         app = ShardTUI(Config(), runtime_factory=lambda _c: BenchRuntime(manager))
         arrived: dict[int, float] = {}
         delays = []

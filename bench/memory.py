@@ -17,28 +17,16 @@ import json
 import subprocess
 import sys
 
-from common import SandboxProcess, machine, rss_bytes, table
+from common import SandboxProcess, machine, rss_bytes, sandbox_manager, table
 
-from shardtui.gateway.manager import ShardManager, ShardManagerOptions
-from shardtui.gateway.protocol import GatewayIntents
+from shardtui.gateway.manager import ShardManager
 
 CONCURRENCY = 32
 WINDOW = 0.05
 
 
 def manager_for(sandbox: SandboxProcess, shards: int, first: int, last: int) -> ShardManager:
-    return ShardManager(
-        ShardManagerOptions(
-            token=sandbox.token,
-            intents=GatewayIntents.default(),
-            rest_url=sandbox.rest_url,
-            shard_total=shards,
-            shard_range=(first, last),
-            max_concurrency=CONCURRENCY,
-            identify_window=WINDOW,
-            health_interval=0.0,
-        )
-    )
+    return sandbox_manager(sandbox, shards, CONCURRENCY, WINDOW, shard_range=(first, last))
 
 
 async def child(shards: int) -> dict[str, float]:

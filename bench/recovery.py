@@ -18,11 +18,10 @@ import statistics
 import sys
 import time
 
-from common import SandboxProcess, machine, percentile, table
+from common import SandboxProcess, machine, percentile, sandbox_manager, table
 
-from shardtui.gateway.manager import ShardManager, ShardManagerOptions
+from shardtui.gateway.manager import ShardManager
 from shardtui.gateway.models import ConnectionStage, ShardId, ShardStageUpdateEvent
-from shardtui.gateway.protocol import GatewayIntents
 
 SHARDS = 4
 
@@ -80,17 +79,7 @@ async def main() -> int:
         members_per_guild=4,
         seed=5,
     ) as sandbox:
-        manager = ShardManager(
-            ShardManagerOptions(
-                token=sandbox.token,
-                intents=GatewayIntents.default(),
-                rest_url=sandbox.rest_url,
-                shard_total=SHARDS,
-                max_concurrency=SHARDS,
-                identify_window=0.05,
-                health_interval=0.0,
-            )
-        )
+        manager = sandbox_manager(sandbox, SHARDS, SHARDS, 0.05)
         await manager.initialize()
         if not await manager.wait_until_connected(timeout=20):
             raise SystemExit("recovery: the shards never connected")

@@ -17,10 +17,7 @@ import math
 import sys
 import time
 
-from common import SandboxProcess, machine, table
-
-from shardtui.gateway.manager import ShardManager, ShardManagerOptions
-from shardtui.gateway.protocol import GatewayIntents
+from common import SandboxProcess, machine, sandbox_manager, table
 
 
 async def one_run(shards: int, concurrency: int, window: float) -> dict[str, float | int]:
@@ -33,17 +30,7 @@ async def one_run(shards: int, concurrency: int, window: float) -> dict[str, flo
         members_per_guild=4,
         seed=7,
     ) as sandbox:
-        manager = ShardManager(
-            ShardManagerOptions(
-                token=sandbox.token,
-                intents=GatewayIntents.default(),
-                rest_url=sandbox.rest_url,
-                shard_total=shards,
-                max_concurrency=concurrency,
-                identify_window=window,
-                health_interval=0.0,
-            )
-        )
+        manager = sandbox_manager(sandbox, shards, concurrency, window)
         started = time.perf_counter()
         await manager.initialize()
         connected = await manager.wait_until_connected(timeout=60 + 2 * shards * window)

@@ -164,6 +164,16 @@ def overrides_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl+C at any stage (imports, start-up, a soak): asyncio.run has already cancelled and
+        # closed what ran, so one line is all that is left to say.
+        print("shardtui: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -230,8 +240,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"shardtui: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except KeyboardInterrupt:
-        return 130
 
 
 def _unwritable(path: str) -> str | None:

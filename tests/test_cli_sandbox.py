@@ -55,3 +55,26 @@ async def test_standalone_sandbox_serves_with_the_printed_url_and_token(tmp_path
     assert status == 0
     assert proc.stderr is not None
     assert "Traceback" not in (await proc.stderr.read()).decode()
+
+
+async def test_ctrl_c_during_a_soak_is_one_line_and_status_130(tmp_path: Path) -> None:
+    # Ctrl+C mid-run used to end in a KeyboardInterrupt traceback from asyncio.run.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shardtui", "soak", "--shards", "2", "--duration", "30",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        await _read_until(proc.stderr, "soak:", lines)
+        proc.send_signal(signal.SIGINT)
+        status = await asyncio.wait_for(proc.wait(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    err = "".join(lines) + (await proc.stderr.read()).decode()
+    assert status == 130
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "shardtui: interrupted"

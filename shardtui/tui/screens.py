@@ -25,6 +25,14 @@ from shardtui.tui.viewmodel import (
 )
 
 
+class ScopeButton(RadioButton):
+    """A radio button whose glyph says whether it is chosen: the stock one differs only by colour."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return "●" if self.value else "○"
+
+
 class ConfirmScreen(ModalScreen[bool]):
     """A yes/no question that names exactly what will happen."""
 
@@ -166,7 +174,7 @@ class PresenceScreen(ModalScreen[PresenceRequest | None]):
                 )
             with RadioSet(id="scope"):
                 for index, (value, label) in enumerate(self.scopes):
-                    yield RadioButton(label, value=index == 0, name=value)
+                    yield ScopeButton(label, value=index == 0, name=value)
             yield Static("", id="presence-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Apply (ctrl+s)", id="apply", variant="primary", compact=True)

@@ -376,3 +376,20 @@ async def test_disallowed_intents_show_one_fatal_screen_with_what_to_do() -> Non
         await pilot.press("q")  # nothing is live any more: quits without asking
         await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
     assert app.return_code == 1
+
+
+async def test_presence_scope_choice_is_visible_without_colour() -> None:
+    # Both scope buttons once drew "▐●▌": only colour told the chosen one apart (lost under NO_COLOR).
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
+        scope = app.screen.query_one("#scope")
+        glyphs = lambda: [str(button.render()).split()[0] for button in scope.query("RadioButton")]  # noqa: E731
+        chosen, other = glyphs()
+        assert chosen != other
+        scope.focus()
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        assert glyphs() == [other, chosen]

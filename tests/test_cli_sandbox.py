@@ -60,14 +60,14 @@ async def test_standalone_sandbox_serves_with_the_printed_url_and_token(tmp_path
 async def test_ctrl_c_during_a_soak_is_one_line_and_status_130(tmp_path: Path) -> None:
     # Ctrl+C mid-run used to end in a KeyboardInterrupt traceback from asyncio.run.
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shardtui", "soak", "--shards", "2", "--duration", "30",
+        sys.executable, "-m", "shardtui", "soak", "--shards", "2", "--duration", "30", "--log-level", "info",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     lines: list[str] = []
     try:
         assert proc.stderr is not None
-        await _read_until(proc.stderr, "soak:", lines)
+        await _read_until(proc.stderr, "starting shards", lines)  # mid-run: the shards are starting
         proc.send_signal(signal.SIGINT)
         status = await asyncio.wait_for(proc.wait(), 20)
     finally:

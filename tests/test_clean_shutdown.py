@@ -8,11 +8,13 @@ context manager; and the console quit through the pilot.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import manager_helpers
 import pytest
 
 from shardtui.config import Config
@@ -79,13 +81,8 @@ def is_sandbox_side(task: asyncio.Task) -> bool:
     )
 
 
-async def eventually(predicate: Callable[[], bool], within: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
+#: These waits cover whole-fleet stops and fatal closes, so they allow 15 s rather than 10.
+eventually = functools.partial(manager_helpers.eventually, within=15.0)
 
 
 @pytest.mark.parametrize("keep_sessions", [False, True])

@@ -8,10 +8,11 @@ shard count that is not the required multiple). Headless runs exit non-zero on e
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 
+import manager_helpers
 import pytest
 
 from shardtui.cli import main
@@ -27,13 +28,8 @@ PER_SHARD = {4010: "invalid_shard", 4011: "sharding_required", 4012: "invalid_ap
 QUIET_PERIOD = 1.5
 
 
-async def eventually(predicate: Callable[[], bool], within: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
+#: These waits cover whole-fleet stops and fatal closes, so they allow 15 s rather than 10.
+eventually = functools.partial(manager_helpers.eventually, within=15.0)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ to scan. The token's secret last part is searched for on its own too, so a trunc
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import subprocess
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import manager_helpers
 import pytest
 
 from shardtui.config import Config
@@ -41,13 +43,8 @@ def leaks(text: str, *tokens: str) -> list[str]:
     return found
 
 
-async def eventually(predicate: Callable[[], bool], within: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
+#: These waits cover whole-fleet stops and fatal closes, so they allow 15 s rather than 10.
+eventually = functools.partial(manager_helpers.eventually, within=15.0)
 
 
 async def test_library_logs_events_reprs_and_errors_never_hold_the_token(sandbox_factory, caplog) -> None:

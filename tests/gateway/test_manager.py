@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
 
 import pytest
+from manager_helpers import eventually, options_for
 
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
 from shardtui.gateway.health import HealthPolicy
@@ -24,29 +24,6 @@ from shardtui.gateway.models import (
     ShardStageUpdateEvent,
 )
 from shardtui.gateway.protocol import GatewayIntents
-
-
-def options_for(sandbox, **overrides) -> ShardManagerOptions:
-    values = {
-        "token": sandbox.token,
-        "intents": GatewayIntents.default(),
-        "rest_url": sandbox.rest_url,
-        "identify_window": sandbox._state.settings.identify_window,
-        "shutdown_timeout": 3.0,
-        "health_interval": 0.0,
-    }
-    values.update(overrides)
-    return ShardManagerOptions(**values)
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds (polling), or fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
 
 
 def leftover_tasks(before: set[asyncio.Task]) -> set[asyncio.Task]:

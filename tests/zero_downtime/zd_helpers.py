@@ -4,15 +4,14 @@ the sandbox's event ids)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
 
-from shardtui.gateway.manager import ShardManagerOptions
+from manager_helpers import eventually, options_for
+
 from shardtui.gateway.models import Dispatch
-from shardtui.gateway.protocol import GatewayIntents
 from shardtui.sandbox.accounting import EVENT_ID_KEY
+
+__all__ = ["IDENTIFIED_MIX", "Recorder", "eventually", "options_for"]
 
 #: Traffic kinds with a Discord identity (message id, user + message + emoji): the
 #: exactly-once checks use these. Typing and presence updates carry no identity (see reshard.py).
@@ -21,28 +20,6 @@ IDENTIFIED_MIX = {
     "MESSAGE_REACTION_ADD": 2.0,
     "DM_MESSAGE_CREATE": 0.5,
 }
-
-
-def options_for(sandbox: Any, **overrides: Any) -> ShardManagerOptions:
-    values: dict[str, Any] = {
-        "token": sandbox.token,
-        "intents": GatewayIntents.default(),
-        "rest_url": sandbox.rest_url,
-        "identify_window": sandbox.settings.identify_window,
-        "shutdown_timeout": 3.0,
-        "health_interval": 0.0,
-    }
-    values.update(overrides)
-    return ShardManagerOptions(**values)
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
 
 
 class Recorder:

@@ -186,9 +186,6 @@ class ShardQueuer:
     def is_queued(self, shard_id: ShardId) -> bool:
         return self._unread_starts[shard_id] > 0 or shard_id in self._pending_ids
 
-    def is_spawned(self, shard_id: ShardId) -> bool:
-        return shard_id in self._spawned
-
     def bucket_of(self, shard_id: ShardId | int) -> int:
         return bucket_for_shard(int(shard_id), self.max_concurrency)
 

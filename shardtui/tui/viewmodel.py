@@ -13,7 +13,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shardtui.gateway.models import (
@@ -89,6 +89,10 @@ COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 CELL_PADDING = 2
 
 
+PRESENCE_GROWTH_STEP = 8
+PRESENCE_MAX_WIDTH = 96
+
+
 def columns_for_width(width: int, columns: tuple[Column, ...] = COLUMNS) -> tuple[Column, ...]:
     """The columns that fit ``width`` terminal cells, most important first, in display order."""
     chosen: set[str] = set()
@@ -98,7 +102,14 @@ def columns_for_width(width: int, columns: tuple[Column, ...] = COLUMNS) -> tupl
         if column.priority == 0 or used + need <= width:
             chosen.add(column.key)
             used += need
-    return tuple(c for c in columns if c.key in chosen)
+    shown = tuple(c for c in columns if c.key in chosen)
+    # A wide terminal gives its spare cells to the presence text (the one free-form column) instead of
+    # leaving them blank; in steps, so dragging a window edge rebuilds the table rarely.
+    spare = (width - used) // PRESENCE_GROWTH_STEP * PRESENCE_GROWTH_STEP
+    return tuple(
+        replace(c, width=min(c.width + spare, PRESENCE_MAX_WIDTH)) if c.key == "presence" and spare > 0 else c
+        for c in shown
+    )
 
 
 class SortKey(enum.Enum):

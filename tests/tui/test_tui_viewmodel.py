@@ -315,6 +315,17 @@ def test_columns_fit_the_terminal() -> None:
     assert "presence" not in {c.key for c in narrow}
 
 
+def test_a_wide_terminal_gives_its_spare_cells_to_the_presence_column() -> None:
+    # At 200 columns the presence text was cut at 28 cells with ~80 blank cells to its right.
+    for width in (160, 200, 240):
+        columns = columns_for_width(width)
+        presence = next(c for c in columns if c.key == "presence")
+        assert presence.width > 28
+        assert sum(c.width + CELL_PADDING for c in columns) + 2 <= width
+    base = next(c for c in columns_for_width(170) if c.key == "presence").width
+    assert next(c for c in columns_for_width(171) if c.key == "presence").width == base
+
+
 def test_liveness_for_quit_confirmation() -> None:
     model = fleet(make_info(0, running=False))
     assert not model.is_live()

@@ -10,6 +10,7 @@ variables < command-line flags. Every value remembers which of those it came fro
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import os
@@ -658,6 +659,13 @@ def load_config(
             )
         source = (flags or {}).get(key) or "--" + key.split(".", 1)[1].replace("_", "-")
         _set(config, key, value, source, from_text=isinstance(value, str))
+
+    if getattr(config.cluster, "shard_range", None) is not None and config.provenance[
+        "gateway.shard_range"
+    ] not in (DEFAULT_SOURCE, path):
+        # [cluster] shard_range only comes from the file; a variable or flag for the shard range
+        # (each fleet process started with its own --shard-range) outranks it like any file value.
+        config.cluster = dataclasses.replace(config.cluster, shard_range=config.gateway.shard_range)
 
     _validate(config, environ, check_token=check_token)
     return config

@@ -416,3 +416,19 @@ def test_cluster_table_is_read_for_the_fleet_and_its_password_never_printed(
     bad = _write(tmp_path, '[cluster]\nredis = "redis://127.0.0.1"\n')
     assert main(["--config", bad]) == 2
     assert capsys.readouterr().err.startswith(f"shardtui: {bad}: cluster.redis: expected a key of [cluster]")
+
+
+def test_a_shard_range_flag_or_variable_outranks_the_files_cluster_shard_range(tmp_path: Path) -> None:
+    # The README's fleet example starts each process with --shard-range; a [cluster] shard_range in the
+    # shared file must not silently win over it (flags and variables outrank the file everywhere else).
+    path = _write(
+        tmp_path,
+        '[gateway]\nshards = 16\n[cluster]\nredis_url = "redis://127.0.0.1:6379/0"\nshard_range = "0-7"\n',
+    )
+    assert load_config(path, environ={}).cluster.shard_range == (0, 7)
+    by_flag = load_config(
+        path, {"gateway.shard_range": "8-9"}, flags={"gateway.shard_range": "--shard-range"}
+    )
+    assert by_flag.cluster.shard_range == (8, 9)
+    by_env = load_config(path, environ={"SHARDTUI_GATEWAY_SHARD_RANGE": "10-15"})
+    assert by_env.cluster.shard_range == (10, 15)

@@ -172,6 +172,27 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "port from 0 to 65535" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--log-level", "loud"], "shardtui: argument --log-level: invalid choice: 'loud'"),
+        (["run", "--headless", "--duration", "-1"], "shardtui run: argument --duration: expected a number"),
+        (["sandbox", "--port", "99999"], "shardtui sandbox: argument --port: expected a port from 0 to"),
+        (["soak", "--shards", "0"], "shardtui soak: argument --shards: must be at least 1, got 0"),
+        (["--bogus"], "shardtui: unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_usage_error_is_one_line_pointing_at_help(
+    capsys: pytest.CaptureFixture[str], argv: list[str], line: str
+) -> None:
+    # argparse printed its whole usage block (a dozen lines) above the one line that matters.
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert err.startswith(line)
+    assert err.rstrip().endswith("--help)")
+
+
 def test_duration_without_headless_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert (
         main(["--config", str(Path(__file__).parent.parent / "shards.toml"), "run", "--duration", "1"]) == 2

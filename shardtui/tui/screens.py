@@ -220,6 +220,10 @@ class PresenceScreen(ModalScreen[PresenceRequest | None]):
         self.dismiss(None)
 
 
+def _ago(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{format_age(seconds)} ago"
+
+
 class DetailsScreen(ModalScreen[None]):
     """One shard up close: its info, a latency sparkline and its recent log. Refreshed by the app's tick."""
 
@@ -257,8 +261,8 @@ class DetailsScreen(ModalScreen[None]):
             return
         info = row.info
         now = self.model.clock()
-        dispatch_age = format_age(None if info.last_dispatch_at is None else now - info.last_dispatch_at)
-        ack_age = format_age(None if info.last_ack_at is None else now - info.last_ack_at)
+        dispatch_age = _ago(None if info.last_dispatch_at is None else now - info.last_dispatch_at)
+        ack_age = _ago(None if info.last_ack_at is None else now - info.last_ack_at)
         seq = info.last_seq if info.last_seq is not None else "—"
         lines = [
             f"stage      {stage_word(info, self.sid in self.model.queue.queued)}"
@@ -269,7 +273,7 @@ class DetailsScreen(ModalScreen[None]):
             f"identifies {info.identifies}   resumes {info.resumes}   reconnects {info.reconnects}",
             f"last close {info.last_close_code if info.last_close_code is not None else '—'}"
             f"{' ' + info.last_close_reason if info.last_close_reason else ''}",
-            f"dispatch   {dispatch_age} ago   ack {ack_age} ago",
+            f"dispatch   {dispatch_age}   ack {ack_age}",
             f"presence   {describe_presence(row.presence)}",
         ]
         if info.fatal_error:

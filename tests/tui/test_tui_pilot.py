@@ -393,3 +393,18 @@ async def test_presence_scope_choice_is_visible_without_colour() -> None:
         await pilot.press("down", "enter")
         await pilot.pause()
         assert glyphs() == [other, chosen]
+
+
+async def test_details_pane_at_80x24_shows_the_shard_log() -> None:
+    # At 80x24 the info and an empty sparkline once took every row: the log box had no lines left.
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), "the details pane")
+        await pilot.pause()
+        log_box = app.screen.query_one("#details-log-scroll")
+        assert log_box.scrollable_content_region.height >= 3
+        assert "connected" in str(app.screen.query_one("#details-log").render())
+        info = str(app.screen.query_one("#details-info").render())
+        assert "— ago" not in info

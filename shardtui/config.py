@@ -489,8 +489,39 @@ def _p_faults(value: Any, ctx: _Ctx) -> list[FaultRule]:
             names = _p_names(params.pop("choices"), choices_ctx)
             concrete = tuple(k for k in kinds if k != "random")
             choices = tuple(_p_choice(n, choices_ctx, concrete) if concrete else n for n in names)
+        if kinds:
+            _check_fault_params(kind, params, ctx.where, base)
         rules.append(FaultRule(kind=kind, every=every, shard=shard, params=params, choices=choices))
     return rules
+
+
+#: The parameters each fault kind reads (the README's fault table). The sandbox takes them with
+#: ``params.get(name, default)``, so a misspelt one would be ignored without a word.
+_FAULT_PARAMS: dict[str, tuple[str, ...]] = {
+    "invalid_session": ("resumable",),
+    "close": ("code", "reason"),
+    "oversized": ("size",),
+    "delay_hello": ("seconds", "count"),
+    "refuse": ("seconds",),
+    "outage": ("seconds",),
+}
+
+
+def _check_fault_params(kind: str, params: Mapping[str, Any], where: str, base: str) -> None:
+    if kind == "random":  # passed on to whichever kind it draws
+        allowed = tuple(dict.fromkeys(name for names in _FAULT_PARAMS.values() for name in names))
+    else:
+        allowed = _FAULT_PARAMS.get(kind, ())
+    for name in params:
+        if name in allowed:
+            continue
+        expected = (
+            f"a parameter of the {kind} fault ({', '.join(allowed)})"
+            if allowed
+            else f"no parameters for the {kind} fault (only kind, every, shard)"
+        )
+        hint = _did_you_mean(name, allowed or ("kind", "every", "shard"))
+        raise ConfigError(where, f"{base}.{name}", expected, f'unknown key "{name}"', hint=hint)
 
 
 def _fault_kinds() -> tuple[str, ...]:

@@ -432,3 +432,49 @@ def test_a_shard_range_flag_or_variable_outranks_the_files_cluster_shard_range(t
     assert by_flag.cluster.shard_range == (8, 9)
     by_env = load_config(path, environ={"SHARDTUI_GATEWAY_SHARD_RANGE": "10-15"})
     assert by_env.cluster.shard_range == (10, 15)
+
+
+@pytest.mark.parametrize(
+    ("table", "line"),
+    [
+        (
+            'kind = "close"\nevery = 1.0\ncod = 4000\n',
+            "sandbox.faults[0].cod: expected a parameter of the close fault (code, reason), "
+            'found unknown key "cod" (did you mean "code"?)',
+        ),
+        (
+            'kind = "drop"\nevery = 1.0\nseconds = 2\n',
+            "sandbox.faults[0].seconds: expected no parameters for the drop fault (only kind, every, shard), "
+            'found unknown key "seconds"',
+        ),
+    ],
+)
+def test_a_typod_fault_parameter_is_refused_not_ignored(tmp_path: Path, table: str, line: str) -> None:
+    # "cod = 4000" used to load fine and the sandbox then closed with its default code.
+    path = _write(tmp_path, "[[sandbox.faults]]\n" + table)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == f"{path}: {line}"
+
+
+def test_every_documented_fault_parameter_loads(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[[sandbox.faults]]\nkind = "invalid_session"\nevery = 1.0\nresumable = true\n'
+        '[[sandbox.faults]]\nkind = "close"\nevery = 1.0\nshard = 0\ncode = 4000\nreason = "x"\n'
+        '[[sandbox.faults]]\nkind = "oversized"\nevery = 1.0\nsize = 1000\n'
+        '[[sandbox.faults]]\nkind = "delay_hello"\nevery = 1.0\nseconds = 1\ncount = 2\n'
+        '[[sandbox.faults]]\nkind = "refuse"\nevery = 1.0\nseconds = 1\n'
+        '[[sandbox.faults]]\nkind = "outage"\nevery = 1.0\nseconds = 1\n'
+        '[[sandbox.faults]]\nkind = "random"\nevery = 1.0\nchoices = ["drop", "close"]\ncode = 4000\n',
+    )
+    rules = load_config(path, environ={}).sandbox.faults
+    assert [r.params for r in rules] == [
+        {"resumable": True},
+        {"code": 4000, "reason": "x"},
+        {"size": 1000},
+        {"seconds": 1, "count": 2},
+        {"seconds": 1},
+        {"seconds": 1},
+        {"code": 4000},
+    ]

@@ -134,3 +134,17 @@ async def test_ages_tick_on_screen_without_events_and_spare_hidden_rows() -> Non
         assert app.table.get_cell("0", "dispatch_age").plain == "2m"
         assert app.table.get_cell("59", "dispatch_age").plain == hidden_before
         assert app.table.cell_updates - before <= len(visible)
+
+
+async def test_footer_at_80_columns_shows_quit_whole() -> None:
+    # At 80 columns "q Quit" was cut to "q Qui" under the palette hint.
+    from textual.widgets._footer import FooterKey
+
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.pause()
+        keys = list(app.screen.query(FooterKey))
+        palette = next(k for k in keys if k.has_class("-command-palette"))
+        shown = {k.key for k in keys if k is not palette and k.region.right <= palette.region.x}
+        assert {"r", "s", "q"} <= shown

@@ -155,7 +155,7 @@ class ShardTUI(App[int]):
             yield Label(id="startup-label")
             yield ProgressBar(total=1, show_eta=False, id="startup-bar")
         yield Input(
-            placeholder="filter: shard id, stage, health or error text (enter to apply, esc to clear)",
+            placeholder="filter: shard id, stage, health or error · enter applies · esc clears",
             id="filter",
         )
         yield ShardTable(self.model, id="shards")

@@ -148,3 +148,17 @@ async def test_footer_at_80_columns_shows_quit_whole() -> None:
         palette = next(k for k in keys if k.has_class("-command-palette"))
         shown = {k.key for k in keys if k is not palette and k.region.right <= palette.region.x}
         assert {"r", "s", "q"} <= shown
+
+
+async def test_filter_hint_fits_80_columns() -> None:
+    # The hint was cut at 80 columns to "... (enter to apply, esc to", losing how to leave the filter.
+    from textual.widgets import Input
+
+    app, _ = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("slash")
+        await pilot.pause()
+        box = app.query_one("#filter", Input)
+        assert "esc" in box.placeholder
+        assert len(box.placeholder) <= box.content_region.width

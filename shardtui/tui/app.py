@@ -42,7 +42,7 @@ from shardtui.tui.themes import (
     load_themes,
     resolve_theme,
 )
-from shardtui.tui.viewmodel import Clock, FleetModel, QueueView
+from shardtui.tui.viewmodel import Clock, FleetModel, QueueView, shard_count, shard_ids_phrase
 
 log = logging.getLogger("shardtui.tui")
 
@@ -473,10 +473,8 @@ class ShardTUI(App[int]):
         if not ids:
             self.notify("No shard selected.", severity="warning")
             return
-        self.model.note(
-            f"restart shards {self._ids_text(ids)} (resume first): {self._plan_text('restart', ids)}"
-        )
-        self.notify(f"Restarting shard(s) {self._ids_text(ids)} (resume first)")
+        self.model.note(f"restart {shard_ids_phrase(ids)} (resume first): {self._plan_text('restart', ids)}")
+        self.notify(f"Restarting {shard_ids_phrase(ids)} (resume first)")
         self._run_each("restart", ids, lambda sid: self.manager.restart(ShardId(sid)))
 
     def action_shutdown(self) -> None:
@@ -486,11 +484,11 @@ class ShardTUI(App[int]):
         if not ids:
             self.notify("No running shard selected.", severity="warning")
             return
-        body = f"Shut down shard(s) {self._ids_text(ids)}?\n\n{self._plan_text('shutdown', ids)}"
+        body = f"Shut down {shard_ids_phrase(ids)}?\n\n{self._plan_text('shutdown', ids)}"
 
         def done(answer: bool | None) -> None:
             if answer:
-                self.model.note(f"shut down shards {self._ids_text(ids)}")
+                self.model.note(f"shut down {shard_ids_phrase(ids)}")
                 self._run_each("shutdown", ids, lambda sid: self.manager.shutdown(ShardId(sid)))
 
         self.push_screen(ConfirmScreen("Shut down shards", body, yes="Shut down"), done)
@@ -502,8 +500,8 @@ class ShardTUI(App[int]):
         if not ids:
             self.notify("Only a stopped shard can be booted; select or mark one.", severity="warning")
             return
-        self.model.note(f"boot shards {self._ids_text(ids)}: {self._plan_text('boot', ids)}")
-        self.notify(f"Booting shard(s) {self._ids_text(ids)}")
+        self.model.note(f"boot {shard_ids_phrase(ids)}: {self._plan_text('boot', ids)}")
+        self.notify(f"Booting {shard_ids_phrase(ids)}")
         self._run_each("boot", ids, lambda sid: self.manager.boot(ShardId(sid)))
 
     def action_rolling_restart(self) -> None:
@@ -681,10 +679,10 @@ class ShardTUI(App[int]):
             sent.append(sid)
         text = presence.describe()
         if sent:
-            self.model.note(f"presence {text!r} sent to shards {self._ids_text(sent)}")
-            self.notify(f"Presence sent to {len(sent)} shard(s): {text}")
+            self.model.note(f"presence {text!r} sent to {shard_ids_phrase(sent)}")
+            self.notify(f"Presence sent to {shard_count(len(sent))}: {text}")
         if skipped:
-            self.notify(f"Not sent to shard(s) {self._ids_text(skipped)}: not running", severity="warning")
+            self.notify(f"Not sent to {shard_ids_phrase(skipped)}: not running", severity="warning")
 
     # -- actions: view ---------------------------------------------------------------------------
 
@@ -808,7 +806,8 @@ class ShardTUI(App[int]):
         running = sum(1 for sid in self.model.rows if self._is_running(sid))
         screen = ConfirmScreen(
             "Quit shardtui",
-            f"{running} shard(s) are live. Quit and shut them all down cleanly (close 1000)?",
+            f"{shard_count(running)} {'is' if running == 1 else 'are'} live. "
+            "Quit and shut them all down cleanly (close 1000)?",
             yes="Quit",
         )
         screen.is_quit = True  # type: ignore[attr-defined]

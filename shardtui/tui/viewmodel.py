@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -87,6 +87,19 @@ COLUMNS: tuple[Column, ...] = (
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 #: DataTable pads each cell by one column on both sides.
 CELL_PADDING = 2
+
+
+def shard_count(count: int) -> str:
+    """``1 shard`` / ``8 shards``: dialogs read as sentences, not ``shard(s)``."""
+    return f"{count} shard" + ("" if count == 1 else "s")
+
+
+def shard_ids_phrase(ids: Iterable[int], limit: int = 12) -> str:
+    """``shard 2`` / ``shards 1, 2`` / ``shards 0, 1, ... and 288 more``."""
+    ids = list(ids)
+    shown = ", ".join(str(i) for i in ids[:limit])
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return ("shard " if len(ids) == 1 else "shards ") + shown + more
 
 
 PRESENCE_GROWTH_STEP = 8

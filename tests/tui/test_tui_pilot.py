@@ -124,7 +124,7 @@ async def test_shutdown_confirms_with_plan_and_boot_brings_it_back() -> None:
         await pilot.press("down", "s")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the shutdown confirmation")
         body = str(app.screen.query_one("#confirm-body").render())
-        assert "Shut down shard(s) 1?" in body
+        assert "Shut down shard 1?" in body
         assert app.manager.plan("shutdown", [app.model.rows[1].info.shard_id]).text in body
         await pilot.press("n")
         assert not isinstance(app.screen, ConfirmScreen)
@@ -311,7 +311,7 @@ async def test_quit_asks_while_shards_are_live_then_shuts_down_cleanly() -> None
         sandbox = app.runtime.sandbox
         await pilot.press("q")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the quit confirmation")
-        assert "3 shard(s) are live" in str(app.screen.query_one("#confirm-body").render())
+        assert "3 shards are live" in str(app.screen.query_one("#confirm-body").render())
         await pilot.press("n")
         assert app.return_code is None
         await pilot.press("ctrl+c")

@@ -29,6 +29,8 @@ from shardtui.tui.viewmodel import (
     format_count,
     format_latency,
     percentile,
+    shard_count,
+    shard_ids_phrase,
     startup_eta,
 )
 
@@ -331,3 +333,10 @@ def test_liveness_for_quit_confirmation() -> None:
     assert not model.is_live()
     model.rows[0].info.running = True
     assert model.is_live()
+
+
+def test_shard_phrases_read_as_sentences() -> None:
+    assert shard_count(1) == "1 shard" and shard_count(8) == "8 shards"
+    assert shard_ids_phrase([2]) == "shard 2"
+    assert shard_ids_phrase([1, 2]) == "shards 1, 2"
+    assert shard_ids_phrase(range(300)).endswith("10, 11 and 288 more")

@@ -238,7 +238,7 @@ class DetailsScreen(ModalScreen[None]):
         with Vertical(id="details", classes="dialog"):
             yield Label(f"Shard {self.sid}", classes="dialog-title", id="details-title")
             yield Static(id="details-info")
-            yield Label("latency (ms), last samples", classes="section")
+            yield Label("latency (ms), last samples", classes="section", id="details-latency-label")
             yield Sparkline([], id="details-latency")
             yield Label("recent log, newest first", classes="section")
             with VerticalScroll(id="details-log-scroll"):
@@ -280,6 +280,11 @@ class DetailsScreen(ModalScreen[None]):
             lines.append(f"FATAL      {info.fatal_error}")
         info_widget.update(Text("\n".join(lines)))
         sparkline.data = list(row.latencies)
+        # An empty sparkline draws a flat baseline that reads as "0 ms"; say there is nothing yet instead.
+        sparkline.display = bool(row.latencies)
+        self.query_one("#details-latency-label", Label).update(
+            "latency (ms), last samples" if row.latencies else "latency: no heartbeat ACK yet"
+        )
         # Newest first: the pane is short and the latest line is the one an operator wants.
         log = "\n".join(line.format() for line in reversed(list(row.log)[-50:])) or "(nothing yet)"
         log_widget.update(Text(log))

@@ -162,3 +162,17 @@ async def test_filter_hint_fits_80_columns() -> None:
         box = app.query_one("#filter", Input)
         assert "esc" in box.placeholder
         assert len(box.placeholder) <= box.content_region.width
+
+
+async def test_details_of_a_shard_without_latency_samples_says_so() -> None:
+    # An empty sparkline drew a flat baseline, which read as a steady 0 ms.
+    from shardtui.tui.screens import DetailsScreen
+
+    app, _ = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        sid = next(s for s, row in app.model.rows.items() if not row.latencies)
+        app.push_screen(DetailsScreen(app.model, sid))
+        await pilot.pause()
+        assert "no heartbeat ACK yet" in str(app.screen.query_one("#details-latency-label").render())
+        assert not app.screen.query_one("#details-latency").display

@@ -157,6 +157,20 @@ class InMemoryIdentifyGate:
         if event is not None:
             event.set()
 
+    def sent(self, shard_id: ShardId) -> None:
+        """The IDENTIFY granted to ``shard_id`` has just been written to the socket.
+
+        Optional for gates; runners call it when present. A loop stall between the grant and the
+        send would otherwise eat into the next identify's margin: the server counts the window from
+        when the IDENTIFY arrives, so the bucket's window is counted from the send when it is later."""
+        bucket = self.bucket_of(shard_id)
+        if self._last_shard.get(bucket) != int(shard_id) or bucket in self._answered:
+            return
+        last = self._last.get(bucket)
+        now = self.clock.monotonic()
+        if last is not None and now > last:
+            self._last[bucket] = now
+
     def next_free_at(self, bucket: int) -> float:
         """Wall-clock time (``time.time()``) at which ``bucket`` may identify again."""
         now = self.clock.monotonic()

@@ -551,6 +551,9 @@ class ShardRunner:
             )
             return
         if result is _Result.SENT:
+            sent = getattr(self.options.identify_gate, "sent", None)
+            if sent is not None:
+                sent(self.shard_id)
             self.info.identifies += 1
             self.info.presence = presence
             if self._presence_pending == presence:

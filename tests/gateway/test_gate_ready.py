@@ -106,3 +106,31 @@ async def test_a_fleet_paced_from_ready_breaks_no_identify_limit(sandbox_factory
     assert sorted(shard.id for shard, _ in gate.admitted) == list(range(8))
     # Every bucket's latest admission was answered by READY, so its slot was counted from it.
     assert sorted(gate._answered) == [0, 1]
+
+
+async def test_a_send_later_than_the_grant_moves_the_window_with_it() -> None:
+    # A loop stall between the grant and the write: the server counts from when IDENTIFY arrives.
+    clock = FakeClock()
+    gate = InMemoryIdentifyGate(max_concurrency=1, window=5.0, clock=clock)
+    await gate.acquire(ShardId(0))
+    second = asyncio.create_task(gate.acquire(ShardId(1)))
+    await clock.advance(0.3)
+    gate.sent(ShardId(0))
+    await clock.advance(5.0 + gate.margin - 0.3)
+    assert not second.done()  # the grant-based slot has passed, the send-based one has not
+    await clock.advance(0.3)
+    await second
+    assert admitted_at(gate)[1] == 0.3 + 5.0 + gate.margin
+
+
+async def test_a_send_report_for_another_shard_or_after_ready_changes_nothing() -> None:
+    clock = FakeClock()
+    gate = InMemoryIdentifyGate(max_concurrency=1, window=5.0, clock=clock)
+    await gate.acquire(ShardId(0))
+    await clock.advance(0.3)
+    gate.sent(ShardId(1))  # not the shard the bucket's slot was granted to
+    assert gate.next_free_monotonic(0) == 5.0 + gate.margin
+    gate.identified(ShardId(0))
+    await clock.advance(0.1)
+    gate.sent(ShardId(0))  # READY already answered: a late send report moves nothing
+    assert gate.next_free_monotonic(0) == 5.0 + gate.margin

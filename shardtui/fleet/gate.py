@@ -26,6 +26,7 @@ from shardtui.gateway.gate import (
     SessionStartLimit,
     describe_duration,
     describe_wall_time,
+    update_waiting_reason,
 )
 from shardtui.gateway.models import ShardId
 from shardtui.gateway.protocol import IDENTIFY_WINDOW_SECONDS, bucket_for_shard
@@ -342,15 +343,4 @@ class RedisIdentifyGate:
         return self.waiting_reason is not None and self.waiting_reason.startswith("fleet session start")
 
     def _set_waiting_reason(self, reason: str | None) -> None:
-        if reason == self.waiting_reason:
-            return
-        previous, self.waiting_reason = self.waiting_reason, reason
-        if reason is not None and previous is None:
-            log.warning("identify gate: %s", reason)
-        elif reason is None:
-            log.info("identify gate: identifies may go again")
-        if self.on_waiting_change is not None:
-            try:
-                self.on_waiting_change(reason)
-            except Exception:
-                log.exception("identify gate waiting listener failed")
+        update_waiting_reason(self, reason, "identifies may go again", log)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from shardtui.gateway.models import ShardId
 from shardtui.gateway.protocol import IDENTIFY_WINDOW_SECONDS, bucket_for_shard
@@ -275,15 +275,21 @@ class InMemoryIdentifyGate:
         return max(min(wait, 60.0), 0.001)
 
     def _set_waiting_reason(self, reason: str | None) -> None:
-        if reason == self.waiting_reason:
-            return
-        previous, self.waiting_reason = self.waiting_reason, reason
-        if reason is not None and previous is None:
-            log.warning("identify gate: %s", reason)
-        elif reason is None:
-            log.info("identify gate: session start budget available again")
-        if self.on_waiting_change is not None:
-            try:
-                self.on_waiting_change(reason)
-            except Exception:
-                log.exception("identify gate waiting listener failed")
+        update_waiting_reason(self, reason, "session start budget available again", log)
+
+
+def update_waiting_reason(gate: Any, reason: str | None, cleared: str, logger: logging.Logger) -> None:
+    """Set ``gate.waiting_reason``; log the first reason and its clearing (``cleared`` says how) once,
+    and tell ``gate.on_waiting_change``. Shared by every gate so the console hears them alike."""
+    if reason == gate.waiting_reason:
+        return
+    previous, gate.waiting_reason = gate.waiting_reason, reason
+    if reason is not None and previous is None:
+        logger.warning("identify gate: %s", reason)
+    elif reason is None:
+        logger.info("identify gate: %s", cleared)
+    if gate.on_waiting_change is not None:
+        try:
+            gate.on_waiting_change(reason)
+        except Exception:
+            logger.exception("identify gate waiting listener failed")

@@ -24,9 +24,9 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from shardtui.config import Config, ConfigError
-from shardtui.gateway.models import ConnectionStage, ShardId, ShardRunnerInfo
+from shardtui.gateway.models import ConnectionStage, Presence, ShardId, ShardRunnerInfo
 from shardtui.tui.app import ROLLING_BATCH_TIMEOUT, RuntimeFactory, ShardTUI
-from shardtui.tui.screens import ConfirmScreen, PresenceRequest, PresenceScreen
+from shardtui.tui.screens import ConfirmScreen
 from shardtui.tui.viewmodel import (
     COLUMNS,
     DASH,
@@ -416,29 +416,12 @@ class FleetConsole(ShardTUI):
         self.model.note(f"boot shards {self._ids_text(ids)} through the fleet")
         self._send_each("boot", ids, lambda sid: self._control().boot(sid))
 
-    def action_presence(self) -> None:
-        if not self._need_manager():
-            return
-        selected = self.table.selected_shard
-        scopes: list[tuple[str, str]] = []
-        if self.model.marked:
-            scopes.append(("marked", f"the {len(self.model.marked)} marked shards"))
-        if selected is not None:
-            scopes.append(("selected", f"shard {selected}"))
-        scopes.append(("all", f"all {len(self.model.rows)} shards"))
-        initial = self.model.rows[selected].presence if selected in self.model.rows else None
-
-        def done(request: PresenceRequest | None) -> None:
-            if request is None:
-                return
-            ids = self._scope_ids(request.scope, selected)
-            presence = request.presence
-            self.model.note(f"presence {presence.describe()!r} to shards {self._ids_text(ids)}")
-            for sid in ids:
-                self.model.record_sent_presence(sid, presence)
-            self._send_each("presence", ids, lambda sid: self._control().set_presence(sid, presence))
-
-        self.push_screen(PresenceScreen(initial=initial, scopes=scopes), done)
+    def _apply_presence(self, presence: Presence, ids: list[int]) -> None:
+        # Same editor and scopes as a single process; only the delivery differs: through the fleet.
+        self.model.note(f"presence {presence.describe()!r} to shards {self._ids_text(ids)}")
+        for sid in ids:
+            self.model.record_sent_presence(sid, presence)
+        self._send_each("presence", ids, lambda sid: self._control().set_presence(sid, presence))
 
     def action_rolling_restart(self) -> None:
         if not self._need_manager():

@@ -799,17 +799,11 @@ class ShardTUI(App[int]):
             # ctrl+c twice: the second press answers yes.
             self.screen.dismiss(True)
             return
-        live = self.model.is_live() and self.manager is not None and not self._runtime_done
-        if not live:
+        question = self._quit_question()
+        if question is None:
             self._begin_quit()
             return
-        running = sum(1 for sid in self.model.rows if self._is_running(sid))
-        screen = ConfirmScreen(
-            "Quit shardtui",
-            f"{shard_count(running)} {'is' if running == 1 else 'are'} live. "
-            "Quit and shut them all down cleanly (close 1000)?",
-            yes="Quit",
-        )
+        screen = ConfirmScreen("Quit shardtui", question, yes="Quit")
         screen.is_quit = True  # type: ignore[attr-defined]
 
         def done(answer: bool | None) -> None:
@@ -817,6 +811,17 @@ class ShardTUI(App[int]):
                 self._begin_quit()
 
         self.push_screen(screen, done)
+
+    def _quit_question(self) -> str | None:
+        """What to ask before quitting, or None when nothing live would be shut down."""
+        live = self.model.is_live() and self.manager is not None and not self._runtime_done
+        if not live:
+            return None
+        running = sum(1 for sid in self.model.rows if self._is_running(sid))
+        return (
+            f"{shard_count(running)} {'is' if running == 1 else 'are'} live. "
+            "Quit and shut them all down cleanly (close 1000)?"
+        )
 
     def _begin_quit(self) -> None:
         self._shutting_down = self.manager is not None

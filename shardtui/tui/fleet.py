@@ -522,31 +522,15 @@ class FleetConsole(ShardTUI):
 
     # -- quitting ----------------------------------------------------------------------------------
 
-    def action_request_quit(self) -> None:
-        if self._shutting_down:
-            return
-        if isinstance(self.screen, ConfirmScreen) and getattr(self.screen, "is_quit", False):
-            self.screen.dismiss(True)
-            return
+    def _quit_question(self) -> str | None:
         manager = self.manager
         running = 0 if manager is None else sum(1 for info in manager.runners.values() if info.running)
         if not running or self._runtime_done:
-            # A viewer runs no shard: nothing to ask about.
-            self._begin_quit()
-            return
-        screen = ConfirmScreen(
-            "Quit shardtui",
+            return None  # a viewer runs no shard: nothing to ask about
+        return (
             f"{running} shard(s) of this process ({self._local_name()}) are live. Quit and shut them "
-            "down cleanly (close 1000)? The other processes of the fleet keep running.",
-            yes="Quit",
+            "down cleanly (close 1000)? The other processes of the fleet keep running."
         )
-        screen.is_quit = True  # type: ignore[attr-defined]
-
-        def done(answer: bool | None) -> None:
-            if answer:
-                self._begin_quit()
-
-        self.push_screen(screen, done)
 
 
 __all__ = ["FLEET_COLUMNS", "FleetConsole", "FleetConsoleModel", "summary_line"]

@@ -398,7 +398,6 @@ class ShardManager:
             large_threshold=self.options.large_threshold,
             presence=self.options.presence,
             event_handler=self._handle_dispatch,
-            session=self._session,
             resume=resume,
         )
         runner = ShardRunner(start.shard_id, start.total, options, info, self._manager_tx, self._emit)

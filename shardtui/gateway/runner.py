@@ -18,16 +18,18 @@ import enum
 import inspect
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-import aiohttp
 import orjson
+import zstandard
 
-from shardtui.gateway.compression import make_inflater
+from shardtui import __version__
+from shardtui.gateway.compression import ZstdStreamInflater, make_inflater
 from shardtui.gateway.errors import (
     DecompressionError,
     FatalGatewayError,
@@ -63,7 +65,19 @@ from shardtui.gateway.shard import (
     StageChange,
     Stop,
 )
+from shardtui.gateway.websocket import (
+    GatewaySocket,
+    HandshakeError,
+    Message,
+    MessageKind,
+    WebSocketProtocolError,
+)
+from shardtui.gateway.websocket import connect as ws_connect
 
+#: Sent on the WebSocket upgrade, in the form Discord asks bots to use.
+USER_AGENT: Final = f"DiscordBot (https://github.com/shardtui/shardtui, {__version__})"
+#: Longest wait a Retry-After on a refused upgrade may impose before the next try.
+MAX_RETRY_AFTER: Final = 300.0
 #: Seconds to wait for the server's answer to our close frame before dropping the socket.
 CLOSE_TIMEOUT: Final = 2.0
 #: Seconds given to a server that stopped answering (zombie, no HELLO) to take our close frame.
@@ -90,8 +104,8 @@ class ShardRunnerOptions:
     large_threshold: int = 250
     presence: Presence | None = None
     event_handler: Callable[[Dispatch], Any] | None = None
-    #: Shared session (connector sized for the shard count, e.g. limit=0); the runner makes its own if None.
-    session: aiohttp.ClientSession | None = None
+    #: TLS settings for a ``wss://`` gateway; None uses the system's CA store.
+    ssl_context: ssl.SSLContext | None = None
     #: A saved session to RESUME first.
     resume: SessionState | None = None
     api_version: int = 10
@@ -160,8 +174,7 @@ class ShardRunner:
             rng=self._rng,
         )
         self._handler = options.event_handler
-        self._http: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: GatewaySocket | None = None
         self._limiter = CommandLimiter()
         #: What ends the current connection (set once per connection) — or, between connections, the run.
         self._outcome: Reconnect | Stop | FatalGatewayError | None = None
@@ -201,12 +214,8 @@ class ShardRunner:
         info.running = True
         info.fatal_error = None
         inbox_task: asyncio.Task | None = None
-        own_session: aiohttp.ClientSession | None = None
         clean = False
         try:
-            if self.options.session is None:
-                own_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-            self._http = self.options.session or own_session
             inbox_task = asyncio.create_task(self._inbox_loop(), name=f"shard-{self.shard_id}-inbox")
             await self._main_loop()
             clean = True
@@ -215,7 +224,7 @@ class ShardRunner:
         except Exception as exc:  # a bug of ours must still end with ShutdownFinished, never a traceback
             self._log(logging.ERROR, f"runner stopped on an unexpected error: {type(exc).__name__}: {exc}")
         finally:
-            await self._cleanup(inbox_task, own_session, clean)
+            await self._cleanup(inbox_task, clean)
 
     # -- main loop ------------------------------------------------------------------------------------
 
@@ -233,6 +242,9 @@ class ShardRunner:
                 self._failures += 1
                 self._apply_sync(shard.connect_failed())
                 delay = self._backoff()
+                if isinstance(exc, HandshakeError) and exc.retry_after is not None:
+                    # A 429 (or 503) on the upgrade says when to come back; sooner only earns more 429s.
+                    delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER))
                 self._log(
                     logging.WARNING,
                     f"could not connect to the gateway ({_describe_exc(exc)}); retrying in {delay:.1f} s",
@@ -277,63 +289,99 @@ class ShardRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def _connect(self, url: str) -> aiohttp.ClientWebSocketResponse:
-        assert self._http is not None
+    async def _connect(self, url: str) -> GatewaySocket:
         return await asyncio.wait_for(
-            self._http.ws_connect(
-                url,
-                max_msg_size=0,
-                autoping=True,
-                # aiohttp's autoclose answers a server close with 1000, which Discord reads as "end my
-                # session"; the reader answers with RESUMABLE_CLOSE instead (like discord.py, hikari).
-                autoclose=False,
-                compress=0,
-                decode_text=False,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-            ),
+            ws_connect(url, ssl=self.options.ssl_context, user_agent=USER_AGENT, close_timeout=CLOSE_TIMEOUT),
             self.options.connect_timeout,
         )
 
     # -- one connection ---------------------------------------------------------------------------------
 
-    async def _run_connection(
-        self, ws: aiohttp.ClientWebSocketResponse
-    ) -> Reconnect | Stop | FatalGatewayError:
+    async def _run_connection(self, ws: GatewaySocket) -> Reconnect | Stop | FatalGatewayError:
         shard = self._shard
         self._ws = ws
         self._outcome = None
         self._closer = None
         self._limiter = CommandLimiter()
         inflater = make_inflater(self.options.compression)
+        feed = inflater.feed
         loads = orjson.loads
-        binary = aiohttp.WSMsgType.BINARY
-        text = aiohttp.WSMsgType.TEXT
-        on_dispatch = self._on_dispatch
         receive_dispatch = shard.receive_dispatch
+        on_dispatch = self._on_dispatch
+        decoded_kind = MessageKind.DECODED
+        decompress = inflater.decompress if isinstance(inflater, ZstdStreamInflater) else None
+
+        def take_any(frame: bytes) -> Message | None:
+            # The hot path, run inside the socket's data_received while the loop below waits with
+            # nothing queued: an ordinary dispatch goes to the handler here; anything else is handed
+            # back decoded, to be queued for the loop below (which keeps it in order).
+            try:
+                data = feed(frame)
+                if data is None:
+                    return None
+                payload = loads(data)
+            except (DecompressionError, orjson.JSONDecodeError) as exc:
+                ws.set_taker(None)  # the stream is broken: nothing after this is decoded
+                return Message(MessageKind.DECODE_FAILED, _short_exc(exc))
+            dispatch = receive_dispatch(payload)
+            if dispatch is None:
+                return Message(decoded_kind, payload)
+            on_dispatch(dispatch)
+            return None
+
+        def take_zstd(frame: bytes) -> Message | None:
+            # take_any with zstd's own method called directly (no wrapper call per event).
+            try:
+                data = decompress(frame)
+                if not data:
+                    return None
+                payload = loads(data)
+            except (zstandard.ZstdError, orjson.JSONDecodeError) as exc:
+                ws.set_taker(None)
+                return Message(MessageKind.DECODE_FAILED, _short_exc(exc))
+            dispatch = receive_dispatch(payload)
+            if dispatch is None:
+                return Message(decoded_kind, payload)
+            on_dispatch(dispatch)
+            return None
+
+        take = take_zstd if decompress is not None else take_any
+
         self._apply_sync(shard.connection_opened(time.monotonic()))
         timer = asyncio.create_task(self._timer_loop(ws), name=f"shard-{self.shard_id}-timer")
         server_reason = ""
         receive = ws.receive
-        close_kind = aiohttp.WSMsgType.CLOSE
+        binary = MessageKind.BINARY
+        text = MessageKind.TEXT
+        ws.set_taker(take)
         try:
             while True:
                 msg = await receive()
-                kind = msg.type
+                kind = msg.kind
                 try:
-                    if kind is binary:
-                        data = inflater.feed(msg.data)
+                    if kind is decoded_kind:
+                        payload = msg.data
+                    elif kind is binary:
+                        data = feed(msg.data)
                         if data is None:
                             continue
+                        payload = loads(data)
                     elif kind is text:
-                        data = msg.data
-                    else:
-                        # CLOSE from the server (its reason is in extra), CLOSING after our own close,
-                        # CLOSED or ERROR when the stream broke.
-                        if kind is close_kind and isinstance(msg.extra, str):
-                            server_reason = self._scrub(msg.extra[:200])
+                        payload = loads(msg.data)
+                    elif kind is MessageKind.DECODE_FAILED:
+                        await self._apply(shard.decode_failed(msg.data))
                         break
-                    payload = loads(data)
+                    else:
+                        # CLOSE from the server (its reason in extra), CLOSING after our own close,
+                        # CLOSED when the connection is gone, ERROR when the server broke the protocol.
+                        if kind is MessageKind.CLOSE and msg.extra:
+                            server_reason = self._scrub(msg.extra[:200])
+                        elif kind is MessageKind.ERROR:
+                            failure = _describe_exc(msg.data)
+                            self._log(logging.WARNING, f"gateway connection failed: {failure}")
+                        break
                 except (DecompressionError, orjson.JSONDecodeError) as exc:
+                    ws.set_taker(None)
                     await self._apply(shard.decode_failed(_short_exc(exc)))
                     break
                 dispatch = receive_dispatch(payload)
@@ -351,6 +399,7 @@ class ShardRunner:
                 if self._outcome is not None:
                     break
         finally:
+            ws.set_taker(None)
             # The identify and the command sender belong to this connection (and its limiter); what
             # they had not sent yet stays queued for the next session.
             helpers = [t for t in (timer, self._identify_task, self._flush_task) if t is not None]
@@ -392,9 +441,7 @@ class ShardRunner:
             )
         return outcome
 
-    async def _close_quietly(
-        self, ws: aiohttp.ClientWebSocketResponse, code: int, *, wait: float = CLOSE_TIMEOUT
-    ) -> None:
+    async def _close_quietly(self, ws: GatewaySocket, code: int, *, wait: float = CLOSE_TIMEOUT) -> None:
         """Close with ``code``, waiting at most ``wait`` seconds for the server's reply (then drop)."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(code=code), wait)
@@ -420,7 +467,7 @@ class ShardRunner:
                     name=f"shard-{self.shard_id}-close",
                 )
 
-    async def _timer_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _timer_loop(self, ws: GatewaySocket) -> None:
         shard = self._shard
         try:
             while self._outcome is None and self._ws is ws:
@@ -522,7 +569,7 @@ class ShardRunner:
                 self._identify(self._ws), name=f"shard-{self.shard_id}-identify"
             )
 
-    async def _identify(self, ws: aiohttp.ClientWebSocketResponse | None) -> None:
+    async def _identify(self, ws: GatewaySocket | None) -> None:
         shard = self._shard
         try:
             await self.options.identify_gate.acquire(self.shard_id)
@@ -581,8 +628,8 @@ class ShardRunner:
         if ws is not self._ws or ws.closed:
             return _Result.NO_CONNECTION
         try:
-            await ws.send_frame(data, aiohttp.WSMsgType.TEXT)
-        except (ConnectionError, aiohttp.ClientError, RuntimeError):
+            await ws.send_frame(data)
+        except (ConnectionError, RuntimeError):
             return _Result.NO_CONNECTION
         return _Result.SENT
 
@@ -825,9 +872,7 @@ class ShardRunner:
 
     # -- shutdown ---------------------------------------------------------------------------------------
 
-    async def _cleanup(
-        self, inbox_task: asyncio.Task | None, own_session: aiohttp.ClientSession | None, clean: bool
-    ) -> None:
+    async def _cleanup(self, inbox_task: asyncio.Task | None, clean: bool) -> None:
         """End every task, close the socket, report ShutdownFinished. A cancellation arriving during any
         step (a manager's shutdown timeout) is held until the end, so the steps still all run."""
         cancelled = False
@@ -874,9 +919,6 @@ class ShardRunner:
             close = getattr(leftover, "close", None)
             if close is not None:
                 close()
-        if own_session is not None:
-            await settle(own_session.close())
-        self._http = None
         if self._shard.stage is not ConnectionStage.DISCONNECTED:
             old = self._shard.stage
             self._shard.stage = ConnectionStage.DISCONNECTED
@@ -921,7 +963,7 @@ def _short_exc(exc: BaseException) -> str:
 def _describe_exc(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
-    if isinstance(exc, aiohttp.WSServerHandshakeError):
-        return f"handshake refused with HTTP {exc.status}"
+    if isinstance(exc, HandshakeError | WebSocketProtocolError):
+        return str(exc)
     text = str(exc)[:200]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlparse
 
 from shardtui.gateway.protocol import STREAMING_URL_HOSTS, ActivityType, Status
@@ -159,9 +159,9 @@ class Presence:
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """One gateway dispatch (op 0) as handed to the user's event handler."""
+class Dispatch(NamedTuple):
+    """One gateway dispatch (op 0) as handed to the user's event handler. Immutable; a named tuple
+    rather than a frozen dataclass because one is built per event and this builds in half the time."""
 
     shard_id: ShardId
     name: str

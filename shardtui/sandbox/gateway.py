@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import Any, TypeGuard
 
 import orjson
@@ -123,7 +124,12 @@ class GatewayHandler:
             return error_response(404, "404: Not Found")
         if state.now() < state.refuse_until:
             state.totals.refused_connections += 1
-            return web.Response(status=503, text="sandbox is refusing connections (injected fault)")
+            # Whole seconds, as HTTP has it; a client that honours it comes back once, when it is over.
+            remaining = state.refuse_until - state.now()
+            headers = {"Retry-After": str(max(1, math.ceil(remaining)))} if remaining < 10**6 else None
+            return web.Response(
+                status=503, text="sandbox is refusing connections (injected fault)", headers=headers
+            )
         ws = web.WebSocketResponse(
             max_msg_size=READ_LIMIT,
             compress=False,

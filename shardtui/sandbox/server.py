@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,7 @@ class Sandbox:
 
     def __init__(self, settings: SandboxSettings | None = None) -> None:
         self.settings = settings or SandboxSettings()
+        self._scheme = "http"
         for rule in self.settings.faults:
             if rule.kind != "random" and rule.kind not in FAULT_KINDS:
                 raise ValueError(
@@ -61,7 +63,7 @@ class Sandbox:
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self._url_host}:{self.port}/api/v10" if self.port else ""
+        return f"{self._scheme}://{self._url_host}:{self.port}/api/v10" if self.port else ""
 
     @property
     def gateway_url(self) -> str:
@@ -73,7 +75,7 @@ class Sandbox:
 
     @property
     def control_url(self) -> str:
-        return f"http://{self._url_host}:{self.port}/sandbox" if self.port else ""
+        return f"{self._scheme}://{self._url_host}:{self.port}/sandbox" if self.port else ""
 
     @property
     def running(self) -> bool:
@@ -161,7 +163,10 @@ class Sandbox:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """Listen on ``host:port`` (0: any free port); with ``ssl_context``, over TLS (https/wss urls)."""
         if self._runner is not None:
             raise RuntimeError("sandbox already started")
         state = self._state
@@ -171,7 +176,7 @@ class Sandbox:
         app.router.add_get("/{tail:.*}", gateway.handle)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -182,9 +187,11 @@ class Sandbox:
         self.host = host
         self.port = sockets[0].getsockname()[1] if sockets else port
         state.started_at = state.now()
-        state.gateway_url = f"ws://{self._url_host}:{self.port}/"
+        self._scheme = "https" if ssl_context is not None else "http"
+        ws_scheme = "wss" if ssl_context is not None else "ws"
+        state.gateway_url = f"{ws_scheme}://{self._url_host}:{self.port}/"
         # Like Discord's resume_gateway_url: no trailing slash, no query.
-        state.resume_url = f"ws://{self._url_host}:{self.port}"
+        state.resume_url = f"{ws_scheme}://{self._url_host}:{self.port}"
         self._tasks.append(asyncio.create_task(self._sweeper(), name="sandbox-sweeper"))
         if self.settings.event_rate > 0:
             self._tasks.append(asyncio.create_task(self._traffic(), name="sandbox-traffic"))

@@ -1,0 +1,100 @@
+"""The runner on its own WebSocket client: a refused upgrade's Retry-After, TLS (wss) end to end with a
+resume, and the fast path keeping order when control payloads land in the middle of a burst."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections.abc import AsyncIterator
+
+import pytest
+import trustme
+
+from shardtui.gateway.models import ConnectionStage
+from shardtui.sandbox import Sandbox, SandboxSettings
+from tests.conftest import FAST_SANDBOX_DEFAULTS
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+async def tls_sandbox(ca: trustme.CA) -> AsyncIterator[Sandbox]:
+    """The sandbox served over TLS with a certificate for 127.0.0.1 from the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    sandbox = Sandbox(SandboxSettings(**{**FAST_SANDBOX_DEFAULTS, "shards": 1}))
+    await sandbox.start(host="127.0.0.1", port=0, ssl_context=context)
+    try:
+        yield sandbox
+    finally:
+        await sandbox.stop()
+
+
+async def test_refused_upgrade_is_retried_once_after_retry_after(sandbox_factory, harness_factory) -> None:
+    sandbox = await sandbox_factory()
+    sandbox.inject("refuse", seconds=2.5)
+    h = harness_factory(sandbox)  # backoff alone would retry every 0.5-1 s (max_backoff 1.0)
+    await h.wait_connected(within=10.0)
+    assert sandbox.stats()["refused_connections"] == 1, h.log_text()
+    line = next(e.message for e in h.logs if "could not connect" in e.message)
+    assert "handshake refused with HTTP 503 (retry after 3 s)" in line
+    delay = float(re.search(r"retrying in ([0-9.]+) s", line).group(1))  # type: ignore[union-attr]
+    assert delay >= 3.0
+
+
+async def test_wss_gateway_identifies_and_resumes(tls_sandbox, harness_factory, ca) -> None:
+    sandbox = tls_sandbox
+    assert sandbox.gateway_url.startswith("wss://")
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    h = harness_factory(sandbox, ssl_context=client)
+    await h.wait_connected(within=10.0)
+    sent = sandbox.emit(20)
+    assert sent > 0
+    await h.wait_for(lambda: len(h.event_ids()) >= sent, what="the events over TLS")
+    sandbox.inject("drop", shard_id=0)
+    await h.wait_connected(count=2, within=10.0)
+    assert h.info.last_start == "resume" and h.info.resumes == 1
+    assert h.runner.options.gateway_url.startswith("wss://")
+    assert sandbox.emit(5) > 0
+
+    def complete() -> bool:
+        report = sandbox.delivery_report(0, h.event_ids())
+        return report.ok and report.received == report.sent
+
+    await h.wait_for(complete, what="every event, once, after the resume")
+    report = sandbox.delivery_report(0, h.event_ids())
+    assert report.ok, report
+
+
+async def test_wss_with_an_untrusted_certificate_never_connects(tls_sandbox, harness_factory) -> None:
+    sandbox = tls_sandbox
+    h = harness_factory(sandbox)  # the system's CA store does not know the test CA
+    await h.wait_for(lambda: "could not connect" in h.log_text(), within=10.0, what="a failed connect")
+    assert "CERTIFICATE_VERIFY_FAILED" in h.log_text()
+    assert ConnectionStage.CONNECTED not in h.stage_changes()
+    assert h.info.identifies == 0
+
+
+async def test_control_payloads_inside_a_burst_keep_dispatch_order(sandbox_factory, harness_factory) -> None:
+    # op 1 asks for a heartbeat now: the runner awaits its send while more dispatches arrive, which
+    # must then queue behind it and still reach the handler once each, in seq order.
+    sandbox = await sandbox_factory(shards=1)
+    h = harness_factory(sandbox)
+    await h.wait_connected(within=10.0)
+    sent = 0
+    for _ in range(30):
+        sent += sandbox.emit(40)
+        assert sandbox.inject("heartbeat_request", shard_id=0) == 1
+        sent += sandbox.emit(40)
+        await asyncio.sleep(0)
+    await h.wait_for(lambda: len(h.event_ids()) >= sent, what="every event of the burst")
+    report = sandbox.delivery_report(0, h.event_ids())
+    assert report.ok and report.received == report.sent, report
+    seqs = [d.seq for d in h.received if d.name != "READY" and d.seq is not None]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert h.info.resumes == 0 and h.info.reconnects == 0

@@ -10,7 +10,11 @@ loop on the same stream: what any aiohttp-based client pays before doing anythin
 hikari are run against the same sandbox stream
 (each with the transport compression it picks by itself) with a no-op listener.
 
-    python3 bench/dispatch.py [--events 20000] [--quick] [--no-peers]
+Every networked client is measured ``--runs`` times (alternating, so each sees the same machine) and
+its best run is reported, like the decode floor's best of 3: a run drains in well under a second of CPU,
+so one garbage-collector pass or a neighbour's burst on this shared machine can cost it a quarter.
+
+    python3 bench/dispatch.py [--events 20000] [--runs 3] [--quick] [--no-peers]
 """
 
 from __future__ import annotations
@@ -251,17 +255,23 @@ async def main() -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="a small flood (smoke test)")
     parser.add_argument("--no-peers", action="store_true", help="skip discord.py and hikari")
+    parser.add_argument("--runs", type=int, default=3, help="runs per networked client; the best counts")
     args = parser.parse_args()
     events = 500 if args.quick else args.events
+    runs = 1 if args.quick else max(1, args.runs)
     logging.basicConfig(level=logging.ERROR)
-    print(f"dispatch bench: {events} events per run; {machine()}")
+    print(f"dispatch bench: {events} events per run, best of {runs} runs; {machine()}")
     rows, ratios, floors, wire = [], {}, {}, {}
     for compression in ("zstd-stream", "zlib-stream"):
         blobs, size = frames(events, compression)
         floor = decode_floor(blobs, compression)
         floors[compression] = floor
-        wire_cpu, wire_wall = await transport_floor(compression, events)
-        per_cpu, per_wall = await ours(compression, events)
+        wire_runs, our_runs = [], []
+        for _ in range(runs):
+            wire_runs.append(await transport_floor(compression, events))
+            our_runs.append(await ours(compression, events))
+        wire_cpu, wire_wall = max(wire_runs)
+        per_cpu, per_wall = max(our_runs)
         ratios[compression] = per_cpu / floor
         rows.append(
             [f"shardtui {compression}", f"{per_cpu:,.0f}", f"{per_wall:,.0f}", f"{per_cpu / floor:.2f}"]
@@ -291,7 +301,9 @@ async def main() -> int:
             ("discord.py", "zstd-stream", lambda: discord_py(events)),
             ("hikari", "zlib-stream", lambda: hikari_(events)),
         ):
-            result = await peer(name, run)
+            results = [await peer(name, run) for _ in range(runs)]
+            measured = [r for r in results if not isinstance(r, str)]
+            result = max(measured) if measured else results[0]
             if isinstance(result, str):
                 rows.append([f"{name} {compression}", result, "-", "-"])
                 peer_text.append(f"{name} n/a")

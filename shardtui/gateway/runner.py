@@ -28,7 +28,6 @@ from typing import Any, Final
 import orjson
 import zstandard
 
-from shardtui import __version__
 from shardtui.gateway.compression import ZstdStreamInflater, make_inflater
 from shardtui.gateway.errors import (
     DecompressionError,
@@ -37,6 +36,7 @@ from shardtui.gateway.errors import (
     fatal_error_for_close,
 )
 from shardtui.gateway.gate import IdentifyGate
+from shardtui.gateway.http import USER_AGENT
 from shardtui.gateway.messages import ShardManagerMessage, ShardRunnerMessage, ShardRunnerMessageT
 from shardtui.gateway.messenger import ShardMessenger
 from shardtui.gateway.models import (
@@ -74,8 +74,6 @@ from shardtui.gateway.websocket import (
 )
 from shardtui.gateway.websocket import connect as ws_connect
 
-#: Sent on the WebSocket upgrade, in the form Discord asks bots to use.
-USER_AGENT: Final = f"DiscordBot (https://github.com/shardtui/shardtui, {__version__})"
 #: Longest wait a Retry-After on a refused upgrade may impose before the next try.
 MAX_RETRY_AFTER: Final = 300.0
 #: Seconds to wait for the server's answer to our close frame before dropping the socket.

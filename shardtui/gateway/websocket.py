@@ -182,6 +182,8 @@ class GatewaySocket(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self._close_frame_seen:
+            return  # nothing may follow a close frame (RFC 6455 5.5.1)
         if self._handshaking:
             data = self._read_handshake(data)
             if not data:

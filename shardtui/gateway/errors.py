@@ -24,14 +24,6 @@ class DecompressionError(GatewayError):
         super().__init__(f"could not inflate a {compression} gateway frame: {detail}")
 
 
-class PayloadDecodeError(GatewayError):
-    """A gateway frame inflated fine but is not a JSON object."""
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(f"gateway sent a frame that is not a JSON payload: {detail}")
-
-
 class PayloadTooLarge(GatewayError, ValueError):
     """An outgoing command encodes to more than Discord's 4096 bytes (Discord would close with 4002)."""
 

@@ -17,7 +17,9 @@ import asyncio
 import base64
 import enum
 import hashlib
+import ipaddress
 import os
+import socket as socket_module
 import ssl as ssl_module
 import struct
 from collections import deque
@@ -560,9 +562,7 @@ async def connect(
     socket = GatewaySocket(key, close_timeout)
     transport: asyncio.BaseTransport | None = None
     try:
-        transport, _ = await loop.create_connection(
-            lambda: socket, host, port, ssl=context, server_hostname=host if secure else None
-        )
+        transport = await _open(loop, socket, host, port, context)
         request = (
             f"GET {target} HTTP/1.1\r\n"
             f"Host: {host_header}\r\n"
@@ -571,10 +571,76 @@ async def connect(
             f"Sec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n" + (f"User-Agent: {user_agent}\r\n" if user_agent else "") + "\r\n"
         )
-        transport.write(request.encode("latin-1"))  # type: ignore[attr-defined]
+        transport.write(request.encode("latin-1"))
         await socket.handshake
     except BaseException:
         if transport is not None:
-            transport.abort()  # type: ignore[attr-defined]
+            transport.abort()
         raise
     return socket
+
+
+async def _open(
+    loop: asyncio.AbstractEventLoop,
+    socket: GatewaySocket,
+    host: str,
+    port: int,
+    context: ssl_module.SSLContext | None,
+) -> asyncio.Transport:
+    """Connect to the first of ``host``'s addresses that answers (TLS named for ``host``)."""
+    last: OSError | None = None
+    for address in await _resolve(loop, host, port):
+        try:
+            transport, _ = await loop.create_connection(
+                lambda: socket, address, port, ssl=context, server_hostname=host if context else None
+            )
+        except OSError as exc:
+            last = exc
+            continue
+        return transport
+    assert last is not None  # _resolve never returns an empty list
+    raise last
+
+
+#: Seconds a name's addresses are reused: after an outage every shard reconnects at once, and each
+#: would otherwise make its own lookup on the executor's few threads.
+DNS_TTL: Final = 30.0
+_dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+_dns_pending: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [host]
+    key = (host, port)
+    now = loop.time()
+    cached = _dns.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    pending = _dns_pending.get(key)
+    if pending is not None and pending.get_loop() is loop:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[list[str]] = loop.create_future()
+    _dns_pending[key] = future
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket_module.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise OSError(f"no addresses for {host}")
+    except BaseException as exc:
+        # Those sharing this lookup get an OSError (a failed connect, retried with backoff) even when
+        # it was the first caller that was cancelled: they were not.
+        shared = exc if isinstance(exc, OSError) else OSError(f"looking up {host} failed: {exc!r}")
+        future.set_exception(shared)
+        future.exception()  # retrieved here, so an unshared failure is not reported as unhandled
+        raise
+    finally:
+        if _dns_pending.get(key) is future:
+            del _dns_pending[key]
+    _dns[key] = (now + DNS_TTL, addresses)
+    future.set_result(addresses)
+    return addresses

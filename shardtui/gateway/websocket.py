@@ -327,28 +327,32 @@ class GatewaySocket(asyncio.Protocol):
             payload = data[start:end]
             pos = end
             if (b0 == _FIN_BINARY or b0 == _FIN_TEXT) and self._fragments is None:
-                take = self._take
-                if take is not None and self._waiter is not None and not self._queue:
-                    try:
-                        out = take(payload)
-                    except Exception as exc:
-                        self._take = None
-                        self._enqueue(Message(MessageKind.ERROR, exc), 0)
-                        self._fail(1011)
-                        return
-                    if out is not None:
-                        self._enqueue(out, length)
-                else:
-                    self._enqueue(
-                        Message(MessageKind.BINARY if b0 == _FIN_BINARY else MessageKind.TEXT, payload),
-                        length,
-                    )
+                if not self._deliver(payload, b0 == _FIN_BINARY):
+                    return
             elif not self._other_frame(b0, payload) or self._lost:
                 return
         if pos < end_of_data:
             self._pending.append(data[pos:] if pos else data)
             self._pending_len = end_of_data - pos
         self._need = need
+
+    def _deliver(self, data: bytes, binary: bool) -> bool:
+        """A complete data message: to the taker if the reader waits with nothing queued, else queued.
+        False when the taker failed and the connection is ending."""
+        take = self._take
+        if take is not None and self._waiter is not None and not self._queue:
+            try:
+                out = take(data)
+            except Exception as exc:
+                self._take = None
+                self._enqueue(Message(MessageKind.ERROR, exc), 0)
+                self._fail(1011)
+                return False
+            if out is not None:
+                self._enqueue(out, len(data))
+        else:
+            self._enqueue(Message(MessageKind.BINARY if binary else MessageKind.TEXT, data), len(data))
+        return True
 
     def _other_frame(self, b0: int, payload: bytes) -> bool:
         """Control frames, fragments and everything wrong. False when the connection is ending."""
@@ -377,21 +381,7 @@ class GatewaySocket(asyncio.Protocol):
             fragments.append(payload)
             if fin:
                 self._fragments = None
-                data = b"".join(fragments)
-                kind = MessageKind.BINARY if self._fragment_opcode == _OP_BINARY else MessageKind.TEXT
-                take = self._take
-                if take is not None and self._waiter is not None and not self._queue:
-                    try:
-                        out = take(data)
-                    except Exception as exc:
-                        self._take = None
-                        self._enqueue(Message(MessageKind.ERROR, exc), 0)
-                        self._fail(1011)
-                        return False
-                    if out is not None:
-                        self._enqueue(out, len(data))
-                else:
-                    self._enqueue(Message(kind, data), len(data))
+                return self._deliver(b"".join(fragments), self._fragment_opcode == _OP_BINARY)
             return True
         if opcode in (_OP_TEXT, _OP_BINARY):
             if self._fragments is not None:

@@ -89,6 +89,7 @@ HANDLER_ERROR_LOG_INTERVAL: Final = 5.0
 #: Queued async handler calls at which the operator is told the handler cannot keep up.
 HANDLER_BACKLOG_WARNING: Final = 10_000
 _GUILD_EVENTS: Final = frozenset({"READY", "GUILD_CREATE", "GUILD_DELETE"})
+_DECODE_ERRORS: Final = (DecompressionError, zstandard.ZstdError, orjson.JSONDecodeError)
 
 
 @dataclass
@@ -307,18 +308,19 @@ class ShardRunner:
         receive_dispatch = shard.receive_dispatch
         on_dispatch = self._on_dispatch
         decoded_kind = MessageKind.DECODED
-        decompress = inflater.decompress if isinstance(inflater, ZstdStreamInflater) else None
+        if isinstance(inflater, ZstdStreamInflater):
+            feed = inflater.decompress  # zstd's own method: no wrapper call per event; b"" = incomplete
 
-        def take_any(frame: bytes) -> Message | None:
+        def take(frame: bytes) -> Message | None:
             # The hot path, run inside the socket's data_received while the loop below waits with
             # nothing queued: an ordinary dispatch goes to the handler here; anything else is handed
             # back decoded, to be queued for the loop below (which keeps it in order).
             try:
                 data = feed(frame)
-                if data is None:
+                if not data:
                     return None
                 payload = loads(data)
-            except (DecompressionError, orjson.JSONDecodeError) as exc:
+            except _DECODE_ERRORS as exc:
                 ws.set_taker(None)  # the stream is broken: nothing after this is decoded
                 return Message(MessageKind.DECODE_FAILED, _short_exc(exc))
             dispatch = receive_dispatch(payload)
@@ -327,31 +329,15 @@ class ShardRunner:
             on_dispatch(dispatch)
             return None
 
-        def take_zstd(frame: bytes) -> Message | None:
-            # take_any with zstd's own method called directly (no wrapper call per event).
-            try:
-                data = decompress(frame)
-                if not data:
-                    return None
-                payload = loads(data)
-            except (zstandard.ZstdError, orjson.JSONDecodeError) as exc:
-                ws.set_taker(None)
-                return Message(MessageKind.DECODE_FAILED, _short_exc(exc))
-            dispatch = receive_dispatch(payload)
-            if dispatch is None:
-                return Message(decoded_kind, payload)
-            on_dispatch(dispatch)
-            return None
-
-        take = take_zstd if decompress is not None else take_any
-
         self._apply_sync(shard.connection_opened(time.monotonic()))
         timer = asyncio.create_task(self._timer_loop(ws), name=f"shard-{self.shard_id}-timer")
         server_reason = ""
         receive = ws.receive
         binary = MessageKind.BINARY
         text = MessageKind.TEXT
-        ws.set_taker(take)
+        # With transport compression only binary frames are compressed; a text frame (never sent by
+        # Discord then) goes the slow way, which decodes it as it is.
+        ws.set_taker(take, text=self.options.compression == "none")
         try:
             while True:
                 msg = await receive()
@@ -361,7 +347,7 @@ class ShardRunner:
                         payload = msg.data
                     elif kind is binary:
                         data = feed(msg.data)
-                        if data is None:
+                        if not data:
                             continue
                         payload = loads(data)
                     elif kind is text:
@@ -378,7 +364,7 @@ class ShardRunner:
                             failure = _describe_exc(msg.data)
                             self._log(logging.WARNING, f"gateway connection failed: {failure}")
                         break
-                except (DecompressionError, orjson.JSONDecodeError) as exc:
+                except _DECODE_ERRORS as exc:
                     ws.set_taker(None)
                     await self._apply(shard.decode_failed(_short_exc(exc)))
                     break

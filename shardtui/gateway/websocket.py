@@ -165,6 +165,7 @@ class GatewaySocket(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._receiving = False
         self._take: Taker | None = None
+        self._take_text = True
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_sent = False
@@ -340,7 +341,7 @@ class GatewaySocket(asyncio.Protocol):
         """A complete data message: to the taker if the reader waits with nothing queued, else queued.
         False when the taker failed and the connection is ending."""
         take = self._take
-        if take is not None and self._waiter is not None and not self._queue:
+        if take is not None and self._waiter is not None and not self._queue and (binary or self._take_text):
             try:
                 out = take(data)
             except Exception as exc:
@@ -448,8 +449,10 @@ class GatewaySocket(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def set_taker(self, take: Taker | None) -> None:
+    def set_taker(self, take: Taker | None, *, text: bool = True) -> None:
+        """Install (or with None remove) the fast path; ``text=False`` keeps text messages queued."""
         self._take = take
+        self._take_text = text
 
     async def receive(self) -> Message:
         if self._receiving:

@@ -7,9 +7,12 @@ import asyncio
 import re
 import ssl
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
+import orjson
 import pytest
 import trustme
+from aiohttp import web
 
 from shardtui.gateway.models import ConnectionStage
 from shardtui.sandbox import Sandbox, SandboxSettings
@@ -98,3 +101,39 @@ async def test_control_payloads_inside_a_burst_keep_dispatch_order(sandbox_facto
     seqs = [d.seq for d in h.received if d.name != "READY" and d.seq is not None]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     assert h.info.resumes == 0 and h.info.reconnects == 0
+
+
+async def test_text_frames_on_a_compressed_connection_are_read_as_they_are(harness_factory) -> None:
+    # Discord compresses every frame on a zstd-stream connection, but a text frame there is plain JSON:
+    # the fast path must leave it to the reader instead of feeding it to the zstd stream.
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoclose=False)
+        await ws.prepare(request)
+        await ws.send_str('{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":10000}}')
+        async for msg in ws:
+            payload = orjson.loads(msg.data)
+            if payload["op"] == 2:
+                ready = {"session_id": "abc", "resume_gateway_url": url.rstrip("/"), "guilds": [], "v": 10}
+                await ws.send_str(orjson.dumps({"t": "READY", "s": 1, "op": 0, "d": ready}).decode())
+                for seq in range(2, 12):
+                    event = {"t": "MESSAGE_CREATE", "s": seq, "op": 0, "d": {"id": str(seq)}}
+                    await ws.send_str(orjson.dumps(event).decode())
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"ws://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # type: ignore[union-attr]
+    try:
+        h = harness_factory(
+            SimpleNamespace(token="MTIz.text.frames", gateway_url=url), compression="zstd-stream"
+        )
+        await h.wait_for(lambda: len(h.received) >= 11, what="READY and 10 dispatches")
+        assert [d.seq for d in h.received] == list(range(1, 12))
+        assert h.info.reconnects == 0 and "could not" not in h.log_text()
+        await h.stop()
+    finally:
+        await runner.cleanup()

@@ -3,7 +3,8 @@
 A sender appends the command to the owning process's Redis stream and waits (``BLPOP``) on a reply
 list named after the command; the owner executes it on its ``ShardManager`` and pushes the outcome.
 No acknowledgement within the timeout is a result of its own (``UNACKNOWLEDGED``), logged as a
-warning — a command is never dropped without someone being told.
+warning — a command is never dropped without someone being told. A command for a shard of the
+sending process itself never touches Redis (``CommandListener.deliver``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class CommandResult:
     process: str | None
     #: One operator sentence: what happened and, if it failed, why.
     message: str
+    #: Why it was not sent (UNREACHABLE / NO_OWNER), without the action and shard: results
+    #: with the same reason can be shown as one line.
+    reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -150,9 +154,10 @@ async def send_command(
     try:
         await redis.xadd(keys.commands(process), fields, maxlen=STREAM_MAXLEN, approximate=True)
     except (RedisError, OSError) as exc:
-        message = f"{what} not sent: {redis_description} unreachable ({describe_redis_error(exc)})"
+        why = f"{redis_description} unreachable ({describe_redis_error(exc)})"
+        message = f"{what} not sent: {why}"
         log.warning("%s", message)
-        return CommandResult(CommandStatus.UNREACHABLE, action, shard_id, process, message)
+        return CommandResult(CommandStatus.UNREACHABLE, action, shard_id, process, message, reason=why)
     deadline = time.monotonic() + ack_timeout
     reply: Any = None
     try:
@@ -224,7 +229,7 @@ class CommandListener:
         #: Commands executed: (command id, action, shard id, ok).
         self.handled: list[tuple[str, str, int, bool]] = []
         self._task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
         self._ready = asyncio.Event()
 
     def start(self) -> None:
@@ -329,6 +334,39 @@ class CommandListener:
                 shard_id,
                 describe_redis_error(exc),
             )
+
+    async def deliver(
+        self, action: str, shard_id: int, params: dict[str, Any] | None = None, *, ack_timeout: float = 5.0
+    ) -> CommandResult:
+        """Run a command of this very process on its manager, without Redis (so it works while
+        Redis is down); the result reads like one the owner acknowledged. A command still running
+        after ``ack_timeout`` seconds is reported unacknowledged and left to finish."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown fleet command {action!r} (one of {', '.join(ACTIONS)})")
+        params = dict(params or {})
+        what = _describe(action, shard_id, params)
+        job = asyncio.create_task(
+            self.execute(action, shard_id, params), name=f"shardtui-fleet-local-{action}-{shard_id}"
+        )
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+        done, _ = await asyncio.wait({job}, timeout=ack_timeout)
+        if not done:
+            message = (
+                f"{what}: still running in this process ({self.name}) after {ack_timeout:g} s; "
+                "it goes on, watch the shard's stage"
+            )
+            log.warning("%s", message)
+            return CommandResult(CommandStatus.UNACKNOWLEDGED, action, shard_id, self.name, message)
+        ok, detail = job.result()
+        self.handled.append(("local", action, shard_id, ok))
+        if ok:
+            message = f"{what}: done by this process ({self.name})"
+            log.info("%s", message)
+            return CommandResult(CommandStatus.OK, action, shard_id, self.name, message)
+        message = f"{what} refused by this process ({self.name}): {detail or 'no reason given'}"
+        log.warning("%s", message)
+        return CommandResult(CommandStatus.FAILED, action, shard_id, self.name, message)
 
     async def execute(self, action: str, shard_id: int, params: Any) -> tuple[bool, str]:
         """Run one command on the manager; (ok, what happened)."""

@@ -20,9 +20,9 @@ from shardtui.fleet.commands import (
 from shardtui.fleet.config import ClusterConfig, describe_redis_url
 from shardtui.fleet.gate import RedisIdentifyGate
 from shardtui.fleet.keys import UNREACHABLE_ERRORS, FleetKeys, describe_redis_error
-from shardtui.fleet.state import FleetSnapshot, FleetView, StatePublisher
+from shardtui.fleet.state import FleetSnapshot, FleetView, StatePublisher, queued_reasons
 from shardtui.gateway.gate import SYSTEM_CLOCK, Clock
-from shardtui.gateway.models import Presence, ShardStageUpdateEvent
+from shardtui.gateway.models import Presence, ShardId, ShardStageUpdateEvent
 
 if TYPE_CHECKING:
     from shardtui.gateway.manager import ShardManager, ShardManagerOptions
@@ -45,7 +45,12 @@ class ShardRangeConflictError(RuntimeError):
 
 
 class FleetControl:
-    """Sends commands to whichever live process owns a shard, and reports what became of them."""
+    """Sends commands to whichever live process owns a shard, and reports what became of them.
+
+    With ``local`` (the member's own ``CommandListener``, set by ``FleetNode.attach``) commands for
+    this process's own shards run directly on its manager, without Redis: a member can act on its
+    shards while Redis is down. Only other processes' shards go through Redis.
+    """
 
     def __init__(
         self,
@@ -63,6 +68,13 @@ class FleetControl:
         self.sender = sender
         self.timeout = timeout
         self.redis_description = redis_description
+        #: This process's listener: shards of its manager are acted on directly (None: a viewer).
+        self.local: CommandListener | None = None
+
+    def is_local(self, shard_id: int) -> bool:
+        """True when this process runs the shard (its commands need no Redis)."""
+        local = self.local
+        return local is not None and ShardId(int(shard_id)) in local.manager.runners
 
     async def owner_of(self, shard_id: int, snapshot: FleetSnapshot | None = None) -> tuple[str | None, str]:
         """(live owner or None, why not when None)."""
@@ -84,16 +96,16 @@ class FleetControl:
         *,
         ack_timeout: float | None = None,
     ) -> CommandResult:
+        timeout = self.timeout if ack_timeout is None else ack_timeout
+        if self.local is not None and self.is_local(shard_id):
+            return await self.local.deliver(action, shard_id, params, ack_timeout=timeout)
         process, why = await self.owner_of(shard_id)
         if process is None:
-            status = (
-                CommandStatus.UNREACHABLE
-                if why.startswith(self.redis_description)
-                else CommandStatus.NO_OWNER
-            )
+            unreachable = why.startswith(self.redis_description)
+            status = CommandStatus.UNREACHABLE if unreachable else CommandStatus.NO_OWNER
             message = f"{action} of shard {shard_id} not sent: {why}"
             log.warning("%s", message)
-            return CommandResult(status, action, shard_id, None, message)
+            return CommandResult(status, action, shard_id, None, message, reason=why)
         return await send_command(
             self.redis,
             self.keys,
@@ -102,7 +114,7 @@ class FleetControl:
             action=action,
             shard_id=shard_id,
             params=params,
-            ack_timeout=self.timeout if ack_timeout is None else ack_timeout,
+            ack_timeout=timeout,
             redis_description=self.redis_description,
         )
 
@@ -200,10 +212,14 @@ class FleetNode:
             ttl=self.config.heartbeat_ttl,
             shard_range=manager.options.shard_range,
             redis_description=self.redis_description,
+            waiting=lambda: queued_reasons(manager.queue_status(), self.gate.bucket_of, manager.runners),
+            held=lambda: manager.queue_status().waiting_reason,
         )
         self.listener = CommandListener(
             self.redis, self.keys, self.config.name, manager, redis_description=self.redis_description
         )
+        # Commands for this process's own shards skip Redis (they work while it is down).
+        self.control.local = self.listener
         publisher = self.publisher
 
         def on_event(event: object) -> None:

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,6 +33,8 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 #: The stage shown for a shard whose process stopped sending heartbeats.
 LOST = "lost"
+#: The stage shown for a shard its process has queued for an identify slot (not spawned yet).
+QUEUED = "queued"
 
 
 class NameInUseError(RuntimeError):
@@ -60,6 +62,8 @@ class FleetProcess:
     shard_ids: tuple[int, ...] = ()
     #: Shards of this process per stage (``lost`` for every shard of a lost process).
     stages: Mapping[str, int] = field(default_factory=dict)
+    #: Why the process holds all its identifies back (session start budget spent, Redis away), or None.
+    waiting_reason: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -75,15 +79,35 @@ class FleetShard:
     lost: bool
 
     @property
+    def queued(self) -> bool:
+        """The owner has queued the shard for an identify slot (not spawned yet)."""
+        return not self.lost and bool(self.info.get("queued"))
+
+    @property
+    def waiting_reason(self) -> str | None:
+        """Why a queued shard waits (e.g. ``waiting for identify bucket 3``), else None."""
+        reason = self.info.get("waiting_reason") if self.queued else None
+        return str(reason) if reason else None
+
+    @property
     def stage(self) -> str:
-        """The published stage, or ``lost`` when the owner's heartbeat expired."""
-        return LOST if self.lost else str(self.info.get("stage", "unknown"))
+        """The published stage; ``queued`` while the owner has it queued for an identify slot,
+        ``lost`` when the owner's heartbeat expired."""
+        if self.lost:
+            return LOST
+        if self.queued:
+            return QUEUED
+        return str(self.info.get("stage", "unknown"))
 
     def to_info(self) -> ShardRunnerInfo:
         """The published facts as a ``ShardRunnerInfo`` (no messenger), so console code written for
         one process can show fleet shards. A lost shard reads as disconnected, not running, with
-        health ``failed`` and a reason naming its process."""
+        health ``failed`` and a reason naming its process. A queued shard reads as the owner's
+        manager has it (disconnected, running) with its waiting reason as the health reason when
+        there is no other."""
         info = info_from_dict(self.info)
+        if self.queued and not info.health_reason:
+            info.health_reason = self.waiting_reason or ""
         if self.lost:
             info.stage = ConnectionStage.DISCONNECTED
             info.running = False
@@ -126,6 +150,10 @@ class FleetSnapshot:
         for shard in self.shards:
             counts[shard.stage] = counts.get(shard.stage, 0) + 1
         return counts
+
+    def queued(self) -> frozenset[int]:
+        """Shards their (live) process has queued for an identify slot."""
+        return frozenset(shard.shard_id for shard in self.shards if shard.queued)
 
 
 def _enum(kind: type[_E], value: Any, default: _E) -> _E:
@@ -170,6 +198,20 @@ def _loads(raw: Any) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+
+
+def queued_reasons(
+    status: Any, bucket_of: Callable[[int], int], infos: Iterable[ShardId | int] | None = None
+) -> dict[int, str]:
+    """Shard id -> why it waits, for every shard a ``QueueStatus`` lists as queued (not spawned
+    yet): the queuer's or gate's process-wide reason when there is one (budget spent, Redis away),
+    else the identify bucket it waits for. ``infos`` limits it to shards the process runs."""
+    queued = [int(sid) for sid in (getattr(status, "queued", None) or ())]
+    if infos is not None:
+        known = {int(sid) for sid in infos}
+        queued = [sid for sid in queued if sid in known]
+    held = getattr(status, "waiting_reason", None)
+    return {sid: str(held) if held else f"waiting for identify bucket {bucket_of(sid)}" for sid in queued}
 
 
 class FleetView:
@@ -246,6 +288,7 @@ class FleetView:
                     heartbeat_at=heartbeat_at,
                     shard_ids=tuple(sorted(s.shard_id for s in shards)),
                     stages=stages,
+                    waiting_reason=(meta.get("waiting_reason") or None) if alive else None,
                 )
             )
         if forgotten:
@@ -274,11 +317,17 @@ class StatePublisher:
         shard_range: tuple[int, int] | None = None,
         shards_ttl: float = 3600.0,
         redis_description: str = "Redis",
+        waiting: Callable[[], Mapping[int, str]] | None = None,
+        held: Callable[[], str | None] | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.name = name
         self.runners = runners
+        #: Shard id -> why it waits, for shards queued for an identify slot (see ``queued_reasons``).
+        self.waiting = waiting
+        #: Why the process holds all its identifies back, or None.
+        self.held = held
         self.interval = interval
         self.ttl = ttl
         self.shard_range = shard_range
@@ -363,7 +412,7 @@ class StatePublisher:
             await self.publish_once()
             await asyncio.sleep(self.min_gap)
 
-    def _meta(self, now: float) -> bytes:
+    def _meta(self, now: float, held: str | None) -> bytes:
         return orjson.dumps(
             {
                 "name": self.name,
@@ -372,18 +421,34 @@ class StatePublisher:
                 "shard_range": list(self.shard_range) if self.shard_range is not None else None,
                 "started_at": self.started_at,
                 "heartbeat_at": now,
+                "waiting_reason": held,
             }
         )
 
+    def _shard_mapping(self) -> dict[str, bytes]:
+        """Each shard's ``to_dict()``; a queued shard also carries ``queued`` and its ``waiting_reason``
+        (its info alone reads as disconnected, like a stopped shard's)."""
+        infos = dict(self.runners())
+        waiting = dict(self.waiting()) if self.waiting is not None else {}
+        mapping: dict[str, bytes] = {}
+        for sid, info in infos.items():
+            data = info.to_dict()
+            reason = waiting.get(int(sid))
+            if reason is not None and info.running and info.stage is ConnectionStage.DISCONNECTED:
+                data["queued"] = True
+                data["waiting_reason"] = reason
+            mapping[str(int(sid))] = orjson.dumps(data)
+        return mapping
+
     async def publish_once(self) -> bool:
         now = time.time()
-        infos = dict(self.runners())
-        mapping = {str(int(sid)): orjson.dumps(info.to_dict()) for sid, info in infos.items()}
+        mapping = self._shard_mapping()
+        held = self.held() if self.held is not None else None
         try:
             # One transaction that replaces the whole hash: no reader sees half an update, and
             # shards an earlier process of the same name had (another range) do not linger.
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self.keys.processes, self.name, self._meta(now))
+                pipe.hset(self.keys.processes, self.name, self._meta(now, held))
                 pipe.delete(self.keys.shards(self.name))
                 if mapping:
                     pipe.hset(self.keys.shards(self.name), mapping=mapping)

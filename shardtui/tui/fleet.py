@@ -30,12 +30,15 @@ from shardtui.tui.screens import ConfirmScreen
 from shardtui.tui.viewmodel import (
     COLUMNS,
     DASH,
+    EMPTY_QUEUE,
     Cell,
     Clock,
     Column,
     FleetModel,
     format_age,
     row_matches,
+    shard_count,
+    shard_ids_phrase,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +76,9 @@ class FleetConsoleModel(FleetModel):
         self.lost: set[int] = set()
         #: Presence text published by other processes (their Presence objects stay there).
         self.presence_text: dict[int, str] = {}
+        #: Other processes' shards they have queued for an identify slot (this process's own
+        #: queued shards come from its manager's queue status).
+        self.remote_queued: frozenset[int] = frozenset()
 
     def cells(self, sid: int) -> dict[str, Cell]:
         cells = super().cells(sid)
@@ -106,7 +112,8 @@ def summary_line(process: FleetProcess, now: float) -> str:
     stages = " ".join(f"{stage} {count}" for stage, count in sorted(process.stages.items())) or "no shards"
     age = None if process.heartbeat_at is None else now - process.heartbeat_at
     where = f" ({process.host}:{process.pid})" if process.host else ""
-    return f"{process.name}{where} · {state} · {shards} · {stages} · heartbeat {format_age(age)} ago"
+    held = f" · held: {process.waiting_reason}" if process.waiting_reason else ""
+    return f"{process.name}{where} · {state} · {shards} · {stages} · heartbeat {format_age(age)} ago{held}"
 
 
 def result_severity(result: CommandResult) -> str:
@@ -298,6 +305,11 @@ class FleetConsole(ShardTUI):
                 model.dirty.add(sid)
         for key in set(self._remote) - seen:
             del self._remote[key]
+        remote_queued = frozenset(sid for sid in snapshot.queued() if ShardId(sid) in seen)
+        # The queued word is not in the info (a queued shard reads as disconnected): redraw the
+        # rows whose queued state changed.
+        model.dirty.update(remote_queued ^ model.remote_queued)
+        model.remote_queued = remote_queued
         known = {shard.shard_id for shard in snapshot.shards}
         if self.manager is not None:
             known.update(int(sid) for sid in self.manager.runners)
@@ -327,6 +339,19 @@ class FleetConsole(ShardTUI):
     def _shard_infos(self) -> Mapping[ShardId, Any] | None:
         return self.shard_infos()
 
+    def _sync_model(self) -> None:
+        super()._sync_model()
+        # Queued shards of the whole fleet: this process's own from its manager (set just above),
+        # the others' as their processes published them, so both read "queued", not "disconnected".
+        model = self.model
+        if self.manager is None:
+            model.queue = dataclasses.replace(EMPTY_QUEUE, queued=model.remote_queued)
+            return
+        own = {int(sid) for sid in self.manager.runners}
+        model.queue = dataclasses.replace(
+            model.queue, queued=model.queue.queued | (model.remote_queued - own)
+        )
+
     # -- header ----------------------------------------------------------------------------------
 
     def _update_header(self) -> None:
@@ -343,8 +368,11 @@ class FleetConsole(ShardTUI):
                 shown = f"the table shows the fleet as of {stamp}"
             else:
                 shown = "no fleet state yet"
-            keep = "; this process's shards keep running" if self.manager is not None else ""
-            banner.update(Text(f"FLEET: {problem} — {shown}; commands cannot be sent{keep}"))
+            if self.manager is not None:
+                reach = "commands reach only this process's shards (which keep running), not other processes'"
+            else:
+                reach = "commands cannot be sent"
+            banner.update(Text(f"FLEET: {problem} — {shown}; {reach}"))
             banner.add_class("visible")
         else:
             banner.remove_class("visible")
@@ -374,8 +402,19 @@ class FleetConsole(ShardTUI):
         return True
 
     def _plan_text(self, action: str, ids: list[int]) -> str:
-        owners = sorted({self.model.owners.get(i, "?") for i in ids})
-        return f"Sent through Redis to process(es) {', '.join(owners)}, which acknowledge each command."
+        control = self.fleet.control if self.fleet is not None else None
+        local = [i for i in ids if control is not None and control.is_local(i)]
+        remote = [i for i in ids if i not in local]
+        parts = []
+        if local:
+            parts.append(f"This process runs {shard_ids_phrase(local)}: done here directly, without Redis.")
+        if remote:
+            owners = sorted({self.model.owners.get(i, "?") for i in remote})
+            who = ("process " if len(owners) == 1 else "processes ") + ", ".join(owners)
+            which = "" if not local else f" ({shard_ids_phrase(remote)})"
+            each = "acknowledges" if len(owners) == 1 else "acknowledge"
+            parts.append(f"Sent through Redis to {who}{which}, which {each} each command.")
+        return " ".join(parts)
 
     def action_restart(self) -> None:
         if not self._need_manager():
@@ -384,7 +423,7 @@ class FleetConsole(ShardTUI):
         if not ids:
             self.notify("No shard selected.", severity="warning")
             return
-        self.model.note(f"restart shards {self._ids_text(ids)} (resume first) through the fleet")
+        self.model.note(f"restart {shard_ids_phrase(ids)} (resume first) through the fleet")
         self._send_each("restart", ids, lambda sid: self._control().restart(sid))
 
     def action_shutdown(self) -> None:
@@ -394,14 +433,15 @@ class FleetConsole(ShardTUI):
         if not ids:
             self.notify("No running shard selected.", severity="warning")
             return
-        body = f"Shut down shard(s) {self._ids_text(ids)}?\n\n{self._plan_text('shutdown', ids)}"
+        body = f"Shut down {shard_ids_phrase(ids)}?\n\n{self._plan_text('shutdown', ids)}"
 
         def done(answer: bool | None) -> None:
             if answer:
-                self.model.note(f"shut down shards {self._ids_text(ids)} through the fleet")
+                self.model.note(f"shut down {shard_ids_phrase(ids)} through the fleet")
                 self._send_each("shutdown", ids, lambda sid: self._control().shutdown(sid))
 
-        self.push_screen(ConfirmScreen("Shut down shards", body, yes="Shut down"), done)
+        title = "Shut down shard" if len(ids) == 1 else "Shut down shards"
+        self.push_screen(ConfirmScreen(title, body, yes="Shut down"), done)
 
     def action_boot(self) -> None:
         if not self._need_manager():
@@ -413,12 +453,12 @@ class FleetConsole(ShardTUI):
                 severity="warning",
             )
             return
-        self.model.note(f"boot shards {self._ids_text(ids)} through the fleet")
+        self.model.note(f"boot {shard_ids_phrase(ids)} through the fleet")
         self._send_each("boot", ids, lambda sid: self._control().boot(sid))
 
     def _apply_presence(self, presence: Presence, ids: list[int]) -> None:
         # Same editor and scopes as a single process; only the delivery differs: through the fleet.
-        self.model.note(f"presence {presence.describe()!r} to shards {self._ids_text(ids)}")
+        self.model.note(f"presence {presence.describe()!r} to {shard_ids_phrase(ids)}")
         for sid in ids:
             self.model.record_sent_presence(sid, presence)
         self._send_each("presence", ids, lambda sid: self._control().set_presence(sid, presence))
@@ -430,10 +470,13 @@ class FleetConsole(ShardTUI):
         if not ids:
             self.notify("No live shards to restart.", severity="warning")
             return
-        body = (
-            f"Restart all {len(ids)} live shards of the fleet, one at a time, each back before the "
-            f"next?\n\n{self._plan_text('restart', ids)}"
-        )
+        if len(ids) == 1:
+            question = f"Restart the fleet's one live shard ({ids[0]})?"
+        else:
+            question = (
+                f"Restart all {len(ids)} live shards of the fleet, one at a time, each back before the next?"
+            )
+        body = f"{question}\n\n{self._plan_text('restart', ids)}"
 
         def done(answer: bool | None) -> None:
             if answer:
@@ -461,26 +504,39 @@ class FleetConsole(ShardTUI):
     ) -> list[CommandResult]:
         """Send to every shard at once (each waits for its own acknowledgement) and show what
         became of them: one notification, worst outcome first."""
-        self.notify(f"{verb}: sending to shard(s) {self._ids_text(ids)}…", timeout=3)
+        self.notify(f"{verb}: sending to {shard_ids_phrase(ids)}…", timeout=3)
         results = await asyncio.gather(*(call(sid) for sid in ids))
         self.show_results(verb, results)
         return list(results)
 
     def show_results(self, verb: str, results: Iterable[CommandResult]) -> None:
+        from shardtui.fleet import CommandStatus
+
         results = list(results)
         if not results:
             return
         order = {"error": 0, "warning": 1, "information": 2}
         results.sort(key=lambda r: (order[result_severity(r)], r.shard_id))
         severity = result_severity(results[0])
+        # Commands Redis could not carry fail for one reason (the error text may differ per
+        # attempt): one line for all their shards.
+        unsent = [r for r in results if r.status is CommandStatus.UNREACHABLE and r.reason]
+        lines: list[str] = []
+        if unsent:
+            ids = [r.shard_id for r in unsent]
+            line = f"{verb} of {shard_ids_phrase(ids)} not sent: {unsent[0].reason}"
+            lines.append(line)
+            self.model.note(line, logging.ERROR, ids[0] if len(ids) == 1 else None)
         for result in results:
+            if any(result is r for r in unsent):
+                continue
             level = {"error": logging.ERROR, "warning": logging.WARNING}.get(
                 result_severity(result), logging.INFO
             )
             self.model.note(result.message, level, result.shard_id)
-        lines = [r.message for r in results[:8]]
-        if len(results) > 8:
-            lines.append(f"… and {len(results) - 8} more (see the log pane)")
+            lines.append(result.message)
+        if len(lines) > 8:
+            lines = [*lines[:8], f"… and {len(lines) - 8} more (see the log pane)"]
         failed = sum(1 for r in results if not r.ok)
         unacked = sum(1 for r in results if result_severity(r) == "warning")
         if not failed:
@@ -493,7 +549,7 @@ class FleetConsole(ShardTUI):
 
     @work(group="actions", exit_on_error=False, exclusive=True)
     async def _fleet_rolling_restart(self, ids: list[int]) -> None:
-        self.model.note(f"rolling restart of {len(ids)} fleet shards")
+        self.model.note(f"rolling restart of {shard_count(len(ids))} of the fleet")
         for sid in ids:
             before = self._starts(sid)
             result = await self._control().restart(sid)
@@ -527,9 +583,10 @@ class FleetConsole(ShardTUI):
         running = 0 if manager is None else sum(1 for info in manager.runners.values() if info.running)
         if not running or self._runtime_done:
             return None  # a viewer runs no shard: nothing to ask about
+        them, are = ("it", "is") if running == 1 else ("them", "are")
         return (
-            f"{running} shard(s) of this process ({self._local_name()}) are live. Quit and shut them "
-            "down cleanly (close 1000)? The other processes of the fleet keep running."
+            f"{shard_count(running)} of this process ({self._local_name()}) {are} live. Quit and shut "
+            f"{them} down cleanly (close 1000)? The other processes of the fleet keep running."
         )
 
 

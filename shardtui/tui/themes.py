@@ -1,4 +1,4 @@
-"""Console themes: TOML files under ``themes/`` loaded into Textual ``Theme`` objects.
+"""Console themes: TOML files under ``themes/`` (shipped in the package) loaded as Textual ``Theme``s.
 
 Shard-stage and health colours are theme *variables* (``$stage-connected`` …) so TCSS and the
 table cells take them from whichever theme is active; a theme file may set any of them and the
@@ -18,8 +18,20 @@ import shardtui
 
 DEFAULT_THEME = "shardtui-dark"
 
-#: Where the shipped theme files live (the repository's top-level ``themes/``).
-THEMES_DIR = Path(shardtui.__file__).resolve().parent.parent / "themes"
+
+def _shipped_themes_dir() -> Path:
+    """The theme files' one home is the repository's top-level ``themes/``; a wheel (``pip install .``)
+    carries them as ``shardtui/themes`` (pyproject maps the directory there), an editable checkout
+    reads them where they are."""
+    package = Path(shardtui.__file__).resolve().parent
+    installed = package / "themes"
+    if installed.is_dir():
+        return installed
+    return package.parent / "themes"
+
+
+#: Where the shipped theme files are read from: the installed package's, else the checkout's ``themes/``.
+THEMES_DIR = _shipped_themes_dir()
 
 #: Fallbacks for every variable the console uses; a theme file overrides any of them.
 STAGE_VARIABLES: dict[str, str] = {

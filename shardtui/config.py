@@ -247,7 +247,8 @@ def _closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
     return None
 
 
-def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    """``did you mean "x"?`` for the choice closest to ``word`` (a unique prefix, else difflib), or None."""
     best = _closest(word, choices)
     return f'did you mean "{best}"?' if best else None
 
@@ -339,7 +340,7 @@ def _p_choice(value: Any, ctx: _Ctx, choices: tuple[str, ...]) -> str:
         lowered = value.strip().lower()
         if lowered in choices:
             return lowered
-        raise ctx.error(expected, value, hint=_did_you_mean(value, choices))
+        raise ctx.error(expected, value, hint=did_you_mean(value, choices))
     return value
 
 
@@ -367,7 +368,7 @@ def _p_intents(value: Any, ctx: _Ctx) -> list[str]:
             raise ctx.error(
                 "intent names such as default, guilds, guild_messages, message_content",
                 f'unknown intent "{name}"',
-                hint=_did_you_mean(name, known),
+                hint=did_you_mean(name, known),
                 raw=True,
             ) from None
     return names
@@ -520,7 +521,7 @@ def _check_fault_params(kind: str, params: Mapping[str, Any], where: str, base: 
             if allowed
             else f"no parameters for the {kind} fault (only kind, every, shard)"
         )
-        hint = _did_you_mean(name, allowed or ("kind", "every", "shard"))
+        hint = did_you_mean(name, allowed or ("kind", "every", "shard"))
         raise ConfigError(where, f"{base}.{name}", expected, f'unknown key "{name}"', hint=hint)
 
 
@@ -617,6 +618,71 @@ def env_var_for(dotted: str) -> str:
     return ENV_PREFIX + dotted.replace(".", "_").upper()
 
 
+def unknown_environment(environ: Mapping[str, str], token_env: str) -> list[str]:
+    """``SHARDTUI_*`` variables (any case) that set no config key, sorted; ``token_env`` (the variable the
+    token is read from, which an operator may name ``SHARDTUI_...``) is not one of them."""
+    known = {env_var_for(key) for key in KEYS}
+    known.add(token_env)
+    return sorted(n for n in environ if n.upper().startswith(ENV_PREFIX) and n not in known)
+
+
+def _env_suggestion(name: str) -> str | None:
+    """``did you mean "SHARDTUI_..."?`` for an unknown variable, or None."""
+    rest = name[len(ENV_PREFIX) :].lower()
+    # A key without its section (SHARDTUI_SHARDS): every section that has it.
+    owners = [env_var_for(f"{s}.{rest}") for s in SECTIONS if rest in _SCHEMA[s]]
+    if not owners and rest == "cluster_shard_range":
+        owners = [env_var_for("gateway.shard_range")]  # which outranks [cluster] shard_range
+    if owners:
+        return "did you mean " + " or ".join(f'"{o}"' for o in owners) + "?"
+    if rest.startswith("cluster_"):
+        return None
+    suffixes = tuple(env_var_for(key)[len(ENV_PREFIX) :] for key in KEYS)
+    if "token" in rest:
+        # Only a plain misspelling: SHARDTUI_BOT_TOKEN is no near miss of SHARDTUI_BOT_TOKEN_ENV, which
+        # holds a variable's name (a token put there would be shown as one).
+        close = difflib.get_close_matches(rest.upper(), suffixes, n=1, cutoff=0.9)
+        best = close[0] if close else None
+    else:
+        best = _closest(rest, suffixes)
+    return f'did you mean "{ENV_PREFIX}{best}"?' if best else None
+
+
+def _env_hint(name: str, token_env: str) -> str:
+    """What to do about an unknown ``SHARDTUI_`` variable."""
+    hints = [_env_suggestion(name)]
+    rest = name[len(ENV_PREFIX) :].lower()
+    if rest.startswith("cluster_") and rest != "cluster_shard_range":
+        hints.append("[cluster] is set in the config file only")
+    if "token" in rest:
+        hints.append(
+            f'the bot token is read from the variable bot.token_env names, now "{token_env}"; '
+            f'to keep it in this one set bot.token_env = "{name}"'
+        )
+    text = "; ".join(h for h in hints if h)
+    return text or f"unset it: the {ENV_PREFIX} prefix is for config keys"
+
+
+def _check_environment(environ: Mapping[str, str], token_env: str) -> None:
+    """An unknown ``SHARDTUI_`` variable is an error, like an unknown key in the file: a misspelt
+    ``SHARDTUI_GATEWAY_SHARD_RANGE`` ignored would run every shard. Only names are shown, never values."""
+    unknown = unknown_environment(environ, token_env)
+    if not unknown:
+        return
+    first, *others = unknown
+    message = (
+        f"expected {ENV_PREFIX}<SECTION>_<KEY> naming a config key, found an unknown variable "
+        f"({_env_hint(first, token_env)})"
+    )
+    if others:
+        also = []
+        for name in others:
+            suggestion = _env_suggestion(name)
+            also.append(f"{name} ({suggestion})" if suggestion else name)
+        message += "; also unknown: " + ", ".join(also)
+    raise ConfigError(f"environment {first}", None, message=message)
+
+
 # --- loading -----------------------------------------------------------------------------------------
 
 
@@ -686,7 +752,7 @@ def load_config(
     for key, value in (overrides or {}).items():
         if key not in KEYS:
             raise ConfigError(
-                "command line", key, "a known config key", f'"{key}"', hint=_did_you_mean(key, KEYS)
+                "command line", key, "a known config key", f'"{key}"', hint=did_you_mean(key, KEYS)
             )
         source = (flags or {}).get(key) or "--" + key.split(".", 1)[1].replace("_", "-")
         _set(config, key, value, source, from_text=isinstance(value, str))
@@ -697,7 +763,9 @@ def load_config(
         # [cluster] shard_range only comes from the file; a variable or flag for the shard range
         # (each fleet process started with its own --shard-range) outranks it like any file value.
         config.cluster = dataclasses.replace(config.cluster, shard_range=config.gateway.shard_range)
+        config.provenance["cluster.shard_range"] = config.provenance["gateway.shard_range"]
 
+    _check_environment(environ, config.bot.token_env)
     _validate(config, environ, check_token=check_token)
     return config
 
@@ -707,9 +775,11 @@ def _apply_file(config: Config, data: dict[str, Any], path: str) -> None:
         if section == "cluster":
             config.cluster = _parse_cluster(table, path)
             config.provenance["cluster"] = path
+            for key in table:
+                config.provenance[f"cluster.{key}"] = path
             continue
         if section not in _SCHEMA:
-            hint = _did_you_mean(section, (*SECTIONS, "cluster"))
+            hint = did_you_mean(section, (*SECTIONS, "cluster"))
             if hint is None and not isinstance(table, dict):
                 owner = next((s for s in SECTIONS if section in _SCHEMA[s]), None)
                 if owner:
@@ -731,7 +801,7 @@ def _apply_file(config: Config, data: dict[str, Any], path: str) -> None:
                     dotted,
                     f"a key of [{section}] (" + ", ".join(_SCHEMA[section]) + ")",
                     f'unknown key "{key}"',
-                    hint=_did_you_mean(key, tuple(_SCHEMA[section])),
+                    hint=did_you_mean(key, tuple(_SCHEMA[section])),
                 )
             _set(config, dotted, value, path, from_text=False)
 
@@ -903,6 +973,13 @@ def format_config(config: Config, environ: Mapping[str, str] | None = None) -> s
     """``--print-config``: one line per key, its value (TOML-ish) and where it came from."""
     environ = os.environ if environ is None else environ
     values = config.values()
+    if config.cluster is not None:
+        # [cluster] is a table like the others: one line per key (the Redis URL without its password).
+        from shardtui.fleet.config import CLUSTER_KEYS, describe_redis_url
+
+        for key in CLUSTER_KEYS:
+            value = getattr(config.cluster, key)
+            values[f"cluster.{key}"] = describe_redis_url(value) if key == "redis_url" else value
     width = max(len(k) for k in values)
     lines = [f"# config: {config.source}"]
     for key, value in values.items():
@@ -911,15 +988,6 @@ def format_config(config: Config, environ: Mapping[str, str] | None = None) -> s
         lines.append(
             f"{key:<{width}} = {_toml_value(value):<28} # {config.provenance.get(key, DEFAULT_SOURCE)}"
         )
-    if config.cluster is not None:
-        from shardtui.fleet.config import describe_redis_url
-
-        cluster = config.cluster
-        text = (
-            f'{{redis_url = "{describe_redis_url(cluster.redis_url)}", cluster = "{cluster.cluster}", '
-            f'name = "{cluster.name}"}}'
-        )
-        lines.append(f"{'cluster':<{width}} = {text} # {config.provenance.get('cluster', '')}")
     name = config.bot.token_env
     state = "set" if environ.get(name, "").strip() else "unset"
     lines.append(f"# bot token: environment variable {name} is {state} (its value is never shown)")

@@ -411,11 +411,126 @@ def test_cluster_table_is_read_for_the_fleet_and_its_password_never_printed(
     assert load_config(None, {}, environ={}).cluster is None
     assert main(["--config", path, "--print-config"]) == 0
     out = capsys.readouterr().out
-    assert 'cluster = {redis_url = "redis://127.0.0.1:6379/0"' in " ".join(out.split())
+    # [cluster] prints as its own table, one key a line like every other section.
+    assert _printed_rows(out, "cluster.") == {
+        "cluster.redis_url": ('"redis://127.0.0.1:6379/0"', path),
+        "cluster.name": ('"node-a"', path),
+        "cluster.cluster": ('"shardtui"', "default"),
+        "cluster.shard_range": ('"0-3"', path),
+        "cluster.heartbeat_interval": ("1.0", "default"),
+        "cluster.heartbeat_ttl": ("5.0", "default"),
+        "cluster.command_timeout": ("5.0", "default"),
+    }
     assert "s3cret-pw" not in out and "s3cret-pw" not in repr(config)
     bad = _write(tmp_path, '[cluster]\nredis = "redis://127.0.0.1"\n')
     assert main(["--config", bad]) == 2
     assert capsys.readouterr().err.startswith(f"shardtui: {bad}: cluster.redis: expected a key of [cluster]")
+
+
+def test_print_config_names_the_variable_a_cluster_shard_range_came_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(
+        tmp_path, '[gateway]\nshards = 8\n[cluster]\nredis_url = "redis://127.0.0.1"\nshard_range = "0-3"\n'
+    )
+    monkeypatch.setenv("SHARDTUI_GATEWAY_SHARD_RANGE", "4-7")
+    assert main(["--config", path, "--print-config"]) == 0
+    rows = _printed_rows(capsys.readouterr().out, "cluster.shard_range")
+    assert rows == {"cluster.shard_range": ('"4-7"', "env SHARDTUI_GATEWAY_SHARD_RANGE")}
+
+
+def _printed_rows(out: str, prefix: str) -> dict[str, tuple[str, str]]:
+    """--print-config lines starting with ``prefix``: key -> (value, source)."""
+    rows: dict[str, tuple[str, str]] = {}
+    for line in out.splitlines():
+        if line.startswith(prefix):
+            left, _, source = line.rpartition(" # ")
+            key, _, value = left.partition(" = ")
+            rows[key.strip()] = (value.strip(), source.strip())
+    return rows
+
+
+def test_an_unknown_cluster_key_gets_a_did_you_mean(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[cluster]\nredis_url = "redis://127.0.0.1"\nheartbeat_tl = 3.0\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {}, environ={})
+    assert str(info.value) == (
+        f"{path}: cluster.heartbeat_tl: expected a key of [cluster] (redis_url, name, cluster, shard_range, "
+        'heartbeat_interval, heartbeat_ttl, command_timeout), found unknown key "heartbeat_tl" '
+        '(did you mean "heartbeat_ttl"?)'
+    )
+
+
+# --- SHARDTUI_* variables that set nothing -----------------------------------------------------------
+# An error (exit 2) like an unknown key in the file: a misspelt SHARDTUI_GATEWAY_SHARD_RANGE that was
+# ignored would run every shard of the bot in this process.
+
+_UNKNOWN = "expected SHARDTUI_<SECTION>_<KEY> naming a config key, found an unknown variable"
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("SHARDTUI_GATEWAY_SHARD_RANGES", 'did you mean "SHARDTUI_GATEWAY_SHARD_RANGE"?'),
+        ("SHARDTUI_SANDBOX_GUILD", 'did you mean "SHARDTUI_SANDBOX_GUILDS"?'),
+        ("shardtui_gateway_mode", 'did you mean "SHARDTUI_GATEWAY_MODE"?'),
+        ("SHARDTUI_SHARDS", 'did you mean "SHARDTUI_GATEWAY_SHARDS" or "SHARDTUI_SANDBOX_SHARDS"?'),
+        ("SHARDTUI_CLUSTER_SHARD_RANGE", 'did you mean "SHARDTUI_GATEWAY_SHARD_RANGE"?'),
+        ("SHARDTUI_CLUSTER_NAME", "[cluster] is set in the config file only"),
+    ],
+)
+def test_a_misspelt_variable_is_an_error_with_did_you_mean(name: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {}, environ={name: "0-3", "SHARDTUI_UI_THEME": "shardtui-light"})
+    assert str(info.value) == f"environment {name}: {_UNKNOWN} ({hint})"
+
+
+def test_an_unrelated_variable_is_an_error_saying_to_unset_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {}, environ={"SHARDTUI_HOME": "/opt/bot-home"})
+    message = str(info.value)
+    assert message == (
+        f"environment SHARDTUI_HOME: {_UNKNOWN} (unset it: the SHARDTUI_ prefix is for config keys)"
+    )
+    assert "/opt/bot-home" not in message  # names only, never values
+
+
+def test_unknown_variables_exit_2_naming_each_on_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHARDTUI_UI_THEEM", "shardtui-light")
+    monkeypatch.setenv("SHARDTUI_HOME", "/opt/bot-home")
+    monkeypatch.setenv("SHARDTUI_GATEWAY_SHARD", "4")
+    # --print-config too: it would otherwise show values the operator believes are set.
+    for argv in (["--print-config"], ["run", "--headless", "--duration", "1"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err == (
+            f"shardtui: environment SHARDTUI_GATEWAY_SHARD: {_UNKNOWN} "
+            '(did you mean "SHARDTUI_GATEWAY_SHARDS"?); also unknown: SHARDTUI_HOME, '
+            'SHARDTUI_UI_THEEM (did you mean "SHARDTUI_UI_THEME"?)\n'
+        )
+
+
+def test_a_token_kept_in_a_shardtui_variable(tmp_path: Path) -> None:
+    token = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.not-a-real-token-but-shaped-like-one"
+    # Named by bot.token_env, it is the token's variable, not an unknown one.
+    environ = {"SHARDTUI_BOT_TOKEN_ENV": "SHARDTUI_BOT_TOKEN", "SHARDTUI_BOT_TOKEN": token}
+    config = load_config(None, {"gateway.mode": "discord"}, environ=environ)
+    assert resolve_token(config, environ=environ) == token
+    path = _write(tmp_path, '[bot]\ntoken_env = "SHARDTUI_BOT_TOKEN"\n')
+    assert load_config(path, {}, environ={"SHARDTUI_BOT_TOKEN": token}).bot.token_env == "SHARDTUI_BOT_TOKEN"
+    # Not named: the error says how to use it and never suggests SHARDTUI_BOT_TOKEN_ENV (a name's variable).
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {}, environ={"SHARDTUI_BOT_TOKEN": token})
+    message = str(info.value)
+    assert message == (
+        f"environment SHARDTUI_BOT_TOKEN: {_UNKNOWN} (the bot token is read from the variable "
+        'bot.token_env names, now "DISCORD_TOKEN"; to keep it in this one set bot.token_env = '
+        '"SHARDTUI_BOT_TOKEN")'
+    )
+    assert token not in message
 
 
 def test_a_shard_range_flag_or_variable_outranks_the_files_cluster_shard_range(tmp_path: Path) -> None:

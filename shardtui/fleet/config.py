@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from shardtui.config import ConfigError, describe
+from shardtui.config import ConfigError, describe, did_you_mean
 
 #: Keys ``[cluster]`` accepts, for error messages.
 CLUSTER_KEYS: tuple[str, ...] = (
@@ -101,7 +101,11 @@ def parse_cluster_config(table: Mapping[str, Any] | None, where: str = "<config>
     for key in table:
         if key not in CLUSTER_KEYS:
             raise ConfigError(
-                where, f"cluster.{key}", "a key of [cluster] (" + ", ".join(CLUSTER_KEYS) + ")", key
+                where,
+                f"cluster.{key}",
+                "a key of [cluster] (" + ", ".join(CLUSTER_KEYS) + ")",
+                f'unknown key "{key}"',
+                hint=did_you_mean(key, CLUSTER_KEYS),
             )
     if "redis_url" not in table:
         raise ConfigError(

@@ -86,7 +86,8 @@ def test_defaults_name_the_process_after_host_and_pid():
         (
             "redis_url = 'redis://x'\nredis = 1",
             "shards.toml: cluster.redis: expected a key of [cluster] (redis_url, "
-            "name, cluster, shard_range, heartbeat_interval, heartbeat_ttl, command_timeout), found redis",
+            "name, cluster, shard_range, heartbeat_interval, heartbeat_ttl, command_timeout), "
+            'found unknown key "redis" (did you mean "redis_url"?)',
         ),
         (
             "redis_url = 'redis://x'\ncommand_timeout = true",

@@ -1,11 +1,13 @@
-"""Shared fixtures: a real sandbox server on an ephemeral loopback port."""
+"""Shared fixtures: a real sandbox server on an ephemeral loopback port, and a real Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from redis_helpers import RedisServer, free_port, need_redis_server
 
 from shardtui.sandbox import Sandbox, SandboxSettings
 
@@ -47,3 +49,23 @@ async def sandbox_factory() -> AsyncIterator[SandboxFactory]:
 async def sandbox(sandbox_factory: SandboxFactory) -> Sandbox:
     """One started sandbox with the fast test defaults."""
     return await sandbox_factory()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis the whole run shares: ``REDIS_URL`` when set, else a ``redis-server`` started for it.
+
+    Tests keep apart by fleet name (their ``cluster_name`` fixture removes its keys); a test that
+    stops its Redis takes a private one instead.
+    """
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    need_redis_server()
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from fleet.conftest import REDIS_SERVER, RedisServer, free_port
 from redis.asyncio import Redis
+from redis_helpers import REDIS_SERVER, RedisServer, free_port
 from tui_helpers import wait_until
 
 from shardtui.config import Config
@@ -33,22 +32,6 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     try:
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    """``REDIS_URL`` when set (keys of this test's fleet removed afterwards), else a private server."""
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    _need_redis()
-    server = RedisServer(free_port())
-    server.start()
-    try:
-        yield server.url
     finally:
         server.stop()
 

@@ -42,7 +42,15 @@ from shardtui.tui.themes import (
     load_themes,
     resolve_theme,
 )
-from shardtui.tui.viewmodel import Clock, FleetModel, QueueView, shard_count, shard_ids_phrase
+from shardtui.tui.viewmodel import (
+    Clock,
+    FilterError,
+    FleetModel,
+    QueueView,
+    parse_filter,
+    shard_count,
+    shard_ids_phrase,
+)
 
 log = logging.getLogger("shardtui.tui")
 
@@ -51,6 +59,8 @@ REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 MUTATING_ACTIONS = frozenset({"restart", "shutdown", "boot", "rolling_restart", "presence", "reshard"})
 #: How long a rolling restart waits for one batch to come back before moving on.
 ROLLING_BATCH_TIMEOUT = 60.0
+#: The filter applies once typing pauses this long (seconds), not on every key.
+FILTER_DEBOUNCE = 0.15
 
 RuntimeFactory = Callable[[Config], Any]
 
@@ -155,9 +165,10 @@ class ShardTUI(App[int]):
             yield Label(id="startup-label")
             yield ProgressBar(total=1, show_eta=False, id="startup-bar")
         yield Input(
-            placeholder="filter: shard id, stage, health or error · enter applies · esc clears",
+            placeholder="filter: id, stage:conn, close:4000, any text · enter keeps · esc undoes",
             id="filter",
         )
+        yield Label(id="filter-error")
         yield ShardTable(self.model, id="shards")
         yield RichLog(id="log", max_lines=2000, wrap=False, markup=False, highlight=False)
         yield Footer()
@@ -170,6 +181,11 @@ class ShardTUI(App[int]):
         self._startup_label = self.query_one("#startup-label", Label)
         self._startup_bar = self.query_one("#startup-bar", ProgressBar)
         self._filter = self.query_one("#filter", Input)
+        self._filter_error = self.query_one("#filter-error", Label)
+        self._filter_before = ""
+        self._filter_timer: Timer | None = None
+        #: Seconds typing must pause before the filter applies (a test may lengthen it).
+        self.filter_debounce = FILTER_DEBOUNCE
         self._log = self.query_one("#log", RichLog)
         table = self._table
         table.theme_colour = self._theme_colour
@@ -710,6 +726,10 @@ class ShardTUI(App[int]):
 
     def action_clear(self) -> None:
         filter_input = self._filter
+        if self.focused is filter_input:
+            # Escape while editing undoes the edit: back to the filter in force before "/".
+            self._set_filter(self._filter_before)
+            return
         if filter_input.display or self.model.filter_text:
             self._set_filter("")
             return
@@ -720,22 +740,70 @@ class ShardTUI(App[int]):
 
     def action_filter(self) -> None:
         filter_input = self._filter
+        # What escape goes back to: the filter in force before this edit.
+        self._filter_before = self.model.filter_text
         filter_input.display = True
         filter_input.value = self.model.filter_text
         filter_input.focus()
 
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        # Applied as it is typed, but once typing pauses: a 5,000-row table rebuilds per pause, not per key.
+        self._stop_filter_timer()
+        if self.focused is self._filter:
+            self._filter_timer = self.set_timer(self.filter_debounce, self._apply_typed_filter)
+
+    def _stop_filter_timer(self) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+
+    def _filter_problem(self, text: str) -> str | None:
+        """Why ``text`` cannot be applied (shown under the box), or None."""
+        try:
+            parse_filter(text)
+        except FilterError as error:
+            return str(error)
+        return None
+
+    def _show_filter_problem(self, problem: str | None) -> None:
+        label = self._filter_error
+        label.update(Text(f"not applied: {problem}") if problem else "")
+        label.display = problem is not None
+        self._filter.set_class(problem is not None, "-invalid")
+
+    def _apply_typed_filter(self) -> None:
+        self._filter_timer = None
+        text = self._filter.value
+        problem = self._filter_problem(text)
+        self._show_filter_problem(problem)
+        if problem is not None or text.strip() == self.model.filter_text:
+            return
+        self.model.filter_text = text.strip()
+        self.table.rebuild()
+        self._update_header()
+
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._stop_filter_timer()
+        problem = self._filter_problem(event.value)
+        if problem is not None:
+            # Keep the box open with what was typed, so it can be fixed.
+            self._show_filter_problem(problem)
+            return
         self._set_filter(event.value)
 
     def on_key(self, event: Any) -> None:
         if event.key == "escape" and self.focused is self._filter:
             event.stop()
-            self._set_filter("")
+            self.action_clear()
 
     def _set_filter(self, text: str) -> None:
+        self._stop_filter_timer()
         filter_input = self._filter
         self.model.filter_text = text.strip()
+        self._filter_before = self.model.filter_text
+        self._show_filter_problem(None)
         filter_input.display = bool(self.model.filter_text)
         filter_input.value = self.model.filter_text
         self.table.rebuild()

@@ -14,9 +14,9 @@ from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.events import Resize
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
 
-from shardtui.tui.viewmodel import Cell, Column, FleetModel, columns_for_width
+from shardtui.tui.viewmodel import SORT_COLUMN, Cell, Column, FleetModel, columns_for_width, sort_arrow
 
 #: Past this many removals one rebuild is cheaper than removing rows one by one.
 REBUILD_THRESHOLD = 200
@@ -129,10 +129,31 @@ class ShardTable(DataTable):
         self.shown_columns = columns
         self.clear(columns=True)
         for column in columns:
-            self.add_column(column.label, width=column.width, key=column.key)
+            self.add_column(self._label(column), width=column.width, key=column.key)
         self.rendered.clear()
         self.rebuild(selected)
         return True
+
+    def _label(self, column: Column) -> str:
+        key = self.model.sort_key
+        return column.label + sort_arrow(key) if SORT_COLUMN.get(key) == column.key else column.label
+
+    def header_labels(self) -> list[str]:
+        """The column headers as shown, sort arrow included."""
+        return [column.label.plain for column in self.ordered_columns]
+
+    def update_sort_arrow(self) -> None:
+        """Put the arrow on the sorted column's header (and take it off the others)."""
+        changed = False
+        for column in self.shown_columns:
+            label = self._label(column)
+            shown = self.columns.get(ColumnKey(column.key))
+            if shown is not None and shown.label.plain != label:
+                shown.label = Text(label)
+                changed = True
+        if changed:
+            self._clear_caches()
+            self.refresh()
 
     def rebuild(self, selected: int | None = None) -> None:
         """Clear and add every visible row in order (filter change, theme change, column change)."""
@@ -153,6 +174,7 @@ class ShardTable(DataTable):
         order = {sid: index for index, sid in enumerate(self.model.visible_ids())}
         last = len(order)
         self.sort("id", key=lambda cell: order.get(cell.sid, last))
+        self.update_sort_arrow()
         self.select_shard(selected)
 
     # -- the tick ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -67,15 +68,16 @@ class Column:
     priority: int
 
 
-#: Display order. Widths are fixed so updates never re-measure the table.
+#: Display order. Widths are fixed so updates never re-measure the table, and leave room for the
+#: sort arrow after each sortable column's label ("guilds▼").
 COLUMNS: tuple[Column, ...] = (
     Column("id", "shard", 10, 0),
     Column("stage", "stage", 12, 0),
     Column("health", "health", 7, 0),
     Column("latency", "latency", 8, 1),
-    Column("guilds", "guilds", 6, 2),
+    Column("guilds", "guilds", 7, 2),
     Column("eps", "ev/s", 6, 3),
-    Column("events", "events", 8, 5),
+    Column("events", "events", 7, 5),
     Column("seq", "seq", 8, 8),
     Column("resumes", "res", 4, 6),
     Column("reconnects", "rec", 4, 7),
@@ -139,6 +141,28 @@ class SortKey(enum.Enum):
 
 
 SORT_ORDER: tuple[SortKey, ...] = tuple(SortKey)
+#: The column each sort key orders by, for the header's arrow.
+SORT_COLUMN: dict[SortKey, str] = {
+    SortKey.ID: "id",
+    SortKey.STAGE: "stage",
+    SortKey.HEALTH: "health",
+    SortKey.LATENCY: "latency",
+    SortKey.GUILDS: "guilds",
+    SortKey.EVENTS_PER_SECOND: "eps",
+    SortKey.EVENTS: "events",
+    SortKey.RESUMES: "resumes",
+    SortKey.RECONNECTS: "reconnects",
+    SortKey.DISPATCH_AGE: "dispatch_age",
+}
+SORT_ASCENDING = "\u25b2"
+SORT_DESCENDING = "\u25bc"
+
+
+def sort_arrow(key: SortKey) -> str:
+    """▲ for the id (lowest first); ▼ for every other key, which puts the most, slowest, oldest or
+    worst (failed, stopped, wedged ...) first."""
+    return SORT_ASCENDING if key is SortKey.ID else SORT_DESCENDING
+
 
 # Worst first: an operator sorting by stage or health wants the trouble at the top.
 _STAGE_RANK = {
@@ -356,26 +380,56 @@ def sort_value(row: ShardRow, key: SortKey, now: float, queued: bool = False) ->
     return (-age, sid)
 
 
-def row_matches(row: ShardRow, query: str, queued: bool = False) -> bool:
-    """Filter by shard id (a number), stage or health word, close code, or any error text."""
+#: ``field:value`` filters; anything else is plain text matched against every field but the id.
+FILTER_FIELDS = ("id", "stage", "health", "close", "error")
+_FIELD_QUERY = re.compile(r"([a-z]+):(.*)", re.DOTALL)
+
+
+class FilterError(ValueError):
+    """A filter the console cannot apply; the message is shown under the filter box as is."""
+
+
+def parse_filter(query: str) -> tuple[str | None, str]:
+    """``(field, value)`` for ``field:value``, ``(None, text)`` for plain text. Raises FilterError."""
     query = query.strip().lower()
+    found = _FIELD_QUERY.fullmatch(query)
+    if found is None:
+        return None, query
+    field, value = found.group(1), found.group(2).strip()
+    if field not in FILTER_FIELDS:
+        raise FilterError(f"unknown field {field!r} ({', '.join(FILTER_FIELDS)})")
+    if field in ("id", "close") and value and not value.isdigit():
+        raise FilterError(f"{field}: takes a number, not {value!r}")
+    return field, value
+
+
+def row_matches(row: ShardRow, query: str, queued: bool = False) -> bool:
+    """Filter by shard id (a number), stage or health word, close code, or any error text; or by one
+    field with ``stage:conn``, ``health:wedged``, ``close:4000``, ``id:3``, ``error:text``."""
+    try:
+        field, query = parse_filter(query)
+    except FilterError:
+        # The console never applies a bad filter; anything else calling this gets plain text.
+        field, query = None, query.strip().lower()
     if not query:
         return True
     info = row.info
+    close = "" if info.last_close_code is None else str(info.last_close_code)
+    health = "wedged" if info.health is ShardHealth.WEDGED else info.health.value
+    errors = " ".join((info.health_reason, info.last_close_reason, info.fatal_error or "")).lower()
+    if field == "id":
+        return int(query) == info.shard_id.id
+    if field == "close":
+        return close == query
+    if field == "stage":
+        return query in stage_word(info, queued)
+    if field == "health":
+        return query in health
+    if field == "error":
+        return query in errors
     if query.isdigit():
-        return int(query) == info.shard_id.id or (
-            info.last_close_code is not None and str(info.last_close_code) == query
-        )
-    haystack = " ".join(
-        (
-            stage_word(info, queued),
-            "wedged" if info.health is ShardHealth.WEDGED else info.health.value,
-            info.health_reason,
-            info.last_close_reason,
-            info.fatal_error or "",
-        )
-    ).lower()
-    return query in haystack
+        return int(query) == info.shard_id.id or close == query
+    return query in " ".join((stage_word(info, queued), health, errors))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,44 @@
+"""SVG snapshots at 80x24 of the filter box while typing (with a bad field) and of a sorted header.
+
+Update after an intended visual change with ``--snapshot-update`` and look at the SVGs first.
+"""
+
+from __future__ import annotations
+
+from test_tui_snapshots import make_app, settle, utc  # noqa: F401  (utc: the autouse TZ fixture)
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from shardtui.tui.app import ShardTUI
+
+
+def test_bad_filter_error_at_80x24(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        app = pilot.app
+        assert isinstance(app, ShardTUI)
+        await pilot.press("greater_than_sign")
+        await pilot.press("slash")
+        app.query_one("#filter", Input).cursor_blink = False
+        await pilot.press(*"colour:red")
+        app._apply_typed_filter()
+        await pilot.pause()
+        assert app.query_one("#filter-error").display
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_stage_filter_typed_and_sorted_by_health_at_80x24(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        app = pilot.app
+        assert isinstance(app, ShardTUI)
+        await pilot.press("greater_than_sign", "greater_than_sign")
+        await pilot.press("slash")
+        app.query_one("#filter", Input).cursor_blink = False
+        await pilot.press(*"stage:conn")
+        app._apply_typed_filter()
+        await pilot.pause()
+        assert app.table.row_count == 5
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)

@@ -136,6 +136,42 @@ async def test_ages_tick_on_screen_without_events_and_spare_hidden_rows() -> Non
         assert app.table.cell_updates - before <= len(visible)
 
 
+async def test_a_busy_fleet_writes_rows_on_screen_and_the_rest_as_they_scroll_in() -> None:
+    manager = FixedManager(fixed_fleet(60))
+    app = ShardTUI(Config(), runtime_factory=lambda _c: FixedRuntime(manager), clock=lambda: FROZEN_NOW)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await loaded(pilot, 60)
+        app._tick()
+        table = app.table
+        old = {sid: table.get_cell(str(sid), "events").plain for sid in (0, 59)}
+        # Every shard takes an event: every row changes in one tick.
+        for sid, info in manager.runners.items():
+            info.events_received += 1
+            app.model.apply(ShardInfoUpdateEvent(sid))
+        visible = table.on_screen()
+        assert 0 in visible and 59 not in visible
+        before = table.cell_updates
+        app._tick()
+        assert table.cell_updates - before <= 2 * len(visible) < 60
+        assert table.get_cell("0", "events").plain == str(int(old[0]) + 1)
+        assert table.get_cell("59", "events").plain == old[59]
+        assert 59 in table.stale and 0 not in table.stale
+
+        # Scrolling to the last shard shows its current figures, without waiting for the next tick.
+        await pilot.press("pagedown", "pagedown", "pagedown")
+        await pilot.pause()
+        assert 59 in table.on_screen()
+        assert table.get_cell("59", "events").plain == str(int(old[59]) + 1)
+        assert 59 not in table.stale
+
+        # A taller terminal writes the rows that came into view.
+        await pilot.resize_terminal(100, 80)
+        await pilot.pause()
+        assert not table.stale
+        for sid, info in manager.runners.items():
+            assert table.get_cell(str(sid), "events").plain == str(info.events_received)
+
+
 async def test_footer_at_80_columns_shows_quit_whole() -> None:
     # At 80 columns "q Quit" was cut to "q Qui" under the palette hint.
     from textual.widgets._footer import FooterKey

@@ -845,7 +845,7 @@ class ShardTUI(App[int]):
 
     def action_help(self) -> None:
         rows = []
-        for binding in self.BINDINGS:
+        for binding in [*self.BINDINGS, *ShardTable.BINDINGS]:
             assert isinstance(binding, Binding)
             action = binding.action.split("(")[0]
             if self.readonly and action in MUTATING_ACTIONS:

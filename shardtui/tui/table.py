@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.events import Resize
 from textual.widgets import DataTable
@@ -43,6 +44,13 @@ class IdCell:
 
 class ShardTable(DataTable):
     """One row per visible shard, keyed by shard id (as a string)."""
+
+    # DataTable's home/end scroll sideways, which a table that fits the terminal never needs; operators
+    # (htop, k9s, less) expect them, and g/G, to jump to the first and last shard.
+    BINDINGS = [
+        Binding("home,g", "first_row", "First shard", id="first_row", key_display="home g", show=False),
+        Binding("end,G", "last_row", "Last shard", id="last_row", key_display="end G", show=False),
+    ]
 
     def __init__(self, model: FleetModel, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
@@ -88,6 +96,14 @@ class ShardTable(DataTable):
             return
         if index != self.cursor_row:
             self.move_cursor(row=index, animate=False)
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
 
     def on_screen(self) -> set[int]:
         """Shard ids of the rows currently inside the viewport."""

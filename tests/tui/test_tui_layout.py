@@ -172,6 +172,25 @@ async def test_a_busy_fleet_writes_rows_on_screen_and_the_rest_as_they_scroll_in
             assert table.get_cell(str(sid), "events").plain == str(info.events_received)
 
 
+async def test_home_end_and_g_jump_to_the_first_and_last_shard() -> None:
+    manager = FixedManager(fixed_fleet(60))
+    app = ShardTUI(Config(), runtime_factory=lambda _c: FixedRuntime(manager), clock=lambda: FROZEN_NOW)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await loaded(pilot, 60)
+        await pilot.press("end")
+        assert app.table.selected_shard == 59 and 59 in app.table.on_screen()
+        await pilot.press("home")
+        assert app.table.selected_shard == 0 and 0 in app.table.on_screen()
+        await pilot.press("G")
+        assert app.table.selected_shard == 59
+        await pilot.press("g")
+        assert app.table.selected_shard == 0
+        await pilot.press("question_mark")
+        await pilot.pause()
+        help_text = str(app.screen.query_one("#help-body").render())
+        assert "first_row" in help_text and "last_row" in help_text
+
+
 async def test_footer_at_80_columns_shows_quit_whole() -> None:
     # At 80 columns "q Quit" was cut to "q Qui" under the palette hint.
     from textual.widgets._footer import FooterKey

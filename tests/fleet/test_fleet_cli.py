@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 
-from fleet_helpers import start_member, stop_member, wait_for_snapshot
+from fleet_helpers import start_member, stop_member, wait_for_snapshot, wait_until
 from redis.asyncio import Redis
 
 from shardtui.fleet import FleetView
@@ -47,8 +47,10 @@ async def test_status_and_commands_from_the_command_line(
         resumes = sandbox.stats()["shards"]["1"]["resumes"]
         code, out, err = await fleet_cli(redis_url, cluster_name, "restart", "1")
         assert (code, out.strip(), err) == (0, "restart of shard 1: done by process member", "")
+        # Acknowledged once the restart is asked for, maybe before the manager saw the shard leave
+        # CONNECTED (then wait_until_connected would return at once): wait for the resume itself.
+        await wait_until(lambda: manager.runners[ShardId(1)].resumes == 1, what="shard 1 to resume")
         assert await manager.wait_until_connected(10)
-        assert manager.runners[ShardId(1)].resumes == 1
         assert sandbox.stats()["shards"]["1"]["resumes"] == resumes + 1
 
         code, out, err = await fleet_cli(redis_url, cluster_name, "shutdown", "5")

@@ -44,7 +44,10 @@ async def test_local_shards_obey_without_redis_and_remote_ones_say_redis_is_unre
         presence = Presence(status=Status.DND, activity=Activity("maintenance", ActivityType.WATCHING))
         result = await alpha.control.set_presence(1, presence)
         assert result.ok, result.message
-        assert alpha_manager.runners[ShardId(1)].presence == presence
+        # Done once handed to the runner, which records it when its op 3 is sent (a moment later).
+        await wait_until(
+            lambda: alpha_manager.runners[ShardId(1)].presence == presence, what="the presence sent"
+        )
         result = await alpha.control.shutdown(1, code=4000)
         assert result.ok, result.message
         assert alpha_manager.runners[ShardId(1)].stage is ConnectionStage.DISCONNECTED

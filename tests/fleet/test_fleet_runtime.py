@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fleet.conftest import free_port
-from fleet_helpers import wait_for_snapshot
+from fleet_helpers import wait_for_snapshot, wait_until
 from redis.asyncio import Redis
 
 from shardtui.config import Config, ConfigError, load_config
@@ -67,8 +67,10 @@ async def test_runtimes_with_cluster_share_the_gate_publish_and_leave_cleanly(
         # A command from one Runtime's fleet reaches the other's shard.
         result = await alpha.fleet.control.restart(3)
         assert result.ok, result.message
+        # Acknowledged once the restart is asked for, maybe before beta's manager saw the shard
+        # leave CONNECTED (then wait_until_connected would return at once): wait for the resume.
+        await wait_until(lambda: beta.manager.runners[ShardId(3)].resumes == 1, what="shard 3 to resume")
         assert await beta.manager.wait_until_connected(10)
-        assert beta.manager.runners[ShardId(3)].resumes == 1
 
         await beta.close()
         # A clean stop is not a loss: the process is gone from the view at once, not "lost".

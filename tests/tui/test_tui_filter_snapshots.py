@@ -20,6 +20,8 @@ def test_bad_filter_error_at_80x24(snap_compare) -> None:
         await pilot.press("greater_than_sign")
         await pilot.press("slash")
         app.query_one("#filter", Input).cursor_blink = False
+        # Applied once, as a whole, below: a slow run must not apply a prefix between two keys.
+        app.filter_debounce = 3600.0
         await pilot.press(*"colour:red")
         app._apply_typed_filter()
         await pilot.pause()
@@ -36,6 +38,8 @@ def test_stage_filter_typed_and_sorted_by_health_at_80x24(snap_compare) -> None:
         await pilot.press("greater_than_sign", "greater_than_sign")
         await pilot.press("slash")
         app.query_one("#filter", Input).cursor_blink = False
+        # Applied once, as a whole, below: a slow run must not apply a prefix between two keys.
+        app.filter_debounce = 3600.0
         await pilot.press(*"stage:conn")
         app._apply_typed_filter()
         await pilot.pause()

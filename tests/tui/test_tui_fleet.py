@@ -122,7 +122,10 @@ async def test_member_console_shows_both_processes_and_restarts_the_others_shard
             await wait_until(
                 pilot, lambda: logged(app, "restart of shard 2: done by process beta"), "the acknowledgement"
             )
-            assert beta.manager.runners[ShardId(2)].resumes == 1
+            # The sandbox counts the RESUME before beta's runner has read the RESUMED answering it.
+            await wait_until(
+                pilot, lambda: beta.manager.runners[ShardId(2)].resumes == 1, "beta's runner to resume"
+            )
             await wait_until(pilot, lambda: all_connected(app, 4), "shard 2 connected again")
             assert sandbox.stats()["identify_violations"] == 0
 

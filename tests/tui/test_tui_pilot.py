@@ -73,10 +73,16 @@ async def test_r_resumes_the_selected_shard() -> None:
         assert app.table.selected_shard == 1
         identifies = shard_stats(app, 1)["identifies"]
         await pilot.press("r")
+        # A loopback resume takes a few ms: the stage cell may never leave "connected", so wait
+        # for the row to show the resume too (the runner counts it before the next table flush).
         await wait_until(
             pilot,
-            lambda: app.model.rows[1].info.resumes == 1 and cell(app, 1, "stage") == "connected",
-            "shard 1 to resume and be connected again",
+            lambda: (
+                app.model.rows[1].info.resumes == 1
+                and cell(app, 1, "stage") == "connected"
+                and cell(app, 1, "resumes") == "1"
+            ),
+            "shard 1 to resume and its row to show it connected again",
         )
         assert shard_stats(app, 1)["resumes"] == 1
         assert shard_stats(app, 1)["identifies"] == identifies
@@ -105,10 +111,14 @@ async def test_marked_shards_are_the_targets() -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
         app.screen.query_one("#status", Select).value = "idle"
         await pilot.press("ctrl+s")
+        # The rows show it at the next table flush, which may come after the sandbox has the op 3.
         await wait_until(
             pilot,
-            lambda: all(shard_stats(app, sid)["presence_updates"] == 1 for sid in (0, 2)),
-            "op 3 on the marked shards",
+            lambda: (
+                all(shard_stats(app, sid)["presence_updates"] == 1 for sid in (0, 2))
+                and all(cell(app, sid, "presence").startswith("idle") for sid in (0, 2))
+            ),
+            "op 3 on the marked shards and their rows showing it",
         )
         assert shard_stats(app, 1)["presence_updates"] == 0
         assert cell(app, 1, "presence").startswith("online")
@@ -281,7 +291,16 @@ async def test_view_keys_details_filter_sort_log_theme_refresh_help() -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
         await pilot.press(*"rolling restart")
         options = app.screen.query_one(OptionList)
-        await wait_until(pilot, lambda: options.option_count > 0, "palette matches")
+        # Each key starts a new search and the list keeps a shorter query's matches until it ends
+        # ("ro" also lists Screenshot, which "down" would pick): wait for the whole query's one match.
+        await wait_until(
+            pilot,
+            lambda: (
+                options.option_count == 1
+                and str(options.get_option_at_index(0).prompt).startswith("Rolling restart")
+            ),
+            "the palette's match for the whole query",
+        )
         await pilot.press("down", "enter")
         await wait_until(
             pilot, lambda: isinstance(app.screen, ConfirmScreen), "the palette's rolling restart"

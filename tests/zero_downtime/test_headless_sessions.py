@@ -11,8 +11,30 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from shardtui.config import load_config
+from shardtui.config import Config, load_config
 from shardtui.headless import run_headless
+from shardtui.runtime import Runtime
+
+
+def connected_first(then: Any = None) -> Any:
+    """A runtime factory whose ``start`` returns only once every shard is connected (then calls
+    ``then``), so a run's clock starts with live sessions rather than racing the connects."""
+
+    def factory(config: Config) -> Runtime:
+        runtime = Runtime(config)
+        start = runtime.start
+
+        async def start_and_connect() -> None:
+            await start()
+            if not await runtime.manager.wait_until_connected(15):
+                raise RuntimeError("the shards did not connect")
+            if then is not None:
+                then()
+
+        runtime.start = start_and_connect  # type: ignore[method-assign]
+        return runtime
+
+    return factory
 
 
 async def test_second_headless_run_resumes_from_the_state_file(sandbox_factory: Any, tmp_path: Path):
@@ -29,16 +51,27 @@ async def test_second_headless_run_resumes_from_the_state_file(sandbox_factory: 
         environ={},
     )
     first_report = tmp_path / "first.json"
-    status = await run_headless(config, duration=0.5, report_path=str(first_report), out=io.StringIO())
+    status = await run_headless(
+        config,
+        duration=0.5,
+        report_path=str(first_report),
+        out=io.StringIO(),
+        runtime_factory=connected_first(),
+    )
     assert status == 0
     assert state_file.exists()
     assert json.loads(first_report.read_text())["sessions"]["identifies_saved"] == 0
 
-    # The second run is stopped by SIGTERM, like a service manager's deploy would.
+    # The second run is stopped by SIGTERM, like a service manager's deploy would, once it resumed.
     second_report = tmp_path / "second.json"
     loop = asyncio.get_running_loop()
-    loop.call_later(0.8, os.kill, os.getpid(), signal.SIGTERM)
-    status = await run_headless(config, duration=30, report_path=str(second_report), out=io.StringIO())
+    status = await run_headless(
+        config,
+        duration=30,
+        report_path=str(second_report),
+        out=io.StringIO(),
+        runtime_factory=connected_first(lambda: loop.call_soon(os.kill, os.getpid(), signal.SIGTERM)),
+    )
     assert status == 0
     report = json.loads(second_report.read_text())
     assert report["stopped_by"] == "signal SIGTERM"

@@ -44,6 +44,9 @@ async def test_reshard_4_to_8_under_traffic_delivers_each_event_once(sandbox_fac
         count = len(recorder.ids)
         await eventually(lambda: len(recorder.ids) > count + 40)
         sandbox.quiesce()
+        # What was sent before the traffic stopped may still be on its way: wait until it all
+        # arrived rather than for a fixed time, then give a late duplicate a moment to show up.
+        await eventually(lambda: sent_traffic_ids(sandbox, range(8)) <= recorder.ids.keys())
         await asyncio.sleep(0.3)
 
         sent = sent_traffic_ids(sandbox, range(8))

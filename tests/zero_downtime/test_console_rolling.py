@@ -20,8 +20,9 @@ def config(shards: int) -> Config:
     cfg.gateway.shards = shards
     cfg.sandbox.shards = shards
     cfg.sandbox.guilds = 8
-    # Long enough windows that a forced-identify rolling restart is still running when R is pressed.
-    cfg.sandbox.identify_window = 0.5
+    # Long enough windows that a forced-identify rolling restart is still running when R is pressed
+    # (the abort must land within 3 windows; a loaded run took up to ~0.9 s to get there).
+    cfg.sandbox.identify_window = 1.0
     cfg.sandbox.heartbeat_interval_ms = 500
     cfg.sandbox.event_rate = 5.0
     cfg.ui.refresh_interval = 0.05

@@ -869,6 +869,7 @@ def _validate(config: Config, environ: Mapping[str, str], *, check_token: bool) 
                 f"shard ids within 0..{total - 1} ({by} = {total})",
                 f"{first}-{last}",
             )
+    _check_identify_window(config, where)
     if config.ui.fleet and config.cluster is None:
         raise ConfigError(
             where("ui.fleet"),
@@ -912,6 +913,46 @@ def _validate(config: Config, environ: Mapping[str, str], *, check_token: bool) 
                 f'the bot token in environment variable {name} (gateway.mode = "discord")',
                 f"{name} {'empty' if name in environ else 'unset'}",
             )
+
+
+def _check_identify_window(config: Config, where: Callable[..., str]) -> None:
+    """The client's identify window against the server's, where the server's is known: a shorter one
+    has identifies refused (op 9) and spends session starts from the daily budget on every retry."""
+    from shardtui.gateway.protocol import IDENTIFY_WINDOW_SECONDS
+
+    window = config.gateway.identify_window
+    if window is None:
+        return
+    if config.embeds_sandbox():
+        source = config.provenance["sandbox.identify_window"]
+        if source == DEFAULT_SOURCE:
+            # The embedded sandbox is this run's Discord: it keeps the pace its client is told to keep.
+            config.sandbox.identify_window = window
+            config.provenance["sandbox.identify_window"] = (
+                f"{config.provenance['gateway.identify_window']} (gateway.identify_window)"
+            )
+        elif window < config.sandbox.identify_window:
+            raise ConfigError(
+                where("gateway.identify_window"),
+                "gateway.identify_window",
+                f"at least the embedded sandbox's window, sandbox.identify_window = "
+                f"{config.sandbox.identify_window:g} s (from {where_of(source)})",
+                f"{window:g} s",
+                hint="sooner identifies are refused with op 9; set the two alike, or leave "
+                "gateway.identify_window unset to use the sandbox's",
+            )
+    elif (
+        config.gateway.mode == "discord"
+        and config.gateway.rest_url is None
+        and window < IDENTIFY_WINDOW_SECONDS
+    ):
+        raise ConfigError(
+            where("gateway.identify_window"),
+            "gateway.identify_window",
+            f"at least Discord's {IDENTIFY_WINDOW_SECONDS:g} s (one IDENTIFY per bucket per window)",
+            f"{window:g} s",
+            hint="sooner identifies are refused with op 9 and spend session starts; leave it unset",
+        )
 
 
 def build_presence(cfg: PresenceConfig) -> Presence:

@@ -593,3 +593,31 @@ def test_every_documented_fault_parameter_loads(tmp_path: Path) -> None:
         {"seconds": 1},
         {"code": 4000},
     ]
+
+
+def test_a_client_identify_window_sets_the_embedded_sandboxs_unless_that_is_set_too() -> None:
+    config = load_config(None, {"gateway.identify_window": "0.2"}, environ={})
+    assert config.sandbox.identify_window == 0.2
+    assert config.provenance["sandbox.identify_window"] == "--identify-window (gateway.identify_window)"
+    environ = {"SHARDTUI_SANDBOX_IDENTIFY_WINDOW": "0.2"}
+    config = load_config(None, {"gateway.identify_window": "0.5"}, environ=environ)
+    assert (config.gateway.identify_window, config.sandbox.identify_window) == (0.5, 0.2)
+
+
+def test_an_identify_window_shorter_than_the_servers_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[sandbox]\nidentify_window = 1.0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"gateway.identify_window": "0.2"}, environ={})
+    message = str(info.value)
+    assert message.startswith("command line --identify-window: gateway.identify_window: ")
+    assert f"sandbox.identify_window = 1 s (from {path})" in message and "found 0.2 s" in message
+    environ = {"DISCORD_TOKEN": "a.b.c"}
+    with pytest.raises(ConfigError, match=r"at least Discord's 5 s .*found 1 s"):
+        load_config(None, {"gateway.mode": "discord", "gateway.identify_window": "1"}, environ=environ)
+    # A gateway of unknown pace (a proxy, a sandbox elsewhere) is taken at its word.
+    overrides = {
+        "gateway.mode": "discord",
+        "gateway.identify_window": "1",
+        "gateway.rest_url": "http://127.0.0.1:9",
+    }
+    assert load_config(None, overrides, environ=environ).gateway.identify_window == 1.0

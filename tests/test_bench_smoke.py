@@ -102,4 +102,8 @@ def test_console_reports_flushes_and_key_delay(outputs) -> None:
     assert "key->runner median" in line
     rows = table_rows(result.stdout)
     assert [(r[0], r[1]) for r in rows] == [("100", "1%"), ("100", "100%"), ("200", "1%"), ("200", "100%")]
-    assert [r[2] for r in rows] == ["2", "200", "4", "400"]  # cells written: only what changed
+    # Cells written: only what changed and is on screen, so a tick with every row changed writes one
+    # screenful, the same at 100 shards as at 200.
+    cells = [int(r[2]) for r in rows]
+    assert 0 < cells[0] <= 2 and 0 < cells[2] <= 4
+    assert cells[1] == cells[3] and 0 < cells[1] < 200

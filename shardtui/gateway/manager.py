@@ -151,6 +151,9 @@ class ShardManager:
         self._tasks: dict[ShardId, asyncio.Task[None]] = {}
         self._stopping: dict[ShardId, int] = {}
         self._boot_after_stop: set[ShardId] = set()
+        #: Shards asked to restart whose stage has not moved since: still shown CONNECTED, but not
+        #: connected in the sense ``wait_until_connected`` waits for.
+        self._restarting: set[ShardId] = set()
         self._finished_waiters: dict[ShardId, list[asyncio.Future[None]]] = {}
         self._resume_states: dict[ShardId, Any] = {}
         self._crashes: dict[ShardId, int] = {}
@@ -186,10 +189,12 @@ class ShardManager:
         return unsubscribe
 
     def _emit(self, event: ManagerEvent) -> None:
-        if isinstance(event, ShardStageUpdateEvent) and event.new is ConnectionStage.CONNECTED:
-            info = self.runners.get(event.shard_id)
-            if info is not None:
-                self.session_restore.first_start(event.shard_id, info.last_start)
+        if isinstance(event, ShardStageUpdateEvent):
+            self._restarting.discard(event.shard_id)
+            if event.new is ConnectionStage.CONNECTED:
+                info = self.runners.get(event.shard_id)
+                if info is not None:
+                    self.session_restore.first_start(event.shard_id, info.last_start)
         for callback in list(self._subscribers):
             try:
                 result = callback(event)
@@ -543,6 +548,7 @@ class ShardManager:
         if runner is not None and task is not None and not task.done() and shard_id not in self._stopping:
             how = "with a fresh identify" if force_identify else "resuming if the session is alive"
             self._log(shard_id, logging.INFO, f"restart requested ({how})")
+            self._restarting.add(shard_id)
             runner.messenger.restart(force_identify)
             return
         await self.boot(shard_id, force_identify=force_identify)
@@ -819,13 +825,18 @@ class ShardManager:
 
     async def wait_until_connected(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contract's name
         """Wait until every shard in range is CONNECTED; False on timeout, or at once when a shard
-        stopped on a fatal error (it will not connect by itself)."""
+        stopped on a fatal error (it will not connect by itself). A shard asked to ``restart`` counts
+        as connected again only once it has reconnected, not while it still shows its old connection."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             if self.fatal_error is not None or any(i.fatal_error for i in self.runners.values()):
                 return False
-            if self.runners and all(i.stage is ConnectionStage.CONNECTED for i in self.runners.values()):
+            if (
+                self.runners
+                and all(i.stage is ConnectionStage.CONNECTED for i in self.runners.values())
+                and self._restarting.isdisjoint(self.runners)
+            ):
                 return True
             if self._closed:
                 return False

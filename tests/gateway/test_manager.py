@@ -186,6 +186,25 @@ async def test_restart_resumes_and_force_identify_identifies(sandbox_factory, ma
     assert shard_stats(sandbox, 0)["identifies"] == 1
 
 
+async def test_wait_until_connected_after_a_restart_waits_for_the_reconnect(
+    sandbox_factory, managers
+) -> None:
+    sandbox = await sandbox_factory(shards=2)
+    manager = managers(options_for(sandbox))
+    await manager.initialize()
+    assert await manager.wait_until_connected(10.0)
+    info = manager.runners[ShardId(1)]
+    for round_no in (1, 2, 3):
+        # restart() only asks the runner; right after it the shard still shows its old connection.
+        await manager.restart(ShardId(1))
+        assert await manager.wait_until_connected(10.0)
+        assert info.resumes == round_no and info.stage is ConnectionStage.CONNECTED
+    await manager.restart(ShardId(1), force_identify=True)
+    assert await manager.wait_until_connected(10.0)
+    assert info.identifies == 2
+    assert sandbox.stats()["identify_violations"] == 0
+
+
 async def test_re_identifies_after_a_session_timeout_keep_the_identify_limit(
     sandbox_factory, managers
 ) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from shardtui.config import Config, ConfigError
+from shardtui.gateway.aio import wait_for
 from shardtui.gateway.errors import GatewayError
 from shardtui.gateway.models import FatalErrorEvent, ShardLogEvent, ShardStageUpdateEvent
 from shardtui.logsafe import redact, redact_value
@@ -179,7 +180,7 @@ async def _wait(runtime: Runtime, state: _RunState, duration: float | None) -> N
     while not state.stop.is_set():
         timeout = _POLL if deadline is None else min(_POLL, max(0.0, deadline - loop.time()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.stop.wait(), timeout)
+            await wait_for(state.stop.wait(), timeout)
         if state.stop.is_set():
             return
         if deadline is not None and loop.time() >= deadline:

@@ -9,7 +9,6 @@ Both front ends — the Textual console and headless mode — use this, so they 
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from shardtui.config import DISCORD_REST_URL, Config, ConfigError, resolve_token, where_of
+from shardtui.gateway.aio import wait_for
 from shardtui.logsafe import register_secret
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class Runtime:
         self._closed = True
         if self._manager is not None:
             try:
-                await asyncio.wait_for(self._manager.shutdown_all(), SHUTDOWN_TIMEOUT)
+                await wait_for(self._manager.shutdown_all(), SHUTDOWN_TIMEOUT)
             except TimeoutError:
                 log.warning("shards did not all shut down within %.0f s", SHUTDOWN_TIMEOUT)
             except Exception:

@@ -10,7 +10,6 @@ sending process itself never touches Redis (``CommandListener.deliver``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -23,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shardtui.fleet.keys import UNREACHABLE_ERRORS, FleetKeys, describe_redis_error
+from shardtui.gateway.aio import cancel_and_wait
 from shardtui.gateway.models import Activity, Presence, ShardId
 from shardtui.gateway.protocol import ActivityType, Status
 
@@ -243,9 +243,7 @@ class CommandListener:
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         running = list(self._running)
         for job in running:
             job.cancel()

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shardtui.fleet.keys import FleetKeys, describe_redis_error
+from shardtui.gateway.aio import cancel_and_wait, wait_for
 from shardtui.gateway.models import ConnectionStage, ShardHealth, ShardId, ShardRunnerInfo
 
 log = logging.getLogger("shardtui.fleet.state")
@@ -354,9 +355,7 @@ class StatePublisher:
         not a loss)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if forget:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
@@ -407,7 +406,7 @@ class StatePublisher:
     async def _loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), self.interval)
+                await wait_for(self._poked.wait(), self.interval)
             self._poked.clear()
             await self.publish_once()
             await asyncio.sleep(self.min_gap)

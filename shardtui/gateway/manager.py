@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from shardtui.gateway.aio import wait_for
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
 from shardtui.gateway.gate import (
     SYSTEM_CLOCK,
@@ -574,7 +575,7 @@ class ShardManager:
         if not self._request_shutdown(shard_id, code):
             self._resolve_finished(shard_id)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.options.shutdown_timeout)
+            await wait_for(asyncio.shield(waiter), self.options.shutdown_timeout)
         except TimeoutError:
             task = self._tasks.get(shard_id)
             if task is not None and not task.done():
@@ -582,7 +583,7 @@ class ShardManager:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 self._manager_tx.put_nowait(_crash_finished(shard_id))
-                await asyncio.wait_for(asyncio.shield(waiter), 1.0)
+                await wait_for(asyncio.shield(waiter), 1.0)
 
     async def boot(self, shard_id: ShardId, *, force_identify: bool = False) -> None:
         """Start a stopped shard through the queuer (it identifies, or resumes a kept session)."""
@@ -845,7 +846,7 @@ class ShardManager:
                 return False
             event = self._stage_event
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+                await wait_for(event.wait(), remaining)
 
     # -- health -----------------------------------------------------------------------------------
 

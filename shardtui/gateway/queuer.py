@@ -12,12 +12,12 @@ session start budget has left, and says why while it waits for the reset.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shardtui.gateway.aio import cancel_and_wait
 from shardtui.gateway.gate import (
     SYSTEM_CLOCK,
     Clock,
@@ -450,6 +450,4 @@ class ShardQueuer:
         timer, self._timer = self._timer, None
         self._timer_at = None
         if timer is not None:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            await cancel_and_wait(timer)

@@ -12,7 +12,6 @@ must be back CONNECTED before the next starts. Restarts RESUME (no identify spen
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -20,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from shardtui.gateway.aio import cancel_and_wait
 from shardtui.gateway.gate import describe_duration
 from shardtui.gateway.models import (
     ConnectionStage,
@@ -218,9 +218,7 @@ class RollingRestart:
                     break
                 await asyncio.wait([*remaining, aborted], timeout=left, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            aborted.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await aborted
+            await cancel_and_wait(aborted)
         for sid in round_ids:
             future = self._waiting.pop(sid)
             if future.done() and not future.cancelled():

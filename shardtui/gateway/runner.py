@@ -28,6 +28,7 @@ from typing import Any, Final
 import orjson
 import zstandard
 
+from shardtui.gateway.aio import wait_for
 from shardtui.gateway.compression import ZstdStreamInflater, make_inflater
 from shardtui.gateway.errors import (
     DecompressionError,
@@ -286,10 +287,10 @@ class ShardRunner:
         if self._final is not None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_for(self._wake.wait(), delay)
 
     async def _connect(self, url: str) -> GatewaySocket:
-        return await asyncio.wait_for(
+        return await wait_for(
             ws_connect(url, ssl=self.options.ssl_context, user_agent=USER_AGENT, close_timeout=CLOSE_TIMEOUT),
             self.options.connect_timeout,
         )
@@ -428,7 +429,7 @@ class ShardRunner:
     async def _close_quietly(self, ws: GatewaySocket, code: int, *, wait: float = CLOSE_TIMEOUT) -> None:
         """Close with ``code``, waiting at most ``wait`` seconds for the server's reply (then drop)."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(code=code), wait)
+            await wait_for(ws.close(code=code), wait)
 
     def _end_connection(self, outcome: Reconnect | Stop | FatalGatewayError) -> None:
         """Record what ends this connection and make the reader stop (from any task)."""
@@ -895,7 +896,7 @@ class ShardRunner:
         delivery = self._delivery_task
         if delivery is not None:
             if clean and not cancelled:
-                await settle(asyncio.wait_for(asyncio.shield(delivery), DRAIN_TIMEOUT))
+                await settle(wait_for(asyncio.shield(delivery), DRAIN_TIMEOUT))
             delivery.cancel()
             await finish([delivery])
         while self._pending_awaitables:  # never awaited: close them so Python does not warn

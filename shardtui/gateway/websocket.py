@@ -27,6 +27,8 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
+from shardtui.gateway.aio import wait_for
+
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Largest HTTP response head we read before giving up on a handshake.
 MAX_HANDSHAKE_HEAD: Final = 16 * 1024
@@ -509,7 +511,7 @@ class GatewaySocket(asyncio.Protocol):
             transport.close()
             return True
         try:
-            await asyncio.wait_for(asyncio.shield(self._server_closed), self._close_timeout)
+            await wait_for(asyncio.shield(self._server_closed), self._close_timeout)
         except TimeoutError:
             if not self._close_frame_seen:
                 self.close_code = 1006

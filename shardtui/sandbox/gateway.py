@@ -11,6 +11,7 @@ from typing import Any, TypeGuard
 import orjson
 from aiohttp import WSMsgType, web
 
+from shardtui.gateway.aio import wait_for
 from shardtui.gateway.protocol import (
     ALL_INTENTS_VALUE,
     CLIENT_OPCODES,
@@ -178,7 +179,7 @@ class GatewayHandler:
             delay += self.state.pending_hello_delays.popleft()
         if delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(conn.ended.wait(), delay)
+                await wait_for(conn.ended.wait(), delay)
         conn.send(
             control(
                 Opcode.HELLO,

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 if sys.version_info >= (3, 12):
-    wait_for = asyncio.wait_for
+    wait_for = asyncio.wait_for  # noqa: TID251 - fixed in 3.12
 else:
 
     async def wait_for(aw: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109 - asyncio.wait_for's signature

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from shardtui.config import DISCORD_REST_URL, Config, ConfigError, resolve_token, where_of
-from shardtui.gateway.aio import wait_for
+from shardtui.gateway.aio import run_to_end, wait_for
 from shardtui.logsafe import register_secret
 
 if TYPE_CHECKING:
@@ -215,10 +215,14 @@ class Runtime:
         self._fleet_joined = True
 
     async def close(self) -> None:
-        """Shut every shard down (bounded time), then stop the sandbox. Idempotent; never raises."""
+        """Shut every shard down (bounded time), then stop the sandbox. Idempotent; never raises but
+        a cancellation of the caller, which waits until the shutdown is done."""
         if self._closed:
             return
         self._closed = True
+        await run_to_end(self._close())
+
+    async def _close(self) -> None:
         if self._manager is not None:
             try:
                 await wait_for(self._manager.shutdown_all(), SHUTDOWN_TIMEOUT)

@@ -29,15 +29,31 @@ else:
 
 
 async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` and wait until it has finished.
+    """Cancel ``task`` and wait until it has finished; a failure other than the cancellation is raised.
 
-    Awaiting a cancelled task inside ``suppress(CancelledError)`` also swallows a cancellation of the
-    caller that lands meanwhile; here the caller's own cancellation still propagates.
+    Awaiting the task inside ``suppress(CancelledError)`` would also swallow a cancellation of the
+    caller that lands meanwhile. ``asyncio.wait`` never raises the task's CancelledError and lets the
+    caller's own through, including in cleanup code that runs after the caller was cancelled.
     """
     task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
+    await asyncio.wait({task})
+    if not task.cancelled():
+        failure = task.exception()
+        if failure is not None:
+            raise failure
+
+
+async def run_to_end(aw: Awaitable[T]) -> T:
+    """Await ``aw`` in a task of its own and let it finish even if the caller is cancelled meanwhile,
+    then pass the caller's cancellation on. For cleanups that must not stop half-way (closing sessions
+    and sockets): Textual, for one, cancels a worker again while it is already cleaning up."""
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()

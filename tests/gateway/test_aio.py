@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from shardtui.gateway.aio import cancel_and_wait, wait_for
+from shardtui.gateway.aio import cancel_and_wait, run_to_end, wait_for
 
 
 async def cancel_as_the_event_fires(offset: int) -> asyncio.Task[None]:
@@ -75,3 +75,29 @@ async def test_cancel_and_wait_ends_the_task_and_keeps_the_callers_cancellation(
     await asyncio.wait({caller, worker}, timeout=5)
     assert caller.cancelled() and not went_on
     assert worker.cancelled()
+
+
+async def test_run_to_end_finishes_a_cleanup_the_caller_is_cancelled_twice_in() -> None:
+    steps: list[str] = []
+
+    async def cleanup() -> str:
+        for step in ("shards", "fleet", "sandbox"):
+            await asyncio.sleep(0.02)
+            steps.append(step)
+        return "closed"
+
+    async def owner() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await run_to_end(cleanup())
+
+    task = asyncio.create_task(owner())
+    await asyncio.sleep(0)
+    task.cancel()  # the owner starts cleaning up ...
+    await asyncio.sleep(0.01)
+    task.cancel()  # ... and is cancelled again meanwhile (Textual does this to a worker)
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()
+    assert steps == ["shards", "fleet", "sandbox"]
+    assert await run_to_end(asyncio.sleep(0, result="done")) == "done"

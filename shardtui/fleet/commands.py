@@ -229,6 +229,8 @@ class CommandListener:
         #: Commands executed: (command id, action, shard id, ok).
         self.handled: list[tuple[str, str, int, bool]] = []
         self._task: asyncio.Task[None] | None = None
+        #: Set by close(): the loop ends at its next turn even if the cancellation went astray.
+        self._closing = False
         self._running: set[asyncio.Task[Any]] = set()
         self._ready = asyncio.Event()
 
@@ -243,6 +245,7 @@ class CommandListener:
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            self._closing = True
             await cancel_and_wait(task)
         running = list(self._running)
         for job in running:
@@ -252,7 +255,7 @@ class CommandListener:
     async def _loop(self) -> None:
         stream = self.keys.commands(self.name)
         last_id: str | None = None
-        while True:
+        while not self._closing:
             try:
                 if last_id is None:
                     # Commands sent while this process was not listening are stale: their senders
@@ -261,6 +264,8 @@ class CommandListener:
                     last_id = _text(newest[0][0]) if newest else "0-0"
                     self._ready.set()
                 entries = await self.redis.xread({stream: last_id}, count=100, block=self.block_ms)
+                if self._closing:
+                    return
                 now_ms = None
                 for _stream, items in entries or []:
                     for entry_id, fields in items:

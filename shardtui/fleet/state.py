@@ -345,6 +345,8 @@ class StatePublisher:
         #: Tells this publisher's heartbeats from those of another process using the same name.
         self.instance = uuid.uuid4().hex
         self._poked = asyncio.Event()
+        #: Set by close(): the loop ends at its next turn even if the cancellation went astray.
+        self._closing = False
 
     def start(self) -> None:
         if self._task is None:
@@ -355,6 +357,7 @@ class StatePublisher:
         not a loss)."""
         task, self._task = self._task, None
         if task is not None:
+            self._closing = True
             await cancel_and_wait(task)
         if forget:
             try:
@@ -404,10 +407,15 @@ class StatePublisher:
         self._poked.set()
 
     async def _loop(self) -> None:
-        while True:
+        # Ends on cancellation, or by the flag: a cancel that lands with a Redis reply can be lost in
+        # the client library (seen once in a few dozen closes), and a publisher that outlives its
+        # close() keeps a stopped process's heartbeat alive.
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await wait_for(self._poked.wait(), self.interval)
             self._poked.clear()
+            if self._closing:
+                return
             await self.publish_once()
             await asyncio.sleep(self.min_gap)
 

@@ -180,7 +180,9 @@ async def test_quitting_the_console_leaves_no_task_socket_or_server() -> None:
     config.sandbox.shards = 3
     config.sandbox.guilds = 6
     config.sandbox.identify_window = 0.05
-    config.sandbox.heartbeat_interval_ms = 300
+    # A slow heartbeat: at 300 ms a loaded run could miss an ACK, so a shard was reconnecting (no socket to
+    # close with 1000) at the moment of quitting.
+    config.sandbox.heartbeat_interval_ms = 5000
     config.sandbox.event_rate = 20.0
     config.ui.refresh_interval = 0.05
     app = ShardTUI(config)

@@ -154,8 +154,8 @@ async def run_headless(
     """Run until ``duration`` seconds pass, a signal arrives, or a fatal error stops every shard.
 
     Returns the exit status: 0 normal stop, 3 when a fatal gateway error stopped shards, 4 when shards
-    ran and failed to connect and none ever did, else 1 when the report could not be written. Shards that never
-    connected get a line on ``err`` (stderr), grouped by their last error, even when others did.
+    failed to connect and none ever did, else 1 when the report could not be written. Shards that
+    never connected get a line on ``err`` (stderr), grouped by their last error, even when others did.
     ``ConfigError`` propagates (the CLI turns it into one line and status 2).
     """
     state = _RunState(out=out if out is not None else sys.stdout)

@@ -16,7 +16,7 @@ import trustme
 from conftest import FAST_SANDBOX_DEFAULTS
 
 from shardtui.cli import main
-from shardtui.config import load_config
+from shardtui.config import ConfigError, load_config
 from shardtui.gateway.models import ConnectionStage, ShardId
 from shardtui.headless import run_headless
 from shardtui.runtime import Runtime
@@ -204,3 +204,21 @@ def test_the_sandbox_command_refuses_an_unusable_certificate(
     assert err.count("\n") == 1 and f"cannot use the TLS certificate and key {cert}" in err
     assert main(["sandbox", "--port", "0", "--tls-key", str(cert)]) == 2
     assert capsys.readouterr().err == "shardtui: --tls-key needs --tls-cert\n"
+
+
+def test_the_ca_file_can_come_from_the_environment(pki: dict[str, Path], tmp_path: Path) -> None:
+    from shardtui.runtime import tls_context
+
+    config = load_config(None, environ={"SHARDTUI_GATEWAY_CA_FILE": str(pki["ca"])})
+    assert config.gateway.ca_file == str(pki["ca"])
+    assert config.provenance["gateway.ca_file"] == "env SHARDTUI_GATEWAY_CA_FILE"
+    context = tls_context(config)
+    assert context is not None and context.get_ca_certs()
+    missing = tmp_path / "gone.pem"
+    config = load_config(None, environ={"SHARDTUI_GATEWAY_CA_FILE": str(missing)})
+    with pytest.raises(ConfigError) as caught:
+        tls_context(config)
+    assert str(caught.value) == (
+        "environment SHARDTUI_GATEWAY_CA_FILE: gateway.ca_file: "
+        f"cannot use CA file {missing}: No such file or directory"
+    )

@@ -50,8 +50,8 @@ async def test_no_shard_ever_connected_exits_4_naming_the_error_once_per_group(
 async def test_some_shards_connected_exits_0_and_lists_the_others(
     sandbox_factory: Any, tmp_path: Path
 ) -> None:
-    # One identify per second: shard 0 is READY long before shard 1 may identify.
-    sandbox = await sandbox_factory(shards=3, max_concurrency=1, identify_window=1.0, event_rate=0.0)
+    # One identify per 2 s: shard 0 is READY long before shard 1 may identify.
+    sandbox = await sandbox_factory(shards=3, max_concurrency=1, identify_window=2.0, event_rate=0.0)
 
     class Out(io.StringIO):
         def write(self, text: str) -> int:
@@ -63,7 +63,7 @@ async def test_some_shards_connected_exits_0_and_lists_the_others(
     err = io.StringIO()
     report_path = tmp_path / "report.json"
     status = await run_headless(
-        _config(sandbox, 3, "1.0"), duration=3.5, report_path=str(report_path), out=Out(), err=err
+        _config(sandbox, 3, "2.0"), duration=4.5, report_path=str(report_path), out=Out(), err=err
     )
     assert status == 0, err.getvalue()
     report = json.loads(report_path.read_text())

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,16 @@ from shardtui.logsafe import LEVELS, setup_logging
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
+RUN_EPILOG = """\
+exit status (headless):
+  0  normal stop (duration, SIGINT/SIGTERM), also when only some shards never connected
+     (they are listed on stderr and in the report's never_connected)
+  1  the --report file could not be written
+  2  configuration error (one line on stderr)
+  3  a fatal gateway error (rejected token, disallowed intents...) stopped the shards
+  4  shards ran but none ever connected (each group's last error on stderr and in the report)
+  130 interrupted before the run started
+"""
 DEFAULT_SANDBOX_PORT = 8790
 
 log = logging.getLogger("shardtui.cli")
@@ -59,6 +70,7 @@ CONFIG_FLAGS: tuple[_Flag, ...] = (
     _Flag("--rest-url", "gateway.rest_url", "REST base URL (Discord's, or a running sandbox's)", "URL"),
     _Flag("--identify-window", "gateway.identify_window", "seconds per identify bucket slot", "SECONDS"),
     _Flag("--state-file", "gateway.state_file", "file to persist sessions in for resumable restarts", "PATH"),
+    _Flag("--ca-file", "gateway.ca_file", "PEM CA certificates to trust for https/wss", "PATH"),
     _Flag("--state-max-age", "gateway.state_max_age", "saved sessions older than this identify", "SECONDS"),
     _Flag("--intents", "bot.intents", 'comma-separated intent names, or "default"', "NAMES"),
     _Flag("--token-env", "bot.token_env", "environment variable holding the bot token", "VAR"),
@@ -139,7 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"shardtui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("tui", parents=[common], help="the operator console (the default)")
-    run = sub.add_parser("run", parents=[common], help="run the shards (with --headless: no UI)")
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the shards (with --headless: no UI)",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--headless", action="store_true", default=False, help="no UI: JSON lines on stdout")
     run.add_argument(
         "--duration", type=_positive_float, metavar="SECONDS", default=None, help="stop after SECONDS"
@@ -149,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     sandbox.add_argument(
         "--port", type=_port, default=DEFAULT_SANDBOX_PORT, help=f"port (default: {DEFAULT_SANDBOX_PORT})"
+    )
+    sandbox.add_argument(
+        "--tls-cert", metavar="PEM", default=None, help="serve TLS (https/wss) with this certificate chain"
+    )
+    sandbox.add_argument(
+        "--tls-key",
+        metavar="PEM",
+        default=None,
+        help="the certificate's private key (default: in --tls-cert)",
     )
     from shardtui.soak import add_arguments as add_soak_arguments
 
@@ -222,7 +249,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
             preflight(config)
         if command == "sandbox":
-            return _run_async(_serve_sandbox(config, args.host, args.port))
+            return _serve_sandbox_command(config, args)
         if command == "run" and config.ui.fleet:
             print(
                 "shardtui: ui.fleet (--fleet) is the fleet console, which runs no shards; "
@@ -316,7 +343,25 @@ def _run_tui(config: Config) -> int:
     return 0 if code is None else int(code)
 
 
-async def _serve_sandbox(config: Config, host: str, port: int) -> int:
+def _serve_sandbox_command(config: Config, args: argparse.Namespace) -> int:
+    from shardtui.sandbox.standalone import server_tls_context
+
+    if args.tls_key is not None and args.tls_cert is None:
+        print("shardtui: --tls-key needs --tls-cert", file=sys.stderr)
+        return EXIT_CONFIG
+    context = None
+    if args.tls_cert is not None:
+        try:
+            context = server_tls_context(args.tls_cert, args.tls_key)
+        except ValueError as exc:
+            print(f"shardtui: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    return _run_async(_serve_sandbox(config, args.host, args.port, context))
+
+
+async def _serve_sandbox(
+    config: Config, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> int:
     from shardtui.sandbox import SandboxSettings, run_standalone
 
     banner = (
@@ -324,7 +369,13 @@ async def _serve_sandbox(config: Config, host: str, port: int) -> int:
         f"max_concurrency {config.sandbox.max_concurrency}\n"
     )
     try:
-        await run_standalone(host, port, SandboxSettings.from_config(config.sandbox), out=_Headed(banner))
+        await run_standalone(
+            host,
+            port,
+            SandboxSettings.from_config(config.sandbox),
+            out=_Headed(banner),
+            ssl_context=ssl_context,
+        )
     except OSError as exc:
         # str() of an OSError leads with "[Errno 98]"; its strerror is the sentence itself.
         detail = exc.strerror or str(exc)

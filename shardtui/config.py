@@ -64,6 +64,8 @@ class GatewayConfig:
     state_max_age: float | None = None
     #: Seconds per identify bucket slot; None = Discord's 5 s (or the embedded sandbox's own window).
     identify_window: float | None = None
+    #: PEM file of CA certificates to trust for https:// REST and wss:// gateway; None = the system store.
+    ca_file: str | None = None
 
 
 @dataclass(slots=True)
@@ -581,6 +583,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "state_file": _p_opt_str,
         "state_max_age": _opt_positive_float,
         "identify_window": _opt_positive_float,
+        "ca_file": _p_opt_str,
     },
     "presence": {
         "status": lambda v, c: _p_choice(v, c, STATUSES),

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -22,7 +23,12 @@ from typing import IO, Any
 from shardtui.config import Config, ConfigError
 from shardtui.gateway.aio import wait_for
 from shardtui.gateway.errors import GatewayError
-from shardtui.gateway.models import FatalErrorEvent, ShardLogEvent, ShardStageUpdateEvent
+from shardtui.gateway.models import (
+    ConnectionStage,
+    FatalErrorEvent,
+    ShardLogEvent,
+    ShardStageUpdateEvent,
+)
 from shardtui.logsafe import redact, redact_value
 from shardtui.runtime import Runtime
 
@@ -33,6 +39,13 @@ EXIT_OK = 0
 EXIT_NO_REPORT = 1
 EXIT_CONFIG = 2
 EXIT_FATAL = 3
+#: Shards ran, but not one of them ever reached READY/RESUMED (a wrong url, a TLS or proxy problem…):
+#: the run did nothing a bot needs, so systemd and CI must see it fail.
+EXIT_NEVER_CONNECTED = 4
+#: Never-connected shards are reported grouped by their last error, at most this many groups.
+MAX_ERROR_GROUPS = 10
+#: "…; retrying in 1.3 s": left out so that shards failing the same way group together.
+_RETRY_TAIL = re.compile(r";\s*retrying in [0-9.]+ s$")
 #: How often the run checks whether a fatal error has left no shard running.
 _POLL = 0.1
 
@@ -48,15 +61,37 @@ class _RunState:
     shards: list[dict[str, Any]] = field(default_factory=list)
     #: Which shards resumed a saved session at start, and the identifies that saved (state file).
     sessions: dict[str, Any] | None = None
+    #: Shards that reached CONNECTED at least once during the run.
+    ever_connected: set[int] = field(default_factory=set)
+    #: Each shard's last warning or error (why it is not connected), as its log said it.
+    last_error: dict[int, str] = field(default_factory=dict)
+    #: The gateway url the shards connect to (named in the never-connected lines).
+    gateway_url: str | None = None
 
     def snapshot(self, runtime: Runtime) -> None:
         if runtime._manager is None:
             return
         infos = sorted(runtime.manager.runners.values(), key=lambda info: int(info.shard_id))
         self.shards = [info.to_dict() for info in infos]
+        self.gateway_url = runtime.manager.gateway_url
         restore = getattr(runtime.manager, "session_restore", None)
         if restore is not None:
             self.sessions = restore.summary()
+
+    def never_connected(self) -> list[dict[str, Any]]:
+        """Shards of the run that never reached CONNECTED, grouped by their last error (first shard first)."""
+        groups: dict[str, list[int]] = {}
+        for shard in self.shards:
+            shard_id = shard["id"]
+            if shard_id in self.ever_connected or shard["stage"] == "connected":
+                continue
+            error = (
+                shard["fatal_error"]
+                or self.last_error.get(shard_id)
+                or f"no error reported (last stage: {shard['stage']})"
+            )
+            groups.setdefault(error, []).append(shard_id)
+        return [{"shards": ids, "error": error} for error, ids in groups.items()]
 
     def emit(self, obj: dict[str, Any]) -> None:
         if self.out_closed:
@@ -73,6 +108,8 @@ class _RunState:
 
     def on_event(self, event: Any) -> None:
         if isinstance(event, ShardStageUpdateEvent):
+            if event.new is ConnectionStage.CONNECTED:
+                self.ever_connected.add(int(event.shard_id))
             self.emit(
                 {
                     "ts": round(time.time(), 6),
@@ -89,6 +126,8 @@ class _RunState:
             )
         elif isinstance(event, ShardLogEvent):
             prefix = f"shard {event.shard_id}: " if event.shard_id is not None else ""
+            if event.shard_id is not None and event.level >= logging.WARNING:
+                self.last_error[int(event.shard_id)] = _RETRY_TAIL.sub("", event.message)
             shard_log.log(event.level, "%s%s", prefix, event.message)
 
 
@@ -109,12 +148,14 @@ async def run_headless(
     duration: float | None = None,
     report_path: str | None = None,
     out: IO[str] | None = None,
+    err: IO[str] | None = None,
     runtime_factory: Callable[[Config], Runtime] = Runtime,
 ) -> int:
     """Run until ``duration`` seconds pass, a signal arrives, or a fatal error stops every shard.
 
-    Returns the exit status: 0 normal stop, 3 when a fatal gateway error stopped shards, else 1 when
-    the report could not be written.
+    Returns the exit status: 0 normal stop, 3 when a fatal gateway error stopped shards, 4 when shards
+    failed to connect and none ever did, else 1 when the report could not be written. Shards that
+    never connected get a line on ``err`` (stderr), grouped by their last error, even when others did.
     ``ConfigError`` propagates (the CLI turns it into one line and status 2).
     """
     state = _RunState(out=out if out is not None else sys.stdout)
@@ -159,6 +200,13 @@ async def run_headless(
             await runtime.close()
         if state.fatal:
             status = EXIT_FATAL
+        never = state.never_connected()
+        if never:
+            _say_never_connected(never, state, err if err is not None else sys.stderr)
+            # Not when the run ended before any shard had the chance to connect or fail (a short
+            # --duration, an early SIGTERM): a stalled connect fails within its connect timeout.
+            if status == EXIT_OK and not state.ever_connected and state.last_error:
+                status = EXIT_NEVER_CONNECTED
         if report_path is not None and not _write_report(report_path, config, state, started, status):
             # A script reading status 0 would look for a report that is not there.
             status = max(status, EXIT_NO_REPORT)
@@ -166,6 +214,35 @@ async def run_headless(
         for signum in installed:
             loop.remove_signal_handler(signum)
     return status
+
+
+def _say_never_connected(groups: list[dict[str, Any]], state: _RunState, err: IO[str]) -> None:
+    where = f" to {state.gateway_url}" if state.gateway_url else ""
+    shown = groups[:MAX_ERROR_GROUPS]
+    lines = [f"shardtui: {_shard_list(g['shards'])} never connected{where}: {g['error']}" for g in shown]
+    rest = groups[MAX_ERROR_GROUPS:]
+    if rest:
+        count = sum(len(g["shards"]) for g in rest)
+        lines.append(
+            f"shardtui: {count} more shards never connected, with {len(rest)} other errors (see the report)"
+        )
+    with contextlib.suppress(OSError, ValueError):
+        err.write(redact("\n".join(lines)) + "\n")
+        err.flush()
+
+
+def _shard_list(ids: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> "shards 0-2, 5"; ``[3]`` -> "shard 3"."""
+    runs: list[str] = []
+    start = prev = ids[0]
+    for shard in [*ids[1:], None]:
+        if shard is not None and shard == prev + 1:
+            prev = shard
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if shard is not None:
+            start = prev = shard
+    return ("shard " if len(ids) == 1 else "shards ") + ", ".join(runs)
 
 
 def _on_signal(state: _RunState, signum: int) -> None:
@@ -202,6 +279,7 @@ def build_report(
     status: int,
     fatal: list[FatalErrorEvent],
     sessions: dict[str, Any] | None = None,
+    never_connected: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     ended = time.time()
     report: dict[str, Any] = {
@@ -212,6 +290,7 @@ def build_report(
         "duration_s": round(ended - started, 3),
         "stopped_by": state_reason,
         "exit_status": status,
+        "exit_reason": _EXIT_REASONS.get(status),
         "shard_total": shards[0]["total"] if shards else config.shard_total(),
         "connected": sum(1 for s in shards if s["stage"] == "connected"),
         "fatal_errors": [
@@ -223,6 +302,8 @@ def build_report(
             }
             for e in fatal
         ],
+        #: [{"shards": [ids], "error": last error}], also when other shards connected (exit status 0).
+        "never_connected": never_connected or [],
         "shards": shards,
     }
     if sessions is not None:
@@ -231,8 +312,24 @@ def build_report(
     return report
 
 
+_EXIT_REASONS: dict[int, str] = {
+    EXIT_NO_REPORT: "the report could not be written",
+    EXIT_FATAL: "a fatal gateway error stopped the shards",
+    EXIT_NEVER_CONNECTED: "no shard ever connected",
+}
+
+
 def _write_report(path: str, config: Config, state: _RunState, started: float, status: int) -> bool:
-    report = build_report(config, state.shards, state.reason, started, status, state.fatal, state.sessions)
+    report = build_report(
+        config,
+        state.shards,
+        state.reason,
+        started,
+        status,
+        state.fatal,
+        state.sessions,
+        state.never_connected(),
+    )
     text = json.dumps(redact_value(report), indent=2) + "\n"
     tmp = f"{path}.tmp{os.getpid()}"
     try:

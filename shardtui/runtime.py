@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -62,10 +63,28 @@ def load_event_handler(config: Config) -> Callable[..., Any] | None:
     return target
 
 
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The TLS context for REST and gateway when ``gateway.ca_file`` is set: the system's CAs plus
+    the file's (a private CA, a TLS-inspecting proxy, a sandbox behind TLS). ConfigError if unusable."""
+    path = config.gateway.ca_file
+    if path is None:
+        return None
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        # An SSLError is also an OSError: its strerror is the useful part ("no certificate found"...).
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        where = where_of(config.provenance.get("gateway.ca_file", config.source))
+        raise ConfigError(where, "gateway.ca_file", message=f"cannot use CA file {path}: {reason}") from None
+    return context
+
+
 def preflight(config: Config) -> None:
-    """Raise ``ConfigError`` now for what ``Runtime.open()`` would refuse later (handler, token), so
-    the CLI can say it in one line before a UI takes over the terminal."""
+    """Raise ``ConfigError`` now for what ``Runtime.open()`` would refuse later (handler, token, CA
+    file), so the CLI can say it in one line before a UI takes over the terminal."""
     load_event_handler(config)
+    tls_context(config)
     if not config.embeds_sandbox():
         resolve_token(config)
 
@@ -157,6 +176,7 @@ class Runtime:
             event_handler=handler,
             identify_window=window,
             state_file=gw.state_file,
+            ssl_context=tls_context(self.config),
             **extra,
         )
 

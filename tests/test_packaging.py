@@ -27,6 +27,28 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def _borrow_site_packages(python: Path) -> None:
+    """Let the throwaway venv import what this test run can (textual & co., and pip); only shardtui
+    itself comes from the wheel, with no network.
+
+    Not ``--system-site-packages``: when the tests run in a venv (as the README's command does), that
+    is the base interpreter's site-packages, without any of the project's dependencies. A .pth file
+    naming this run's site-packages directories appends them to the new venv's path, after its own
+    site-packages, and without running their .pth files — so this checkout's editable install (a .pth
+    hook) does not shadow the installed wheel.
+    """
+    dirs = [
+        entry
+        for entry in sys.path
+        if Path(entry).name in ("site-packages", "dist-packages") and Path(entry).is_dir()
+    ]
+    assert dirs, f"no site-packages on this run's path: {sys.path}"
+    purelib = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+    ).stdout.strip()
+    (Path(purelib) / "borrowed-test-deps.pth").write_text("\n".join(dirs) + "\n")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built the way ``pip install .`` builds one (its own build environment)."""
@@ -63,9 +85,9 @@ def test_wheel_carries_themes_stylesheet_and_every_module(wheel: Path) -> None:
 
 def test_installed_wheel_loads_its_themes_from_outside_the_repository(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    # The system site-packages provide textual & co. (and pip); only shardtui itself comes from the wheel.
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
+    _borrow_site_packages(python)
     install = ["install", "-q", "--no-deps", "--no-index", "--ignore-installed", str(wheel)]
     _run([str(python), "-m", "pip", *install])
     probe = (

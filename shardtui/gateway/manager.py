@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,8 @@ class ShardManagerOptions:
     shutdown_timeout: float = 5.0
     #: Timeout of the ``GET /gateway/bot`` request.
     request_timeout: float = 10.0
+    #: TLS for https:// REST and wss:// gateway alike (e.g. trusting a private CA); None: the system CA store.
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.token, str) or not self.token.strip():
@@ -235,7 +238,9 @@ class ShardManager:
         if self._closing or self._closed:
             raise RuntimeError("this ShardManager was shut down; make a new one")
         self._initialized = True
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ssl=self.options.ssl_context or True)
+        )
         try:
             bot = await fetch_gateway_bot(
                 self._session,
@@ -404,6 +409,7 @@ class ShardManager:
             large_threshold=self.options.large_threshold,
             presence=self.options.presence,
             event_handler=self._handle_dispatch,
+            ssl_context=self.options.ssl_context,
             resume=resume,
         )
         runner = ShardRunner(start.shard_id, start.total, options, info, self._manager_tx, self._emit)

@@ -177,6 +177,7 @@ class GatewaySocket:
         if self.settled:
             return
         self.settled = True
+        self.protocol.closed(code)
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

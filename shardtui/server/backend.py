@@ -61,8 +61,9 @@ class GatewayBackend(Protocol):
         """A WebSocket was accepted (query not yet checked; HELLO not yet sent)."""
         ...
 
-    async def before_hello(self, socket: GatewaySocket) -> dict[str, Any]:
-        """Wait, if the backend wants to, and return extra fields for HELLO's ``d`` (usually {})."""
+    async def before_hello(self, socket: GatewaySocket) -> dict[str, Any] | None:
+        """Wait, if the backend wants to, and return extra fields for HELLO's ``d`` (usually {});
+        None sends no HELLO (a misbehaving server that sent op 7 or closed instead)."""
         ...
 
     async def identify(self, socket: GatewaySocket, request: IdentifyRequest) -> AuthResult:

@@ -262,7 +262,8 @@ class GatewayServer:
                 sock.close(CloseCode.DECODE_ERROR, "Unknown compress value.")
             else:
                 extra = await backend.before_hello(sock)
-                sock.send(protocol.hello(**extra))
+                if extra is not None:
+                    sock.send(protocol.hello(**extra))
             client_close = await self._read_loop(sock)
         finally:
             sock.closing = True

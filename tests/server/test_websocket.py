@@ -59,6 +59,7 @@ class Backend:
         self.by_socket: dict[int, Session] = {}
         self.log: list[tuple[Any, ...]] = []
         self.refusing = False
+        self.reconnect_instead_of_hello = False
         self.ack_delay = 0.0
         self.dispatch_on_heartbeat = False
         self.ready_burst = 0
@@ -76,7 +77,10 @@ class Backend:
         socket.ack_delay = self.ack_delay
         self.open_sockets.add(socket.id)
 
-    async def before_hello(self, socket: GatewaySocket) -> dict[str, Any]:
+    async def before_hello(self, socket: GatewaySocket) -> dict[str, Any] | None:
+        if self.reconnect_instead_of_hello:
+            socket.send({"t": None, "s": None, "op": Opcode.RECONNECT, "d": None})
+            return None
         return {"server": "test"}
 
     async def identify(self, socket: GatewaySocket, request: IdentifyRequest) -> AuthResult:
@@ -356,3 +360,12 @@ async def test_refusal_and_plain_http(serve) -> None:
             await http.ws_connect(url.replace("http", "ws") + "/?v=10")
         assert exc.value.status == 503
     assert backend.log == []
+
+
+async def test_a_backend_may_send_op_7_instead_of_hello(serve, connect) -> None:
+    backend = Backend()
+    backend.reconnect_instead_of_hello = True
+    client = await connect(await serve(backend))
+    assert (await client.recv())["op"] == Opcode.RECONNECT
+    await client.send(Opcode.HEARTBEAT)
+    assert (await client.recv())["op"] == Opcode.HEARTBEAT_ACK  # no HELLO was queued before it

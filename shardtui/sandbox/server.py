@@ -12,10 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from shardtui.gateway.protocol import CloseCode, Opcode
+from shardtui.server import GatewayServer, ServerOptions
 
 from .accounting import DeliveryReport, SentEvent, compare_delivery
 from .faults import FAULT_KINDS, inject, inject_random, run_schedule
-from .gateway import GatewayHandler, control
+from .gateway import SandboxBackend, control
 from .payloads import EVENT_KINDS, generate
 from .rest import RestApi
 from .settings import SandboxSettings
@@ -171,7 +172,7 @@ class Sandbox:
             raise RuntimeError("sandbox already started")
         state = self._state
         app = web.Application()
-        gateway = GatewayHandler(state)
+        gateway = GatewayServer(SandboxBackend(state), self._server_options())
         RestApi(state, self.inject, lambda: self.rest_url).add_routes(app)
         app.router.add_get("/{tail:.*}", gateway.handle)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
@@ -226,6 +227,18 @@ class Sandbox:
         await runner.cleanup()
         log.info("sandbox stopped")
 
+    def _server_options(self) -> ServerOptions:
+        settings = self.settings
+        factor = settings.heartbeat_timeout_factor
+        return ServerOptions(
+            close_timeout=settings.close_timeout,
+            command_window=settings.command_window,
+            commands_per_window=settings.commands_per_window,
+            heartbeat_timeout=settings.heartbeat_interval_ms / 1000 * factor if factor else None,
+            task_prefix="sandbox",
+            not_websocket=SandboxBackend.not_websocket,
+        )
+
     async def __aenter__(self) -> Sandbox:
         await self.start()
         return self
@@ -260,7 +273,9 @@ class Sandbox:
             emitted += max(0, due)
 
     async def _sweeper(self) -> None:
-        """Session expiry, the missed-heartbeat rule, and server-sent op 1 requests."""
+        """Session expiry, drops of clients that ignored op 7, and server-sent op 1 requests.
+
+        (The missed-heartbeat rule is the server layer's, per connection.)"""
         state, settings = self._state, self.settings
         interval = settings.heartbeat_interval_ms / 1000
         tick = max(0.02, min(0.5, interval / 4, settings.resume_window / 4 or 0.5))
@@ -276,12 +291,6 @@ class Sandbox:
                     and not conn.closing
                 ):
                     conn.abort()
-            factor = settings.heartbeat_timeout_factor
-            if factor:
-                for conn in list(state.connections.values()):
-                    if conn.session is not None and not conn.closing and conn.last_heartbeat is not None:
-                        if now - conn.last_heartbeat > interval * factor:
-                            conn.close(CloseCode.UNKNOWN_ERROR, "Heartbeat missed.")
             every = settings.server_heartbeat_request_every
             if every and now - last_request >= every:
                 last_request = now

@@ -57,7 +57,6 @@ class SandboxState:
         self.refuse_until = 0.0
         self.pending_hello_delays: deque[float] = deque()
         self._event_ids = itertools.count(1)
-        self._conn_ids = itertools.count(1)
 
     @staticmethod
     def now() -> float:
@@ -65,9 +64,6 @@ class SandboxState:
 
     def next_event_id(self) -> int:
         return next(self._event_ids)
-
-    def next_connection_id(self) -> int:
-        return next(self._conn_ids)
 
     def shard(self, shard_id: int) -> ShardStats:
         stats = self.shard_stats.get(shard_id)

@@ -1,0 +1,167 @@
+"""Per-connection transport compression and the ordered, bounded WebSocket writer.
+
+Every server frame of a connection goes through one writer task, so the connection's zlib/zstd
+context sees payloads in exactly the order they were queued, whichever task produced them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import zstandard
+from aiohttp import web
+
+log = logging.getLogger("shardtui.server")
+
+COMPRESSIONS: Final = frozenset({"zlib-stream", "zstd-stream"})
+
+
+class Compressor:
+    """Transport compression of a whole connection: one context, flushed after each message.
+
+    zlib-stream: one deflate stream, each message ends with Z_SYNC_FLUSH (00 00 FF FF).
+    zstd-stream: ONE zstd frame for the connection's lifetime, a block flush per message (a new
+    frame per message breaks real clients)."""
+
+    __slots__ = ("_zlib", "_zstd", "kind")
+
+    def __init__(self, kind: str) -> None:
+        if kind not in COMPRESSIONS:
+            raise ValueError(f"unsupported compression {kind!r}")
+        self.kind = kind
+        self._zlib = zlib.compressobj() if kind == "zlib-stream" else None
+        self._zstd = zstandard.ZstdCompressor().compressobj() if kind == "zstd-stream" else None
+
+    def compress(self, data: bytes) -> bytes:
+        if self._zlib is not None:
+            return self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+        assert self._zstd is not None
+        return self._zstd.compress(data) + self._zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """Bounds of one connection's unsent backlog (None: unbounded)."""
+
+    max_messages: int | None = None
+    max_bytes: int | None = None
+
+
+_FRAME, _TRUNCATED, _CLOSE = 0, 1, 2
+
+
+class WebSocketWriter:
+    """The one task that writes a connection's frames, in order, through its compressor.
+
+    `put` refuses (returns False, sets `overflowed`, calls ``on_overflow`` once) a message that
+    would take the backlog past its `QueueLimits`; the caller decides what a slow client costs
+    it (the proxy disconnects it). Close frames always pass."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        compression: str | None,
+        *,
+        limits: QueueLimits | None = None,
+        close: Callable[[int, str], Awaitable[None]],
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.compressor = Compressor(compression) if compression else None
+        self.limits = limits or QueueLimits()
+        self._close = close
+        self._on_overflow = on_overflow
+        self._items: deque[tuple[int, bytes, int, str]] = deque()
+        self._wakeup = asyncio.Event()
+        #: Messages and bytes (uncompressed) queued and not yet written.
+        self.queued_messages = 0
+        self.queued_bytes = 0
+        self.overflowed = False
+        #: zlib-stream only: write the next message as two WebSocket frames (valid; clients buffer).
+        self.split_next = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, name: str) -> None:
+        self.task = asyncio.create_task(self._run(), name=name)
+
+    async def stop(self) -> None:
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def put(self, data: bytes) -> bool:
+        """Queue one encoded message; False (and nothing queued) when over the bounds."""
+        limits = self.limits
+        if (limits.max_messages is not None and self.queued_messages >= limits.max_messages) or (
+            limits.max_bytes is not None and self.queued_bytes + len(data) > limits.max_bytes
+        ):
+            if not self.overflowed:
+                self.overflowed = True
+                if self._on_overflow is not None:
+                    self._on_overflow()
+            return False
+        self.queued_messages += 1
+        self.queued_bytes += len(data)
+        self._items.append((_FRAME, data, 0, ""))
+        self._wakeup.set()
+        return True
+
+    def put_truncated(self, data: bytes) -> None:
+        """Queue ``data`` compressed and cut in half: breaks the client's stream (fault injection)."""
+        self._items.append((_TRUNCATED, data, 0, ""))
+        self._wakeup.set()
+
+    def put_close(self, code: int, reason: str) -> None:
+        """Close after everything already queued has been written."""
+        self._items.append((_CLOSE, b"", code, reason))
+        self._wakeup.set()
+
+    async def _write(self, data: bytes) -> None:
+        compressor = self.compressor
+        if compressor is None:
+            await self.ws.send_str(data.decode())
+            return
+        blob = compressor.compress(data)
+        if self.split_next and compressor.kind == "zlib-stream" and len(blob) > 1:
+            # One gateway message in two WebSocket frames: only the second ends with 00 00 FF FF.
+            self.split_next = False
+            half = len(blob) // 2
+            await self.ws.send_bytes(blob[:half])
+            await self.ws.send_bytes(blob[half:])
+            return
+        await self.ws.send_bytes(blob)
+
+    async def _run(self) -> None:
+        items = self._items
+        try:
+            while True:
+                if not items:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                kind, data, code, reason = items.popleft()
+                if kind == _FRAME:
+                    self.queued_messages -= 1
+                    self.queued_bytes -= len(data)
+                    await self._write(data)
+                elif kind == _TRUNCATED:
+                    if self.compressor is not None:
+                        blob = self.compressor.compress(data)
+                        await self.ws.send_bytes(blob[: max(1, len(blob) // 2)])
+                    else:
+                        await self.ws.send_str(data[: max(1, len(data) // 2)].decode(errors="ignore"))
+                else:
+                    await self._close(code, reason)
+                    return
+        except (TimeoutError, ConnectionError, RuntimeError) as exc:
+            # The peer vanished mid-write; the reader sees the same and cleans up.
+            log.debug("gateway writer stopped: %s", type(exc).__name__)

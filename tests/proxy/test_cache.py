@@ -40,7 +40,8 @@ class World:
         self.next_id = 2000
         self.user: dict[str, Any] = {"id": BOT_ID, "username": "bot", "bot": True, "verified": True}
         self.guilds: dict[str, dict[str, Any]] = {}
-        self.outage: set[str] = set()
+        #: Guilds in an outage, in the order they went down (a list: set order varies between runs).
+        self.outage: list[str] = []
         for _ in range(3):
             self._new_guild()
 
@@ -111,7 +112,7 @@ class World:
         live = [gid for gid in self.guilds if gid not in self.outage]
         if not live or rng.random() < 0.03:
             if self.outage and rng.random() < 0.6:
-                gid = self.outage.pop()
+                gid = self.outage.pop(0)
                 return [("GUILD_CREATE", self.guild_create(gid))]
             gid = self._new_guild()
             return [("GUILD_CREATE", self.guild_create(gid))]
@@ -125,9 +126,9 @@ class World:
             out.append((name, copy.deepcopy(d)))
 
         if kind == "outage":
-            self.outage.add(gid)
+            self.outage.append(gid)
             emit("GUILD_DELETE", {"id": gid, "unavailable": True})
-        elif kind == "leave" and len(self.guilds) > 2:
+        elif kind == "leave" and len(self.guilds) > 3:
             del self.guilds[gid]
             emit("GUILD_DELETE", {"id": gid})
         elif kind == "guild_update":
@@ -418,8 +419,12 @@ def test_guilds_still_loading_after_ready_get_no_event_and_a_new_ready_starts_ov
     shard = cache.shard(0)
     assert [g["id"] for g in shard.ready_fields()["guilds"]] == [first, second, third]
     assert [(n, d["id"]) for n, d in shard.guild_events()] == [("GUILD_CREATE", second)]
-    cache.apply(0, "READY", world.ready())  # a new upstream session: every guild comes again
+    # A new upstream session: every guild comes again, and one the bot left meanwhile is not listed.
+    again = world.ready()
+    again["guilds"] = again["guilds"][1:]
+    cache.apply(0, "READY", again)
     assert list(shard.guild_events()) == []
+    assert [g["id"] for g in shard.ready_fields()["guilds"]] == [second, third]
 
 
 def test_thread_list_sync_replaces_the_synced_channels_threads_only() -> None:

@@ -282,6 +282,9 @@ class World:
     def add_member(self, guild: Guild, user: User) -> Member:
         """Add ``user`` to ``guild`` (callers keep it under MAX_MEMBERS: an announced member must exist)."""
         member = self._member(user, [], int(time.time() * 1000))
+        # A newcomer is offline until a PRESENCE_UPDATE says otherwise: GUILD_MEMBER_ADD carries no
+        # presence, so a later GUILD_CREATE must not show one the stream never announced.
+        member.status, member.game = "offline", None
         guild.members.append(member)
         return member
 

@@ -38,43 +38,6 @@ from shardtui.gateway.protocol import GatewayIntents
 
 log = logging.getLogger("shardtui.proxy")
 
-#: Every dispatch name that changes cached state.
-STATE_EVENTS: Final[frozenset[str]] = frozenset(
-    {
-        "READY",
-        "USER_UPDATE",
-        "GUILD_CREATE",
-        "GUILD_UPDATE",
-        "GUILD_DELETE",
-        "CHANNEL_CREATE",
-        "CHANNEL_UPDATE",
-        "CHANNEL_DELETE",
-        "THREAD_CREATE",
-        "THREAD_UPDATE",
-        "THREAD_DELETE",
-        "THREAD_LIST_SYNC",
-        "THREAD_MEMBER_UPDATE",
-        "THREAD_MEMBERS_UPDATE",
-        "GUILD_ROLE_CREATE",
-        "GUILD_ROLE_UPDATE",
-        "GUILD_ROLE_DELETE",
-        "GUILD_MEMBER_ADD",
-        "GUILD_MEMBER_UPDATE",
-        "GUILD_MEMBER_REMOVE",
-        "GUILD_MEMBERS_CHUNK",
-        "GUILD_EMOJIS_UPDATE",
-        "GUILD_STICKERS_UPDATE",
-        "VOICE_STATE_UPDATE",
-        "PRESENCE_UPDATE",
-        "STAGE_INSTANCE_CREATE",
-        "STAGE_INSTANCE_UPDATE",
-        "STAGE_INSTANCE_DELETE",
-        "GUILD_SCHEDULED_EVENT_CREATE",
-        "GUILD_SCHEDULED_EVENT_UPDATE",
-        "GUILD_SCHEDULED_EVENT_DELETE",
-    }
-)
-
 #: Version of the saved file's layout; a file of another version is refused (one error, no cache).
 CACHE_FILE_VERSION: Final = 1
 CACHE_FILE_KIND: Final = "shardtui-proxy-cache"
@@ -699,6 +662,9 @@ _HANDLERS: dict[str, Callable[[ShardCache, dict[str, Any]], None]] = {
     "GUILD_SCHEDULED_EVENT_UPDATE": ShardCache._on_scheduled_upsert,
     "GUILD_SCHEDULED_EVENT_DELETE": ShardCache._on_scheduled_delete,
 }
+
+#: Every dispatch name that changes cached state (the names the cache has a handler for).
+STATE_EVENTS: Final[frozenset[str]] = frozenset(_HANDLERS)
 
 
 class GuildStateCache:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from shardtui.gateway.protocol import GatewayIntents
 
-from .world import EMOJI, GAMES, MESSAGES, Guild, Member, World, iso
+from .world import EMOJI, GAMES, MAX_CHANNELS, MAX_MEMBERS, MAX_ROLES, MESSAGES, Guild, Member, World, iso
 
 GEO_REGIONS = ["us-east", "us-central", "atlanta", "us-south", "newark"]
 
@@ -80,7 +81,8 @@ def guild_create_payload(guild: Guild, intents: int, large_threshold: int, bot_i
             "member_count": len(guild.members),
             "voice_states": [],
             "members": [m.payload() for m in members],
-            "channels": guild.channels,
+            # A copy: the world's list changes with CHANNEL_* events, a queued payload must not.
+            "channels": list(guild.channels),
             "threads": [],
             "presences": presences,
             "stage_instances": [],
@@ -200,10 +202,100 @@ def reaction_add(world: World, guild: Guild) -> Generated:
 
 
 def member_add(world: World, guild: Guild) -> Generated:
+    if len(guild.members) >= MAX_MEMBERS:
+        # Long soaks would otherwise grow guilds without bound; a full guild loses a member instead.
+        removed = member_remove(world, guild)
+        if removed is not None:
+            return removed
     member = world.add_member(guild, world.new_user())
     data = member.payload()
     data["guild_id"] = str(guild.id)
     return Generated("GUILD_MEMBER_ADD", data, guild.id, GatewayIntents.GUILD_MEMBERS)
+
+
+# -- guild state changes: applied to the world first, so a later GUILD_CREATE shows them --------------
+
+
+def _channel_event(name: str, channel: dict[str, Any], guild: Guild) -> Generated:
+    # Channel events carry guild_id; GUILD_CREATE's channels do not. A new dict: the world's stays clean.
+    return Generated(name, {**channel, "guild_id": str(guild.id)}, guild.id, GatewayIntents.GUILDS)
+
+
+def channel_create(world: World, guild: Guild) -> Generated:
+    if len(guild.channels) >= MAX_CHANNELS and world.deletable_channels(guild):
+        return channel_delete(world, guild)
+    return _channel_event("CHANNEL_CREATE", world.create_channel(guild), guild)
+
+
+def channel_update(world: World, guild: Guild) -> Generated:
+    index = world.rng.randrange(len(guild.channels))
+    return _channel_event("CHANNEL_UPDATE", world.update_channel(guild, index), guild)
+
+
+def channel_delete(world: World, guild: Guild) -> Generated:
+    """Deletes a text or voice channel other than the system channel; a guild with none left to
+    delete gets a new channel instead (so the kind stays bounded both ways)."""
+    deletable = world.deletable_channels(guild)
+    if not deletable:
+        return _channel_event("CHANNEL_CREATE", world.create_channel(guild), guild)
+    channel = world.rng.choice(deletable)
+    world.delete_channel(guild, channel)
+    return _channel_event("CHANNEL_DELETE", channel, guild)
+
+
+def _role_event(name: str, role: dict[str, Any], guild: Guild) -> Generated:
+    return Generated(name, {"guild_id": str(guild.id), "role": role}, guild.id, GatewayIntents.GUILDS)
+
+
+def role_create(world: World, guild: Guild) -> Generated:
+    if len(guild.roles) >= MAX_ROLES:
+        return role_delete(world, guild)
+    return _role_event("GUILD_ROLE_CREATE", world.create_role(guild), guild)
+
+
+def role_update(world: World, guild: Guild) -> Generated:
+    index = world.rng.randrange(len(guild.roles))
+    return _role_event("GUILD_ROLE_UPDATE", world.update_role(guild, index), guild)
+
+
+def role_delete(world: World, guild: Guild) -> Generated:
+    """Deletes a role other than @everyone (members lose it); with none, creates one instead."""
+    if len(guild.roles) < 2:
+        return _role_event("GUILD_ROLE_CREATE", world.create_role(guild), guild)
+    role = world.delete_role(guild, world.rng.randrange(1, len(guild.roles)))
+    data = {"guild_id": str(guild.id), "role_id": role["id"]}
+    return Generated("GUILD_ROLE_DELETE", data, guild.id, GatewayIntents.GUILDS)
+
+
+def _others(guild: Guild) -> list[Member]:
+    """Members a generated change may touch: not the bot (members[0]), not the owner."""
+    return [m for m in guild.members[1:] if m.user.id != guild.owner_id]
+
+
+def member_update(world: World, guild: Guild) -> Generated | None:
+    others = _others(guild)
+    if not others:
+        return None
+    member = world.rng.choice(others)
+    world.update_member(guild, member)
+    data = member.payload()
+    data["guild_id"] = str(guild.id)
+    return Generated("GUILD_MEMBER_UPDATE", data, guild.id, GatewayIntents.GUILD_MEMBERS)
+
+
+def member_remove(world: World, guild: Guild) -> Generated | None:
+    others = _others(guild)
+    if not others:
+        return None
+    member = world.rng.choice(others)
+    world.remove_member(guild, member)
+    data = {"guild_id": str(guild.id), "user": member.user.payload()}
+    return Generated("GUILD_MEMBER_REMOVE", data, guild.id, GatewayIntents.GUILD_MEMBERS)
+
+
+def guild_update(world: World, guild: Guild) -> Generated:
+    world.rename_guild(guild)
+    return Generated("GUILD_UPDATE", guild.base_payload(), guild.id, GatewayIntents.GUILDS)
 
 
 def generate(world: World, kind: str) -> Generated | None:
@@ -223,8 +315,24 @@ def generate(world: World, kind: str) -> Generated | None:
         return reaction_add(world, guild)
     if kind == "GUILD_MEMBER_ADD":
         return member_add(world, guild)
+    state_change = STATE_CHANGES.get(kind)
+    if state_change is not None:
+        return state_change(world, guild)
     raise ValueError(f"unknown event kind {kind!r} in the sandbox event mix")
 
+
+#: Guild state changes by kind; each one changes the world, then announces it.
+STATE_CHANGES: dict[str, Callable[[World, Guild], Generated | None]] = {
+    "CHANNEL_CREATE": channel_create,
+    "CHANNEL_UPDATE": channel_update,
+    "CHANNEL_DELETE": channel_delete,
+    "GUILD_ROLE_CREATE": role_create,
+    "GUILD_ROLE_UPDATE": role_update,
+    "GUILD_ROLE_DELETE": role_delete,
+    "GUILD_MEMBER_UPDATE": member_update,
+    "GUILD_MEMBER_REMOVE": member_remove,
+    "GUILD_UPDATE": guild_update,
+}
 
 EVENT_KINDS = (
     "MESSAGE_CREATE",
@@ -233,6 +341,7 @@ EVENT_KINDS = (
     "MESSAGE_REACTION_ADD",
     "GUILD_MEMBER_ADD",
     "DM_MESSAGE_CREATE",
+    *STATE_CHANGES,
 )
 
 

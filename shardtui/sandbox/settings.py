@@ -25,6 +25,17 @@ DEFAULT_EVENT_MIX: dict[str, float] = {
     "MESSAGE_REACTION_ADD": 1.5,
     "GUILD_MEMBER_ADD": 0.5,
     "DM_MESSAGE_CREATE": 0.5,
+    # Guild state changes, a few percent of the traffic together (as on Discord, where member updates
+    # are the common ones and channel/role/guild edits are rare).
+    "GUILD_MEMBER_UPDATE": 0.2,
+    "GUILD_MEMBER_REMOVE": 0.15,
+    "CHANNEL_CREATE": 0.04,
+    "CHANNEL_UPDATE": 0.05,
+    "CHANNEL_DELETE": 0.03,
+    "GUILD_ROLE_CREATE": 0.03,
+    "GUILD_ROLE_UPDATE": 0.04,
+    "GUILD_ROLE_DELETE": 0.02,
+    "GUILD_UPDATE": 0.02,
 }
 
 

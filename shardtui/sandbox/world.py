@@ -19,6 +19,13 @@ GUILD_WORDS = (
     "Hangout", "Lounge", "Guild", "Arcade", "Workshop", "Garden", "Harbor", "Den", "Club", "Library",
 )  # fmt: skip
 CHANNEL_NAMES = ("general", "off-topic", "memes", "announcements", "help", "media", "dev-chat", "music")
+EXTRA_CHANNEL_NAMES = ("clips", "lfg", "art", "screenshots", "feedback", "events", "trading", "bots")
+ROLE_NAMES = ("Helper", "Regular", "Artist", "Streamer", "Veteran", "Event Team", "Night Owl", "Builder")
+TOPICS = ("be nice", "no spoilers", "weekly game night on fridays", "read the rules first", None)
+#: Bounds that keep long runs from growing or emptying a guild through generated state changes.
+MAX_CHANNELS = 12
+MAX_ROLES = 10
+MAX_MEMBERS = 1000
 MESSAGES = (
     "anyone up for a game tonight?",
     "good morning everyone",
@@ -160,7 +167,8 @@ class Guild:
             "max_stage_video_channel_users": 50,
             "nsfw": False,
             "nsfw_level": 0,
-            "roles": self.roles,
+            # Copies: a payload already queued or kept for replay must not change with the world.
+            "roles": list(self.roles),
             "emojis": [],
             "stickers": [],
             "incidents_data": None,
@@ -272,11 +280,91 @@ class World:
         )
 
     def add_member(self, guild: Guild, user: User) -> Member:
+        """Add ``user`` to ``guild`` (callers keep it under MAX_MEMBERS: an announced member must exist)."""
         member = self._member(user, [], int(time.time() * 1000))
-        # Long soaks would otherwise grow guilds without bound.
-        if len(guild.members) < 1000:
-            guild.members.append(member)
+        # A newcomer is offline until a PRESENCE_UPDATE says otherwise: GUILD_MEMBER_ADD carries no
+        # presence, so a later GUILD_CREATE must not show one the stream never announced.
+        member.status, member.game = "offline", None
+        guild.members.append(member)
         return member
+
+    # -- state changes (each keeps the world what a new GUILD_CREATE shows) --------------------------
+    #
+    # Dicts already handed out (queued payloads, replay buffers) are never changed in place: an update
+    # puts a new dict where the old one was.
+
+    def deletable_channels(self, guild: Guild) -> list[dict[str, Any]]:
+        """Channels a generated CHANNEL_DELETE may remove: never a category (its children would need
+        updates), never the system channel (text_channel_ids[0])."""
+        keep = str(guild.text_channel_ids[0]) if guild.text_channel_ids else None
+        return [c for c in guild.channels if c["type"] != 4 and c["id"] != keep]
+
+    def create_channel(self, guild: Guild) -> dict[str, Any]:
+        cid = self.snowflakes.now()
+        parent = next((int(c["id"]) for c in guild.channels if c["type"] == 4), None)
+        position = sum(1 for c in guild.channels if c["type"] == 0)
+        channel = self._channel(cid, 0, self.rng.choice(EXTRA_CHANNEL_NAMES), position, parent)
+        guild.channels.append(channel)
+        guild.text_channel_ids.append(cid)
+        return channel
+
+    def update_channel(self, guild: Guild, index: int) -> dict[str, Any]:
+        old = guild.channels[index]
+        changed = {**old, "name": f"{old['name'].split('~')[0]}~{self.rng.randrange(100)}"}
+        if old["type"] == 0:
+            changed["topic"] = self.rng.choice(TOPICS)
+        guild.channels[index] = changed
+        return changed
+
+    def delete_channel(self, guild: Guild, channel: dict[str, Any]) -> None:
+        guild.channels.remove(channel)
+        cid = int(channel["id"])
+        if cid in guild.text_channel_ids:
+            guild.text_channel_ids.remove(cid)
+
+    def create_role(self, guild: Guild) -> dict[str, Any]:
+        color = self.rng.randrange(0x1000000)
+        name = self.rng.choice(ROLE_NAMES)
+        role = self._role(guild.id, self.snowflakes.now(), name, len(guild.roles), color)
+        guild.roles.append(role)
+        return role
+
+    def update_role(self, guild: Guild, index: int) -> dict[str, Any]:
+        old = guild.roles[index]
+        color = self.rng.randrange(0x1000000)
+        changed = {
+            **old,
+            "color": color,
+            "colors": {"primary_color": color, "secondary_color": None, "tertiary_color": None},
+            "mentionable": not old["mentionable"],
+        }
+        guild.roles[index] = changed
+        return changed
+
+    def delete_role(self, guild: Guild, index: int) -> dict[str, Any]:
+        role = guild.roles.pop(index)
+        rid = int(role["id"])
+        for member in guild.members:
+            if rid in member.roles:
+                member.roles = [r for r in member.roles if r != rid]
+        return role
+
+    def update_member(self, guild: Guild, member: Member) -> None:
+        if self.rng.random() < 0.5:
+            member.nick = None if member.nick else f"{member.user.username[:12]}~{self.rng.randrange(100)}"
+        else:
+            assignable = [int(r["id"]) for r in guild.roles[1:]]
+            if member.roles or not assignable:
+                member.roles = []
+            else:
+                member.roles = [self.rng.choice(assignable)]
+
+    def remove_member(self, guild: Guild, member: Member) -> None:
+        guild.members.remove(member)
+
+    def rename_guild(self, guild: Guild) -> None:
+        words = self.rng.sample(GUILD_WORDS, 2)
+        guild.name = f"{words[0]} {words[1]}"
 
     @staticmethod
     def _channel(cid: int, ctype: int, name: str, position: int, parent: int | None) -> dict[str, Any]:

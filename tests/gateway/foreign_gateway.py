@@ -13,10 +13,8 @@ dispatches (:meth:`ForeignGateway.emit`) and drop a shard's connection (:meth:`F
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,15 +282,3 @@ class ForeignGateway:
         else:
             resumed_seq = session.add("RESUMED", {})
         await conn.send({"op": 0, "s": resumed_seq, "t": "RESUMED", "d": {}})
-
-
-GatewayFactory = Callable[..., Any]
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or 'a condition'}")
-        await asyncio.sleep(0.02)

@@ -67,14 +67,18 @@ class ZlibStreamInflater:
 
 
 class ZstdStreamInflater:
-    """zstd-stream: one zstd frame for the life of the connection, flushed after every message; each
-    frame of the WebSocket holds exactly one gateway message."""
+    """zstd-stream: Discord sends one zstd frame for the life of the connection, flushed after every
+    message; each frame of the WebSocket holds exactly one gateway message.
+
+    Other gateways (Spacebar, Litecord) end a zstd frame after every message instead. The context reads
+    across frame boundaries so both work; on Discord's single long frame that costs nothing.
+    """
 
     compression = "zstd-stream"
     __slots__ = ("_inflater", "decompress")
 
     def __init__(self) -> None:
-        self._inflater = zstandard.ZstdDecompressor().decompressobj()
+        self._inflater = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
         #: The context's own method, for the runner's hot path: returns b"" instead of None for an
         #: incomplete message and raises ``zstandard.ZstdError`` instead of DecompressionError.
         self.decompress = self._inflater.decompress

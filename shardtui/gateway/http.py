@@ -18,6 +18,7 @@ import orjson
 from shardtui import __version__
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
 from shardtui.gateway.gate import SYSTEM_CLOCK, Clock, SessionStartLimit, describe_duration
+from shardtui.gateway.shard import server_query
 
 log = logging.getLogger("shardtui.gateway.http")
 
@@ -28,7 +29,8 @@ MAX_RETRY_AFTER = 300.0
 
 @dataclass(frozen=True, slots=True)
 class GatewayBotInfo:
-    """What ``/gateway/bot`` said. ``url`` has no query string (the runner adds its own)."""
+    """What ``/gateway/bot`` said. ``url`` is as advertised minus any fragment; the Shard adds its own
+    query parameters to it."""
 
     url: str
     shards: int
@@ -36,11 +38,13 @@ class GatewayBotInfo:
 
 
 def normalise_gateway_url(url: str) -> str:
-    """Drop any query or fragment and give a bare host a ``/`` path: ``wss://host/``."""
+    """Drop the fragment and the parameters the client sets itself (v, encoding, compress), and give a
+    bare host a ``/`` path (``wss://host/``). The path and any other query stay as advertised: a server
+    or reverse proxy may route only that exact path, and the Shard adds its own parameters after them."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("ws", "wss", "http", "https") or not parts.netloc:
         raise ValueError(f"not a WebSocket url: {url!r}")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", server_query(parts.query), ""))
 
 
 def _int_field(data: dict[str, Any], key: str, where: str, default: int | None = None) -> int:

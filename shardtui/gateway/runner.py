@@ -77,6 +77,8 @@ from shardtui.gateway.websocket import connect as ws_connect
 
 #: Longest wait a Retry-After on a refused upgrade may impose before the next try.
 MAX_RETRY_AFTER: Final = 300.0
+#: Refused WebSocket handshakes in a row after which the refusal is reported as an error (wrong url?).
+REPEATED_REFUSALS: Final = 3
 #: Seconds to wait for the server's answer to our close frame before dropping the socket.
 CLOSE_TIMEOUT: Final = 2.0
 #: Seconds given to a server that stopped answering (zombie, no HELLO) to take our close frame.
@@ -96,7 +98,8 @@ _DECODE_ERRORS: Final = (DecompressionError, zstandard.ZstdError, orjson.JSONDec
 @dataclass
 class ShardRunnerOptions:
     token: str = field(repr=False)
-    #: Base url with no query, e.g. "ws://127.0.0.1:PORT/" or "wss://gateway.discord.gg/".
+    #: The advertised gateway url, e.g. "wss://gateway.discord.gg/" or "ws://host:PORT/gateway"; its path
+    #: and query are kept, v/encoding/compress are added (replacing any it has).
     gateway_url: str
     intents: GatewayIntents
     identify_gate: IdentifyGate
@@ -188,6 +191,8 @@ class ShardRunner:
         self._deferred: deque[dict[str, Any]] = deque()
         self._presence_pending: Presence | None = None
         self._failures = 0
+        #: WebSocket handshakes refused in a row (an HTTP answer other than 101).
+        self._refusals = 0
         self._connects = 0
         #: Guild ids this session holds; None after resuming a saved session (READY, with the list, was
         #: seen by an earlier runner), when only leaving a guild can still be counted.
@@ -245,12 +250,10 @@ class ShardRunner:
                 if isinstance(exc, HandshakeError) and exc.retry_after is not None:
                     # A 429 (or 503) on the upgrade says when to come back; sooner only earns more 429s.
                     delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER))
-                self._log(
-                    logging.WARNING,
-                    f"could not connect to the gateway ({_describe_exc(exc)}); retrying in {delay:.1f} s",
-                )
+                self._connect_failed(exc, url, delay)
                 await self._wait(delay)
                 continue
+            self._refusals = 0
             if self._final is not None:  # asked to stop while connecting
                 await self._close_quietly(ws, self._final_close_code())
                 break
@@ -272,6 +275,30 @@ class ShardRunner:
                     await self._wait(delay)
         if isinstance(self._final, Stop):
             self._log(logging.INFO, f"stopped: {self._final.reason}")
+
+    def _connect_failed(self, exc: Exception, url: str, delay: float) -> None:
+        """Report a failed connect. A refused handshake names the status and the url (which holds no
+        token): a server or proxy that routes another path answers 404 or a plain 200 for ever, and
+        the operator must see where we knocked. Repeated refusals become an error on the shard."""
+        if not isinstance(exc, HandshakeError) or exc.status is None:
+            self._log(
+                logging.WARNING,
+                f"could not connect to the gateway ({_describe_exc(exc)}); retrying in {delay:.1f} s",
+            )
+            return
+        self._refusals += 1
+        self.info.last_close_reason = self._scrub(f"{exc} at {url}")
+        if self._refusals < REPEATED_REFUSALS:
+            self._log(
+                logging.WARNING,
+                f"could not connect to the gateway at {url} ({exc}); retrying in {delay:.1f} s",
+            )
+            return
+        self._log(
+            logging.ERROR,
+            f"could not connect to the gateway at {url} ({exc}, {self._refusals} times in a row): "
+            f"is the gateway url right? retrying in {delay:.1f} s",
+        )
 
     def _final_close_code(self) -> int:
         return self._final.close_code if isinstance(self._final, Stop) else RESUMABLE_CLOSE

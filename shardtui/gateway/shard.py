@@ -7,9 +7,14 @@ carry out. Every protocol decision lives here: heartbeat schedule and zombie det
 resume vs reconnect vs give up, seq tracking and the exactly-once rule for dispatches.
 
 Liberal in what it accepts: payloads with missing ``s``/``t``, a first dispatch numbered 0, READY
-without ``shard``, unknown dispatch names or opcodes, a non-dict ``d``, seq going backwards — none of
-them raises; they are ignored, counted, or logged. Strict in what it builds: every payload it asks the
-runner to send is complete and well-typed.
+without ``shard``, unknown dispatch names or opcodes, a non-dict ``d``, seq going backwards, a gateway
+url with a path or a query of its own — none of them raises; they are ignored, counted, or logged.
+Strict in what it builds: every payload it asks the runner to send is complete and well-typed.
+
+Exactly once, in seq order: during a resume replay (RESUME sent, RESUMED not yet seen) a dispatch
+numbered at or below the last seq is one already delivered and is dropped. Outside a replay a repeated
+or backwards seq is the server's numbering, not a replay: it is delivered, with one warning per
+connection (what discord.py and hikari do). READY and RESUMED are never dropped.
 """
 
 from __future__ import annotations
@@ -192,7 +197,8 @@ def _as_float(value: object) -> float | None:
 
 
 def _clean_ws_url(url: object) -> str | None:
-    """A ws(s) url with its query and fragment removed, or None if ``url`` is not usable."""
+    """A ws(s) url without its fragment, or None if ``url`` is not usable. Path and query are kept: a
+    server or proxy may route only the exact advertised path (``/gateway``) or need its own query."""
     if not isinstance(url, str) or len(url) > 2048:
         return None
     try:
@@ -201,7 +207,32 @@ def _clean_ws_url(url: object) -> str | None:
         return None
     if parts.scheme not in ("ws", "wss") or not parts.netloc:
         return None
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+
+
+#: Query parameters of the gateway url that the client sets itself; a value the server advertised for
+#: one of them is replaced by ours.
+CLIENT_QUERY_PARAMS: Final = frozenset({"v", "encoding", "compress"})
+
+
+def server_query(query: str) -> str:
+    """The server's own part of a gateway url's query: ``query`` (as sent) minus v/encoding/compress."""
+    if not query:
+        return ""
+    kept = [item for item in query.split("&") if item and item.partition("=")[0] not in CLIENT_QUERY_PARAMS]
+    return "&".join(kept)
+
+
+def with_gateway_query(url: str, query: str) -> str:
+    """``url`` with ``query`` (``?v=…&encoding=…``) added the way discord.py, hikari and discord.js do:
+    the advertised path stays as it is (an empty one becomes ``/``), the advertised query stays in front
+    (minus v/encoding/compress: ours win) and ours follows it."""
+    parts = urlsplit(url)
+    ours = query.removeprefix("?")
+    theirs = server_query(parts.query)
+    if theirs:
+        ours = theirs + "&" + ours
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", ours, ""))
 
 
 class Shard:
@@ -271,9 +302,20 @@ class Shard:
         #: a replay that moves the seq is progress and pushes the deadline on.
         self._setup_deadline: float | None = None
         self._setup_seq: int | None = None
+        #: A RESUME was sent on this connection and no RESUMED came yet: the replay window, in which a
+        #: seq at or below the last one is a duplicate. ``_resume_seq`` is the seq the RESUME carried.
+        self._replaying = False
+        self._resume_seq: int | None = None
+        #: Whether that RESUME went to the base url (no resume url was left to try).
+        self._resume_via_base = False
+        #: A RESUME failed where no other url is left: the next connection identifies.
+        self._abandon_session = False
+        self._seq_warned = False
         self._anomaly_logs = 0
         #: Counters an operator (or a test) may read.
         self.stale_dropped = 0
+        #: Dispatches outside a replay whose seq did not increase (delivered anyway).
+        self.seq_regressions = 0
         self.seq_gaps = 0
         self.ignored_payloads = 0
         #: Reused by :meth:`receive` so the per-dispatch path allocates nothing but the Dispatch.
@@ -298,13 +340,11 @@ class Shard:
 
     def connect_url(self) -> str:
         """Where the next connection goes: ``resume_gateway_url`` when resuming, else the base url,
-        always with the same query (v, encoding, compress)."""
+        always with the same query (v, encoding, compress) added to the url's own path and query."""
         base = self.gateway_url
         if self.session_id is not None and self.resume_gateway_url:
             base = self.resume_gateway_url
-        if not base.endswith("/"):
-            base += "/"
-        return base + self.query
+        return with_gateway_query(base, self.query)
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which :meth:`tick` has something to do, or None."""
@@ -347,6 +387,7 @@ class Shard:
         self.last_heartbeat_sent = None
         self.heartbeat_acked = True
         self._anomaly_logs = 0
+        self._seq_warned = False
         self._set_stage(ConnectionStage.HANDSHAKE, out)
         return out
 
@@ -383,12 +424,19 @@ class Shard:
         self.heartbeat_acked = True
         self._opened_at = None
         self._setup_deadline = None
+        if self._replaying:
+            self._replaying = False
+            # The RESUME was neither answered nor replaying anything. With the resume url already
+            # tried, resuming again would only repeat this: the next connection identifies.
+            if self.seq == self._resume_seq and self._resume_via_base:
+                self._abandon_session = True
         self._set_stage(ConnectionStage.DISCONNECTED, out)
 
     def _drop_session(self) -> None:
         self.session_id = None
         self.seq = None
         self.resume_gateway_url = None
+        self._abandon_session = False
 
     def _reconnect(
         self,
@@ -400,6 +448,9 @@ class Shard:
         failure: bool = False,
         unresponsive: bool = False,
     ) -> Reconnect:
+        if resume and self._abandon_session:
+            self._drop_session()
+            reason += "; the RESUME failed on every url, starting a new session"
         resume = resume and self.has_session
         if failure:
             # The connection never became usable (no HELLO, closed or unreadable before READY/RESUMED).
@@ -470,6 +521,21 @@ class Shard:
                 # Replayed dispatches are still arriving: the server is working on the RESUME.
                 self._setup_seq = self.seq
                 self._setup_deadline = now + self.setup_timeout
+            elif stage is ConnectionStage.RESUMING and self.seq == self._resume_seq:
+                # The server took the RESUME and then neither replayed anything nor said RESUMED:
+                # resuming again would wait just as long (for ever, on a server whose RESUMED we cannot
+                # read). Start a new session instead; 1000 lets the server end the old one. (A replay
+                # that made progress and then stalled resumes again, from where it got to.)
+                out.append(
+                    Log(
+                        logging.WARNING,
+                        f"no RESUMED within {self.setup_timeout:g} s; identifying a new session",
+                    )
+                )
+                self._end_connection(out)
+                self._drop_session()
+                out.append(self._reconnect(False, SESSION_ENDING_CLOSE, "no RESUMED", failure=True))
+                return out
             else:
                 # Heartbeats may still be ACKed, but a session that never starts is as stuck as a zombie.
                 what = "RESUMED" if stage is ConnectionStage.RESUMING else "READY"
@@ -568,19 +634,37 @@ class Shard:
         name = t if type(t) is str else "UNKNOWN"
         if _is_seq(s):
             last = self.seq
-            if name == "READY":
-                last = None  # a new session numbers from the start again
-            elif last is not None:
-                if s <= last:
-                    # A replay we already delivered (or a server going backwards): never deliver twice.
-                    self.stale_dropped += 1
-                    return
+            if name == "READY" or last is None:
+                self.seq = s  # a new session numbers from the start again
+            elif s > last:
                 if s != last + 1:
                     self.seq_gaps += 1
                     if self._anomaly_logs < MAX_ANOMALY_LOGS:
                         self._anomaly_logs += 1
                         out.append(Log(logging.WARNING, f"seq jumped from {last} to {_short(s)}"))
-            self.seq = s
+                self.seq = s
+            elif name == "RESUMED":
+                # Some servers number RESUMED with the seq the RESUME carried. It is never a duplicate
+                # and must not move the seq back: what was replayed stays acknowledged.
+                pass
+            elif self._replaying:
+                # A replay of something already delivered: never deliver twice.
+                self.stale_dropped += 1
+                return
+            else:
+                # Live traffic numbered at or below the last seq: the server's numbering, not a replay.
+                # Deliver it and follow its numbering (heartbeats echo what the server sent last).
+                self.seq_regressions += 1
+                if not self._seq_warned:
+                    self._seq_warned = True
+                    out.append(
+                        Log(
+                            logging.WARNING,
+                            f"seq did not increase ({last} then {_short(s)}); delivering anyway "
+                            "(further ones on this connection are only counted)",
+                        )
+                    )
+                self.seq = s
         else:
             s = None
         data = payload.get("d")
@@ -604,6 +688,8 @@ class Shard:
 
     def _connected(self, kind: str, out: list[ShardAction]) -> None:
         self._setup_deadline = None
+        self._replaying = False
+        self._abandon_session = False
         self._set_stage(ConnectionStage.CONNECTED, out)
         out.append(SessionStarted(kind, self.session_id))
 
@@ -633,6 +719,9 @@ class Shard:
         if self.session_id is not None:
             self._set_stage(ConnectionStage.RESUMING, out)
             self._start_setup_timer(now)
+            self._replaying = True
+            self._resume_seq = self.seq
+            self._resume_via_base = self.resume_gateway_url is None
             out.append(
                 Send(
                     {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import zstandard
@@ -107,6 +108,9 @@ def test_shard_survives_any_sequence_of_hostile_events(sequence: list, saved: bo
     shard.connection_opened(0.0)
     last_seq: int | None = None
     for kind, value in sequence:
+        # Inside a resume replay a seq at or below the last one is a duplicate and must never be
+        # delivered; outside one (issue #14) it is the server's numbering and is delivered.
+        replaying = shard.stage is ConnectionStage.RESUMING
         if kind == "receive":
             actions = list(shard.receive(value))
         elif kind == "tick":
@@ -134,12 +138,15 @@ def test_shard_survives_any_sequence_of_hostile_events(sequence: list, saved: bo
                 if action.name == "READY":
                     last_seq = None
                 if action.seq is not None:
-                    assert last_seq is None or action.seq > last_seq, "a seq was delivered twice"
-                    last_seq = action.seq
+                    if replaying and action.name != "RESUMED":
+                        assert last_seq is None or action.seq > last_seq, "a replayed seq was delivered twice"
+                    if action.name != "RESUMED" or last_seq is None or action.seq > last_seq:
+                        last_seq = action.seq
         if shard.seq is None:  # the session was dropped: a new one numbers from the start
             last_seq = None
         url = shard.connect_url()
-        assert url.startswith(("ws://", "wss://")) and "?v=10" in url
+        assert url.startswith(("ws://", "wss://"))
+        assert parse_qs(urlsplit(url).query)["v"] == ["10"]
 
 
 def _zlib_stream(messages: list[bytes]) -> list[bytes]:

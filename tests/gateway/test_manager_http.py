@@ -167,6 +167,9 @@ async def test_timeout_names_the_url(serve) -> None:
 def test_gateway_urls_are_normalised() -> None:
     assert normalise_gateway_url("wss://gateway.discord.gg") == "wss://gateway.discord.gg/"
     assert normalise_gateway_url("ws://127.0.0.1:9/?v=10&encoding=json") == "ws://127.0.0.1:9/"
+    # Issue #14: the advertised path and any query of the server's own are kept.
+    assert normalise_gateway_url("ws://127.0.0.1:9/gateway") == "ws://127.0.0.1:9/gateway"
+    assert normalise_gateway_url("ws://h/gw?region=eu&v=9#x") == "ws://h/gw?region=eu"
     with pytest.raises(ValueError, match="not a WebSocket url"):
         normalise_gateway_url("gateway.discord.gg")
 

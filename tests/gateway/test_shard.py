@@ -329,12 +329,18 @@ def test_saved_session_resumes_on_first_connection() -> None:
     assert resume.payload["d"]["seq"] == 41
 
 
-def test_seq_going_backwards_is_ignored_and_a_gap_is_logged() -> None:
+def test_live_seq_going_backwards_is_delivered_with_one_warning_and_a_gap_is_logged() -> None:
+    # Outside a resume replay a non-increasing seq is the server's numbering (issue #14): deliver it,
+    # as discord.py and hikari do, and warn once per connection.
     shard = identified()
     list(shard.receive(dispatch("A", 5)))
-    assert of(shard.receive(dispatch("A", 3)), Dispatch) == []
-    assert shard.seq == 5
     assert shard.seq_gaps == 1
+    actions = list(shard.receive(dispatch("A", 3)))
+    assert [d.seq for d in of(actions, Dispatch)] == [3]
+    assert len(of(actions, Log)) == 1
+    assert shard.seq == 3
+    assert [d.seq for d in of(shard.receive(dispatch("B", 3)), Dispatch)] == [3]
+    assert shard.seq_regressions == 2 and shard.stale_dropped == 0
 
 
 @pytest.mark.parametrize("bad", [2**63, 10**400, -1, "7", 7.0, True])

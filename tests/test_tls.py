@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import trustme
-from conftest import FAST_SANDBOX_DEFAULTS
 
 from shardtui.cli import main
 from shardtui.config import ConfigError, load_config
@@ -22,6 +21,7 @@ from shardtui.headless import run_headless
 from shardtui.runtime import Runtime
 from shardtui.sandbox import Sandbox, SandboxSettings
 from shardtui.sandbox.standalone import server_tls_context
+from tests.conftest import FAST_SANDBOX_DEFAULTS
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
@@ -46,6 +47,34 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise MetricsError(f'metrics listen address must be "HOST:PORT", got {listen!r}')
     return host, int(port)
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> MetricsError:
+    if exc.errno == errno.EADDRINUSE:
+        why = "the port is in use"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = "no local interface has that address"
+    else:
+        why = exc.strerror or str(exc)
+    return MetricsError(f"cannot serve metrics on {host}:{port}: {why}")
+
+
+def check_bindable(listen: str) -> None:
+    """Raise ``MetricsError`` now when ``listen`` cannot be bound, so a front end can say so in one
+    line before it takes the terminal (``MetricsServer.start`` checks again when it binds)."""
+    host, port = parse_listen(listen)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise _bind_error(host, port, exc) from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # The same option aiohttp's server sets, so a port in TIME_WAIT is not called busy.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise _bind_error(host, port, exc) from None
 
 
 class _RunningTotal:
@@ -198,13 +227,7 @@ class MetricsServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            if exc.errno == errno.EADDRINUSE:
-                why = "the port is in use"
-            elif exc.errno == errno.EADDRNOTAVAIL:
-                why = "no local interface has that address"
-            else:
-                why = exc.strerror or str(exc)
-            raise MetricsError(f"cannot serve metrics on {self.host}:{self.port}: {why}") from None
+            raise _bind_error(self.host, self.port, exc) from None
         self._runner = runner
         if self.port == 0 and runner.addresses:
             self.port = int(runner.addresses[0][1])  # port 0 asked the OS for a free one

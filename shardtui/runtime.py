@@ -69,6 +69,14 @@ def preflight(config: Config) -> None:
     load_event_handler(config)
     if not config.embeds_sandbox():
         resolve_token(config)
+    if config.metrics.listen is not None:
+        from shardtui.metrics import MetricsError, check_bindable
+
+        try:
+            check_bindable(config.metrics.listen)
+        except MetricsError as exc:
+            where = where_of(config.provenance.get("metrics.listen", config.source))
+            raise ConfigError(where, "metrics.listen", message=str(exc)) from None
 
 
 class Runtime:

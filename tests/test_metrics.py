@@ -3,7 +3,9 @@ real sandbox shards connect, restart and reshard; a port in use or a bad address
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import socket
 from pathlib import Path
 
@@ -14,8 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shardtui.cli import main
 from shardtui.config import ConfigError, load_config
+from shardtui.gateway.alerts import OpenIncident
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.models import (
+    AlertKind,
     ConnectionStage,
     ShardHealth,
     ShardId,
@@ -192,31 +196,37 @@ def _one_line_error(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize(
+    "front_end", [["run", "--headless", "--duration", "5"], ["run"]], ids=["headless", "console"]
+)
 def test_a_port_in_use_is_one_line_and_status_2_before_any_shard_starts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], front_end: list[str]
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         config = _config_file(tmp_path)
-        status = main(
-            [
-                "--config",
-                str(config),
-                "--metrics-listen",
-                f"127.0.0.1:{port}",
-                "run",
-                "--headless",
-                "--duration",
-                "5",
-            ]
-        )
+        status = main(["--config", str(config), "--metrics-listen", f"127.0.0.1:{port}", *front_end])
     captured = capsys.readouterr()
     assert status == 2
     line = _one_line_error(captured.err)
     assert "metrics.listen" in line and "port is in use" in line and str(port) in line
     assert '"event":"stage"' not in captured.out  # no shard ever started
+
+
+async def test_the_runtime_refuses_a_port_in_use_before_building_shards(tmp_path: Path) -> None:
+    """The same check where the port is taken between the CLI's preflight and the runtime's bind."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = load_config(str(_config_file(tmp_path)), {"metrics.listen": f"127.0.0.1:{port}"}, environ={})
+        runtime = Runtime(config)
+        with pytest.raises(ConfigError, match="port is in use"):
+            await runtime.open()
+        assert runtime.sandbox is not None and not runtime.sandbox.running
+        assert runtime.metrics is None
 
 
 def test_a_malformed_listen_address_is_a_config_error(
@@ -228,3 +238,37 @@ def test_a_malformed_listen_address_is_a_config_error(
     assert "--metrics-listen" in line and "HOST:PORT" in line
     with pytest.raises(ConfigError, match="SHARDTUI_METRICS_LISTEN"):
         load_config(None, {}, environ={"SHARDTUI_METRICS_LISTEN": "localhost:99999"}, check_token=False)
+
+
+async def test_the_grafana_dashboard_uses_exactly_the_served_metric_names() -> None:
+    manager = ShardManager(_options())
+    manager.runners = {ShardId(0): _info(0, 1, events=1, identifies=1, resumes=0)}
+    manager.alerts.open[(AlertKind.WEDGED, ShardId(0))] = OpenIncident(AlertKind.WEDGED, ShardId(0), "x", 0.0)
+    server = MetricsServer("127.0.0.1:0", lambda: manager)
+    server.add_collector(ProxyClientsCollector(_Proxy()))
+    await server.start()
+    try:
+        served = {name for name, _labels in await scrape(server.url)}
+    finally:
+        await server.stop()
+    dashboard = json.loads((Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"shardtui_[a-z_]+", target["expr"])
+    }
+    assert used <= served, used - served
+    required = {
+        "shardtui_shard_connected",
+        "shardtui_shard_latency_seconds",
+        "shardtui_shard_dispatch_events_total",
+        "shardtui_shard_health",
+        "shardtui_identifies_total",
+        "shardtui_resumes_total",
+        "shardtui_session_start_remaining",
+    }
+    assert required <= used, required - used
+    assert 'rate(shardtui_shard_dispatch_events_total{job=~"$job", instance=~"$instance"}[1m])' in json.dumps(
+        dashboard
+    ).replace('\\"', '"')

@@ -40,6 +40,7 @@ class HealthVerdict:
 
 
 OK = HealthVerdict(ShardHealth.OK)
+DOWN = HealthVerdict(ShardHealth.DOWN)
 
 
 def connection_verdict(info: ShardRunnerInfo) -> HealthVerdict | None:
@@ -52,9 +53,9 @@ def connection_verdict(info: ShardRunnerInfo) -> HealthVerdict | None:
     if info.health is ShardHealth.FAILED:
         # Stopped by a bot-wide fatal error another shard heard: it says why until booted again.
         return HealthVerdict(ShardHealth.FAILED, info.health_reason)
-    if info.stage is ConnectionStage.DISCONNECTED:
-        return HealthVerdict(ShardHealth.DOWN, "disconnected" if info.running else "stopped")
-    return HealthVerdict(ShardHealth.DOWN, f"not connected ({info.stage.value})")
+    # No reason text: the stage already says which way it is down, and a reason of its own (a queued
+    # shard's "waiting for identify bucket 1") must not be hidden behind a repeat of it.
+    return DOWN
 
 
 class _Fleet:

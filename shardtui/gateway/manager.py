@@ -316,9 +316,7 @@ class ShardManager:
             self._health_task = asyncio.create_task(self._health_loop(), name="shardtui-health")
 
         for shard_id in ids:
-            self.runners[shard_id] = ShardRunnerInfo(
-                shard_id, total, running=True, health=ShardHealth.DOWN, health_reason="disconnected"
-            )
+            self.runners[shard_id] = ShardRunnerInfo(shard_id, total, running=True, health=ShardHealth.DOWN)
         self._restore_sessions(ids, total)
         self._log(
             None,
@@ -526,7 +524,7 @@ class ShardManager:
         info.running = True
         info.fatal_error = None
         if info.stage is not ConnectionStage.CONNECTED:
-            info.health, info.health_reason = ShardHealth.DOWN, "disconnected"
+            info.health, info.health_reason = ShardHealth.DOWN, ""
         self._crashes.pop(shard_id, None)
         self._emit(ShardInfoUpdateEvent(shard_id))
         self._queuer.send(ShardQueuerMessage.Start(shard_id, self.shard_total, force_identify))

@@ -109,6 +109,8 @@ def _alert_line(event: AlertEvent | AlertClearedEvent) -> dict[str, Any]:
         "shard": None if event.shard_id is None else int(event.shard_id),
         "message": event.message,
     }
+    if event.process is not None:
+        line["process"] = event.process
     if isinstance(event, AlertClearedEvent):
         line["duration_s"] = round(event.duration, 3)
     return line

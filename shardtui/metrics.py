@@ -166,7 +166,7 @@ class ShardCollector(Collector):
                 "shardtui_alerts_open", "Open incidents by kind (see docs/metrics.md).", labels=["kind"]
             )
             counts: dict[str, int] = {}
-            for kind, _shard in manager.alerts.open:
+            for kind, _shard, _process in manager.alerts.open:
                 counts[kind.value] = counts.get(kind.value, 0) + 1
             for kind_name, count in sorted(counts.items()):
                 open_alerts.add_metric([kind_name], count)

@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shardtui.cli import main
 from shardtui.config import ConfigError, load_config
-from shardtui.gateway.alerts import OpenIncident
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.models import (
     AlertKind,
@@ -243,7 +242,7 @@ def test_a_malformed_listen_address_is_a_config_error(
 async def test_the_grafana_dashboard_uses_exactly_the_served_metric_names() -> None:
     manager = ShardManager(_options())
     manager.runners = {ShardId(0): _info(0, 1, events=1, identifies=1, resumes=0)}
-    manager.alerts.open[(AlertKind.WEDGED, ShardId(0))] = OpenIncident(AlertKind.WEDGED, ShardId(0), "x", 0.0)
+    manager.alerts.raise_alert(AlertKind.WEDGED, ShardId(0), "shard 0 is wedged")
     server = MetricsServer("127.0.0.1:0", lambda: manager)
     server.add_collector(ProxyClientsCollector(_Proxy()))
     await server.start()

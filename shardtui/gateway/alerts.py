@@ -42,7 +42,8 @@ from shardtui.gateway.models import (
 ZOMBIE_REASON: Final = "zombie connection"
 _RECOVERED: Final = frozenset({ShardHealth.OK, ShardHealth.QUIET})
 
-AlertKey = tuple[AlertKind, ShardId | None]
+#: (kind, shard, fleet process): one open incident per key.
+AlertKey = tuple[AlertKind, ShardId | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class OpenIncident:
     shard_id: ShardId | None
     message: str
     since: float
+    process: str | None = None
 
 
 class AlertTracker:
@@ -65,23 +67,28 @@ class AlertTracker:
 
     # -- explicit incidents ------------------------------------------------------------------------
 
-    def raise_alert(self, kind: AlertKind, shard_id: ShardId | None, message: str) -> bool:
-        """Open an incident; False (and nothing emitted) when the same one is already open."""
-        key = (kind, shard_id)
+    def raise_alert(
+        self, kind: AlertKind, shard_id: ShardId | None, message: str, *, process: str | None = None
+    ) -> bool:
+        """Open an incident; False (and nothing emitted) when the same one is already open.
+        ``process`` names the fleet process of a ``lost_process`` incident."""
+        key = (kind, shard_id, process)
         if key in self.open:
             return False
         now = self._wall()
-        self.open[key] = OpenIncident(kind, shard_id, message, now)
-        self._emit(AlertEvent(kind, shard_id, message, now))
+        self.open[key] = OpenIncident(kind, shard_id, message, now, process)
+        self._emit(AlertEvent(kind, shard_id, message, now, process))
         return True
 
-    def clear_alert(self, kind: AlertKind, shard_id: ShardId | None, message: str) -> bool:
+    def clear_alert(
+        self, kind: AlertKind, shard_id: ShardId | None, message: str, *, process: str | None = None
+    ) -> bool:
         """Close an open incident; False when there was none."""
-        incident = self.open.pop((kind, shard_id), None)
+        incident = self.open.pop((kind, shard_id, process), None)
         if incident is None:
             return False
         now = self._wall()
-        self._emit(AlertClearedEvent(kind, shard_id, message, max(0.0, now - incident.since), now))
+        self._emit(AlertClearedEvent(kind, shard_id, message, max(0.0, now - incident.since), now, process))
         return True
 
     # -- from manager events -----------------------------------------------------------------------
@@ -104,7 +111,7 @@ class AlertTracker:
         sid = info.shard_id
         if info.health is ShardHealth.WEDGED:
             self.raise_alert(AlertKind.WEDGED, sid, f"shard {sid} is wedged: {info.health_reason}")
-        elif (AlertKind.WEDGED, sid) in self.open and (info.health in _RECOVERED or not info.running):
+        elif (AlertKind.WEDGED, sid, None) in self.open and (info.health in _RECOVERED or not info.running):
             how = "receiving events again" if info.running else "stopped"
             self.clear_alert(AlertKind.WEDGED, sid, f"shard {sid} is {how}")
 

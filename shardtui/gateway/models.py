@@ -235,6 +235,8 @@ class AlertEvent:
     shard_id: ShardId | None
     message: str
     at: float = field(default_factory=time.time)
+    #: The fleet process a ``lost_process`` incident is about; None otherwise.
+    process: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,7 @@ class AlertClearedEvent:
     #: Seconds the incident lasted.
     duration: float
     at: float = field(default_factory=time.time)
+    process: str | None = None
 
 
 ManagerEvent = (

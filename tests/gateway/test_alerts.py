@@ -178,3 +178,16 @@ async def test_an_outage_alerts_once_and_clears_when_every_shard_is_back() -> No
         for sandbox in (first, second):
             if sandbox is not None and sandbox.running:
                 await sandbox.stop()
+
+
+def test_lost_processes_are_separate_incidents_raised_once_each() -> None:
+    out = Recorder()
+    tracker = AlertTracker(out)
+    for _ in range(3):  # a fleet watcher sees the same loss at every refresh
+        tracker.raise_alert(AlertKind.LOST_PROCESS, None, "process b lost", process="b")
+        tracker.raise_alert(AlertKind.LOST_PROCESS, None, "process c lost", process="c")
+    assert tracker.clear_alert(AlertKind.LOST_PROCESS, None, "process b is back", process="b")
+    assert not tracker.clear_alert(AlertKind.LOST_PROCESS, None, "process b is back", process="b")
+    lines = [(type(e).__name__, e.process) for e in out.events]
+    assert lines == [("AlertEvent", "b"), ("AlertEvent", "c"), ("AlertClearedEvent", "b")]
+    assert list(tracker.open) == [(AlertKind.LOST_PROCESS, None, "c")]

@@ -4,10 +4,12 @@ wedged, alerted once, restarted by itself with a RESUME, and flows again."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from manager_helpers import eventually, options_for
 
+from shardtui.config import load_config
 from shardtui.gateway.healing import WedgedHealer
 from shardtui.gateway.health import HealthPolicy
 from shardtui.gateway.manager import ShardManager
@@ -20,6 +22,7 @@ from shardtui.gateway.models import (
     ShardId,
     ShardRunnerInfo,
 )
+from shardtui.runtime import Runtime
 from shardtui.sandbox import Sandbox
 
 SandboxFactory = Callable[..., Awaitable[Sandbox]]
@@ -128,3 +131,15 @@ def test_restarts_back_off_and_wait_for_the_identify_budget() -> None:
     assert sum("identify budget is spent" in m for m in logs) == 1
     check(170.0, budget=3)
     assert info.wedged_restarts == 6
+
+
+async def test_health_keys_reach_the_manager(tmp_path: Path) -> None:
+    path = tmp_path / "shards.toml"
+    path.write_text("[sandbox]\nshards = 1\n[health]\nwedged_after = 12.5\nrestart_wedged = true\n")
+    config = load_config(str(path), {}, environ={})
+    async with Runtime(config) as runtime:
+        options = runtime.manager.options
+        assert options.restart_wedged is True
+        assert options.health_policy.min_wedged_seconds == 12.5
+    default = load_config(None, {}, environ={"SHARDTUI_HEALTH_RESTART_WEDGED": "yes"}, check_token=False)
+    assert default.health.restart_wedged is True and default.health.wedged_after is None

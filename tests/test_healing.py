@@ -20,6 +20,7 @@ from shardtui.gateway.models import (
     ConnectionStage,
     ShardHealth,
     ShardId,
+    ShardLogEvent,
     ShardRunnerInfo,
 )
 from shardtui.runtime import Runtime
@@ -76,7 +77,9 @@ async def test_a_wedged_shard_is_alerted_restarted_with_a_resume_and_flows_again
         await eventually(lambda: info.events_received > flowing + 5)
         assert info.stage is ConnectionStage.CONNECTED and info.health is ShardHealth.OK
         assert _alerts(events) == [("alert", AlertKind.WEDGED, 1), ("cleared", AlertKind.WEDGED, 1)]
-        restarts = [e for e in events if getattr(e, "message", "").startswith("wedged: restarting it")]
+        restarts = [
+            e for e in events if isinstance(e, ShardLogEvent) and e.message.startswith("wedged: restarting")
+        ]
         assert len(restarts) == 1
     finally:
         await manager.shutdown_all()

@@ -123,12 +123,28 @@ class UiConfig:
 
 
 @dataclass(slots=True)
+class MetricsConfig:
+    #: "HOST:PORT" serving Prometheus text on /metrics; None = no metrics endpoint.
+    listen: str | None = None
+
+
+@dataclass(slots=True)
+class HealthConfig:
+    #: Seconds of silence (while peers receive) before a connected shard reads "wedged"; None = 60.
+    wedged_after: float | None = None
+    #: Restart a wedged shard by itself (resume first, with backoff, within the identify budget).
+    restart_wedged: bool = False
+
+
+@dataclass(slots=True)
 class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     #: Where the config came from (a path, or "<defaults>").
     source: str = "<defaults>"
     #: Dotted key -> where its value came from: "default", a file path, "--flag" or "env NAME".
@@ -451,6 +467,18 @@ def _p_handler(value: Any, ctx: _Ctx) -> str | None:
     return spec.strip()
 
 
+def _p_listen(value: Any, ctx: _Ctx) -> str | None:
+    """ "HOST:PORT" (IPv6 as "[::1]:9100"); port 0 picks a free one."""
+    text = _p_opt_str(value, ctx)
+    if text is None:
+        return None
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ctx.error('"HOST:PORT" (e.g. "127.0.0.1:9100"; IPv6 as "[::1]:9100")', value)
+    return text.strip()
+
+
 def _p_activity_type(value: Any, ctx: _Ctx) -> str | None:
     if isinstance(value, str) and value.strip().lower() in ("", "none"):
         return None
@@ -610,6 +638,13 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "refresh_interval": _positive_float,
         "readonly": _p_bool,
         "fleet": _p_bool,
+    },
+    "metrics": {
+        "listen": _p_listen,
+    },
+    "health": {
+        "wedged_after": _opt_positive_float,
+        "restart_wedged": _p_bool,
     },
 }
 SECTIONS: tuple[str, ...] = tuple(_SCHEMA)

@@ -1,6 +1,7 @@
 """``shardtui run --headless``: run the shards with no UI.
 
-stdout carries one JSON object per line — every shard stage change and every fatal error — so it can be
+stdout carries one JSON object per line — every shard stage change, every fatal error, and every alert
+(``"event": "alert"``) and its end (``"event": "alert_cleared"``) — so it can be
 piped into ``jq`` or a log shipper; logs go to stderr. On exit (duration over, SIGINT/SIGTERM, or a fatal
 error that stopped the shards) a JSON summary of every shard is written to ``--report``.
 """
@@ -24,6 +25,8 @@ from shardtui.config import Config, ConfigError
 from shardtui.gateway.aio import wait_for
 from shardtui.gateway.errors import GatewayError
 from shardtui.gateway.models import (
+    AlertClearedEvent,
+    AlertEvent,
     ConnectionStage,
     FatalErrorEvent,
     ShardLogEvent,
@@ -124,11 +127,28 @@ class _RunState:
             self.emit(
                 _fatal_line(event.kind, event.message, [int(s) for s in event.shard_ids], event.close_code)
             )
+        elif isinstance(event, AlertEvent | AlertClearedEvent):
+            self.emit(_alert_line(event))
         elif isinstance(event, ShardLogEvent):
             prefix = f"shard {event.shard_id}: " if event.shard_id is not None else ""
             if event.shard_id is not None and event.level >= logging.WARNING:
                 self.last_error[int(event.shard_id)] = _RETRY_TAIL.sub("", event.message)
             shard_log.log(event.level, "%s%s", prefix, event.message)
+
+
+def _alert_line(event: AlertEvent | AlertClearedEvent) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "ts": round(event.at, 6),
+        "event": "alert" if isinstance(event, AlertEvent) else "alert_cleared",
+        "kind": event.kind.value,
+        "shard": None if event.shard_id is None else int(event.shard_id),
+        "message": event.message,
+    }
+    if event.process is not None:
+        line["process"] = event.process
+    if isinstance(event, AlertClearedEvent):
+        line["duration_s"] = round(event.duration, 3)
+    return line
 
 
 def _fatal_line(kind: str, message: str, shards: list[int], close_code: int | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from shardtui.logsafe import register_secret
 if TYPE_CHECKING:
     from shardtui.fleet import FleetNode
     from shardtui.gateway.manager import ShardManager, ShardManagerOptions
+    from shardtui.metrics import MetricsServer
     from shardtui.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,14 @@ def preflight(config: Config) -> None:
     tls_context(config)
     if not config.embeds_sandbox():
         resolve_token(config)
+    if config.metrics.listen is not None:
+        from shardtui.metrics import MetricsError, check_bindable
+
+        try:
+            check_bindable(config.metrics.listen)
+        except MetricsError as exc:
+            where = where_of(config.provenance.get("metrics.listen", config.source))
+            raise ConfigError(where, "metrics.listen", message=str(exc)) from None
 
 
 class Runtime:
@@ -102,6 +111,8 @@ class Runtime:
         #: Set once this process published itself, so closing removes only what it wrote (a
         #: refused start must not delete the live process that holds the same name).
         self._fleet_joined = False
+        #: The ``/metrics`` endpoint when ``[metrics] listen`` is set.
+        self.metrics: MetricsServer | None = None
         self._sandbox_host = sandbox_host
         self._sandbox_port = sandbox_port
         self._opened = False
@@ -147,11 +158,28 @@ class Runtime:
             token = resolve_token(self.config, self.sandbox)
             register_secret(token)
             self._manager = self._build_manager(self._options(token, handler))
+            await self._start_metrics()
         except BaseException:
             await self.close()
             raise
 
+    async def _start_metrics(self) -> None:
+        """Serve ``/metrics`` before any shard starts, so a port in use stops the run up front."""
+        listen = self.config.metrics.listen
+        if listen is None:
+            return
+        from shardtui.metrics import MetricsError, MetricsServer
+
+        server = MetricsServer(listen, lambda: self._manager)
+        try:
+            await server.start()
+        except MetricsError as exc:
+            where = where_of(self.config.provenance.get("metrics.listen", self.config.source))
+            raise ConfigError(where, "metrics.listen", message=str(exc)) from None
+        self.metrics = server
+
     def _options(self, token: str, handler: Callable[..., Any] | None) -> ShardManagerOptions:
+        from shardtui.gateway.health import HealthPolicy
         from shardtui.gateway.manager import ShardManagerOptions
 
         gw = self.config.gateway
@@ -164,6 +192,9 @@ class Runtime:
         extra: dict[str, Any] = {}
         if gw.state_max_age is not None:
             extra["state_max_age"] = gw.state_max_age
+        health = self.config.health
+        if health.wedged_after is not None:
+            extra["health_policy"] = HealthPolicy(min_wedged_seconds=health.wedged_after)
         return ShardManagerOptions(
             token=token,
             intents=self.config.intents(),
@@ -177,6 +208,7 @@ class Runtime:
             identify_window=window,
             state_file=gw.state_file,
             ssl_context=tls_context(self.config),
+            restart_wedged=health.restart_wedged,
             **extra,
         )
 
@@ -257,6 +289,8 @@ class Runtime:
                 await self.fleet.close(forget=self._fleet_joined)
             except Exception:
                 log.exception("error while leaving the fleet")
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.sandbox is not None:
             try:
                 await self.sandbox.stop()

@@ -113,6 +113,9 @@ class FleetShard:
             info.stage = ConnectionStage.DISCONNECTED
             info.running = False
             info.latency = None
+            info.last_ack_at = None
+            # Its last published rate is history: nothing is flowing through a lost process.
+            info.events_per_second = 0.0
             info.health = ShardHealth.FAILED
             info.health_reason = f"process {self.process} lost (no heartbeat)"
         return info

@@ -27,6 +27,11 @@ _EXPORTS: dict[str, str] = {
     "ShardInfoUpdateEvent": "models",
     "ShardLogEvent": "models",
     "FatalErrorEvent": "models",
+    "AlertKind": "models",
+    "AlertEvent": "models",
+    "AlertClearedEvent": "models",
+    "AlertTracker": "alerts",
+    "WedgedHealer": "healing",
     # messages
     "ShardManagerMessage": "messages",
     "ShardRunnerMessage": "messages",

@@ -27,6 +27,7 @@ class HealthPolicy:
     #: Silence longer than this many expected gaps (and ``min_wedged_seconds``) reads "wedged".
     wedged_after_gaps: float = 40.0
     min_quiet_seconds: float = 15.0
+    #: ``[health] wedged_after``: the least silence that reads "wedged", however busy the peers.
     min_wedged_seconds: float = 60.0
     #: Peers slower than this (events/s) say nothing about a shard's silence.
     min_peer_rate: float = 0.05
@@ -39,6 +40,22 @@ class HealthVerdict:
 
 
 OK = HealthVerdict(ShardHealth.OK)
+DOWN = HealthVerdict(ShardHealth.DOWN)
+
+
+def connection_verdict(info: ShardRunnerInfo) -> HealthVerdict | None:
+    """The verdict a shard's connection alone decides: failed on a fatal error, down while not
+    connected (a shard that is not connected is never "ok"); None when connected."""
+    if info.fatal_error is not None:
+        return HealthVerdict(ShardHealth.FAILED, info.fatal_error)
+    if info.stage is ConnectionStage.CONNECTED:
+        return None
+    if info.health is ShardHealth.FAILED:
+        # Stopped by a bot-wide fatal error another shard heard: it says why until booted again.
+        return HealthVerdict(ShardHealth.FAILED, info.health_reason)
+    # No reason text: the stage already says which way it is down, and a reason of its own (a queued
+    # shard's "waiting for identify bucket 1") must not be hidden behind a repeat of it.
+    return DOWN
 
 
 class _Fleet:
@@ -85,11 +102,12 @@ def assess_health(
     fleet = _Fleet(connected, rates)
     verdicts: dict[ShardId, HealthVerdict] = {}
     for info in infos:
-        if info.fatal_error is not None:
-            verdicts[info.shard_id] = HealthVerdict(ShardHealth.FAILED, info.fatal_error)
+        by_connection = connection_verdict(info)
+        if by_connection is not None:
+            verdicts[info.shard_id] = by_connection
             continue
         if info.shard_id not in connected_ids or len(connected) < 2:
-            # Not connected (its stage says enough), or no peer to compare with.
+            # No peer to compare with.
             verdicts[info.shard_id] = OK
             continue
         expected = fleet.expected_rate(info)
@@ -103,8 +121,9 @@ def assess_health(
         silent_since = max(starts)
         silence = now - silent_since
         gap = 1.0 / expected
-        quiet_after = max(policy.min_quiet_seconds, policy.quiet_after_gaps * gap)
         wedged_after = max(policy.min_wedged_seconds, policy.wedged_after_gaps * gap)
+        # A short wedged_after must not hide behind the quiet threshold.
+        quiet_after = min(wedged_after, max(policy.min_quiet_seconds, policy.quiet_after_gaps * gap))
         if silence < quiet_after:
             verdicts[info.shard_id] = OK
             continue

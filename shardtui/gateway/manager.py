@@ -17,11 +17,12 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
 from shardtui.gateway.aio import wait_for
+from shardtui.gateway.alerts import AlertTracker
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
 from shardtui.gateway.gate import (
     SYSTEM_CLOCK,
@@ -32,7 +33,8 @@ from shardtui.gateway.gate import (
     describe_duration,
     describe_wall_time,
 )
-from shardtui.gateway.health import HealthPolicy, RateTracker, assess_health
+from shardtui.gateway.healing import WedgedHealer
+from shardtui.gateway.health import HealthPolicy, RateTracker, assess_health, connection_verdict
 from shardtui.gateway.http import fetch_gateway_bot
 from shardtui.gateway.messages import ShardManagerMessageT, ShardQueuerMessage
 from shardtui.gateway.models import (
@@ -91,6 +93,8 @@ class ShardManagerOptions:
     #: Seconds between wedged-shard checks (0 disables them).
     health_interval: float = 5.0
     health_policy: HealthPolicy = field(default_factory=HealthPolicy)
+    #: Restart a wedged shard by itself (resume first, with backoff, within the identify budget).
+    restart_wedged: bool = False
     #: How long ``shutdown`` / ``shutdown_all`` wait for runners to close before cancelling them.
     shutdown_timeout: float = 5.0
     #: Timeout of the ``GET /gateway/bot`` request.
@@ -164,6 +168,9 @@ class ShardManager:
         self._aux_tasks: set[asyncio.Task[Any]] = set()
         self._health_task: asyncio.Task[None] | None = None
         self._rates = RateTracker()
+        #: Open incidents; emits AlertEvent / AlertClearedEvent through ``_emit``.
+        self.alerts = AlertTracker(self._emit, clock.wall)
+        self._healer = WedgedHealer(base_backoff=max(5.0, options.health_policy.min_wedged_seconds))
         self._stage_event = asyncio.Event()
         self._initialized = False
         self._closing = False
@@ -195,10 +202,14 @@ class ShardManager:
     def _emit(self, event: ManagerEvent) -> None:
         if isinstance(event, ShardStageUpdateEvent):
             self._restarting.discard(event.shard_id)
-            if event.new is ConnectionStage.CONNECTED:
-                info = self.runners.get(event.shard_id)
-                if info is not None:
-                    self.session_restore.first_start(event.shard_id, info.last_start)
+            info = self.runners.get(event.shard_id)
+            if info is not None:
+                # Every stage change passes here: health follows the connection before anyone hears of it.
+                down = connection_verdict(info)
+                if down is not None:
+                    info.health, info.health_reason = down.health, down.reason
+            if event.new is ConnectionStage.CONNECTED and info is not None:
+                self.session_restore.first_start(event.shard_id, info.last_start)
         for callback in list(self._subscribers):
             try:
                 result = callback(event)
@@ -210,6 +221,9 @@ class ShardManager:
                     )
             except Exception:
                 log.exception("event subscriber %r failed on %s", callback, type(event).__name__)
+        if not (self._closing or self._resharding):
+            # Not while shutting down or swapping shard sets: every shard going down then is no outage.
+            self.alerts.observe(event, self.runners)
 
     def _log(self, shard_id: ShardId | None, level: int, message: str) -> None:
         log.log(level, "%s%s", "" if shard_id is None else f"shard {shard_id}: ", message)
@@ -307,7 +321,7 @@ class ShardManager:
             self._health_task = asyncio.create_task(self._health_loop(), name="shardtui-health")
 
         for shard_id in ids:
-            self.runners[shard_id] = ShardRunnerInfo(shard_id, total, running=True)
+            self.runners[shard_id] = ShardRunnerInfo(shard_id, total, running=True, health=ShardHealth.DOWN)
         self._restore_sessions(ids, total)
         self._log(
             None,
@@ -515,7 +529,8 @@ class ShardManager:
         info = self.runners[shard_id]
         info.running = True
         info.fatal_error = None
-        info.health, info.health_reason = ShardHealth.OK, ""
+        if info.stage is not ConnectionStage.CONNECTED:
+            info.health, info.health_reason = ShardHealth.DOWN, ""
         self._crashes.pop(shard_id, None)
         self._emit(ShardInfoUpdateEvent(shard_id))
         self._queuer.send(ShardQueuerMessage.Start(shard_id, self.shard_total, force_identify))
@@ -886,6 +901,28 @@ class ShardManager:
                     self._log(info.shard_id, logging.INFO, "no longer wedged")
             if changed:
                 self._emit(ShardInfoUpdateEvent(info.shard_id))
+        if self.options.restart_wedged and not (self._closing or self._resharding):
+            self._healer.check(
+                infos,
+                now,
+                restart=lambda sid: self._spawn_aux(self.restart(sid), f"shardtui-heal-{sid}"),
+                budget=self.identify_budget(),
+                log=self._log,
+            )
+
+    def identify_budget(self) -> int | None:
+        """Session starts left before the daily reset as the identify gate counts them (fleet-wide
+        in a fleet), or None when unknown."""
+        gate = self._gate
+        if isinstance(gate, _ReportsBudget):
+            return gate.budget_remaining()
+        limit = self.session_start_limit
+        return None if limit is None else limit.remaining
+
+
+@runtime_checkable
+class _ReportsBudget(Protocol):
+    def budget_remaining(self) -> int | None: ...
 
 
 def _crash_finished(shard_id: ShardId) -> ShardManagerMessageT:

@@ -61,13 +61,14 @@ class ShardHealth(enum.Enum):
 
     ok: connected and receiving; quiet: connected, few dispatches but not alarming;
     wedged: heartbeats ACKed but no dispatch for far longer than its peers; failed: stopped on a
-    fatal error.
+    fatal error; down: not connected (disconnected, queued or on its way back), so never "ok".
     """
 
     OK = "ok"
     QUIET = "quiet"
     WEDGED = "wedged"
     FAILED = "failed"
+    DOWN = "down"
 
     def __str__(self) -> str:
         return self.value
@@ -210,7 +211,55 @@ class FatalErrorEvent:
     close_code: int | None = None
 
 
-ManagerEvent = ShardStageUpdateEvent | ShardInfoUpdateEvent | ShardLogEvent | FatalErrorEvent
+class AlertKind(enum.Enum):
+    """What an incident is about. The values are the ``kind`` words of headless JSON lines."""
+
+    WEDGED = "wedged"
+    ZOMBIE = "zombie"
+    FATAL = "fatal"
+    #: Every shard of this process is down at once.
+    OUTAGE = "outage"
+    #: A fleet process stopped publishing (its shards are unaccounted for).
+    LOST_PROCESS = "lost_process"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """An incident began: emitted once per incident, not once per check (see ``gateway/alerts.py``).
+    ``shard_id`` is None for process-wide incidents (outage, lost fleet process)."""
+
+    kind: AlertKind
+    shard_id: ShardId | None
+    message: str
+    at: float = field(default_factory=time.time)
+    #: The fleet process a ``lost_process`` incident is about; None otherwise.
+    process: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertClearedEvent:
+    """The incident an earlier ``AlertEvent`` of the same kind and shard reported is over."""
+
+    kind: AlertKind
+    shard_id: ShardId | None
+    message: str
+    #: Seconds the incident lasted.
+    duration: float
+    at: float = field(default_factory=time.time)
+    process: str | None = None
+
+
+ManagerEvent = (
+    ShardStageUpdateEvent
+    | ShardInfoUpdateEvent
+    | ShardLogEvent
+    | FatalErrorEvent
+    | AlertEvent
+    | AlertClearedEvent
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -249,6 +298,8 @@ class ShardRunnerInfo:
     running: bool = False
     #: How the most recent session began: "identify", "resume" or None before the first.
     last_start: str | None = None
+    #: Restarts the wedged-shard healer asked for (``[health] restart_wedged``).
+    wedged_restarts: int = 0
 
     @property
     def latency_ms(self) -> float | None:
@@ -280,4 +331,5 @@ class ShardRunnerInfo:
             "fatal_error": self.fatal_error,
             "running": self.running,
             "last_start": self.last_start,
+            "wedged_restarts": self.wedged_restarts,
         }

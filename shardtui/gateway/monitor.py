@@ -39,6 +39,12 @@ _BOT_WIDE_FATAL: Final = {
 }
 
 
+#: Stages that begin a new socket: the old connection's latency and ACK time no longer say anything.
+_NEW_CONNECTION: Final = frozenset(
+    {ConnectionStage.CONNECTING, ConnectionStage.HANDSHAKE, ConnectionStage.DISCONNECTED}
+)
+
+
 class _Stop:
     """Sentinel: the monitor drains what was queued before it, then ends."""
 
@@ -98,7 +104,11 @@ class ShardManagerMonitor:
             log.debug("update for shard %s, which this manager does not run", message.shard_id)
             return
         old = info.stage
-        info.latency = message.latency
+        if old is message.stage:
+            info.latency = message.latency  # a heartbeat ACK on this connection
+        elif message.stage in _NEW_CONNECTION:
+            # The Shard keeps its last round trip across connections: show none until this one is ACKed.
+            info.latency = info.last_ack_at = None
         info.stage = message.stage
         if old is not message.stage:
             if message.stage is ConnectionStage.CONNECTED:

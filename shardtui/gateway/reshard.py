@@ -30,6 +30,7 @@ import orjson
 from shardtui.gateway.models import (
     Dispatch,
     ManagerEvent,
+    Presence,
     ShardId,
     ShardInfoUpdateEvent,
     ShardLogEvent,
@@ -262,6 +263,8 @@ _FLEET_ATTRIBUTES = (
     "shard_total",
     "_range",
     "gateway_url",
+    # The new set read /gateway/bot just now: its budget is the one the header must show.
+    "session_start_limit",
 )
 
 
@@ -281,6 +284,8 @@ async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: fl
         shard_total=new_total,
         shard_range=None,
         event_handler=router.new_side,
+        # The presence the shards show now (the operator may have changed it), not the one at start.
+        presence=_current_presence(manager),
         state_file=None,
         health_interval=0.0,
     )
@@ -338,6 +343,14 @@ async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: fl
     else:
         manager.options.event_handler = user_handler
     return ReshardResult(old_total, new_total, delivered, router.dropped_duplicates)
+
+
+def _current_presence(manager: ShardManager) -> Presence | None:
+    for sid in sorted(manager.runners):
+        presence = manager.runners[sid].presence
+        if presence is not None:
+            return presence
+    return manager.options.presence
 
 
 async def _wait_connected(manager: ShardManager, new_set: ShardManager, limit: float) -> bool:

@@ -78,7 +78,7 @@ async def test_shards_queued_in_another_process_read_as_queued_with_their_bucket
         # Console code reading ShardRunnerInfo sees what a queued local shard looks like, plus why.
         info = shard.to_info()
         assert info.stage is ConnectionStage.DISCONNECTED and info.running
-        assert info.health is ShardHealth.OK
+        assert info.health is ShardHealth.DOWN  # not connected, so never "ok" (issue 17)
         assert info.health_reason == f"waiting for identify bucket {sid % 2}"
     # Connected and spawned shards are not queued; neither are the other process's.
     for sid in (0, 1, 2, 3, 6, 7):

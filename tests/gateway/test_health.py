@@ -78,12 +78,26 @@ def test_fatal_shard_is_failed_with_its_reason() -> None:
     assert result.reason == "4011 sharding required: raise the shard count"
 
 
-def test_lone_or_disconnected_shards_are_not_judged() -> None:
+def test_a_lone_shard_is_not_judged_by_silence() -> None:
     alone = [shard(0, silent_for=9999.0)]
     assert verdict(alone, 0).health is ShardHealth.OK
-    reconnecting = [shard(0), shard(1, silent_for=9999.0)]
-    reconnecting[1].stage = ConnectionStage.RESUMING
-    assert verdict(reconnecting, 1).health is ShardHealth.OK
+
+
+def test_a_shard_that_is_not_connected_is_never_ok() -> None:
+    infos = [shard(0), shard(1, silent_for=9999.0), shard(2)]
+    infos[1].stage = ConnectionStage.RESUMING
+    infos[2].stage = ConnectionStage.DISCONNECTED
+    infos[2].running = False
+    resuming, stopped = verdict(infos, 1), verdict(infos, 2)
+    assert (resuming.health, resuming.reason) == (ShardHealth.DOWN, "")
+    assert (stopped.health, stopped.reason) == (ShardHealth.DOWN, "")
+    assert verdict(infos, 0).health is ShardHealth.OK
+
+
+def test_a_short_wedged_after_is_not_hidden_by_the_quiet_threshold() -> None:
+    infos = [shard(0), shard(1, silent_for=5.0)]
+    policy = HealthPolicy(min_wedged_seconds=3.0, wedged_after_gaps=0.0)
+    assert verdict(infos, 1, policy=policy).health is ShardHealth.WEDGED
 
 
 def test_policy_thresholds_are_honoured() -> None:

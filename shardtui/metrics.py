@@ -1,0 +1,239 @@
+"""Prometheus metrics (``[metrics] listen = "HOST:PORT"``): text format on ``/metrics``.
+
+Nothing is counted per event: ``ShardCollector`` reads ``ShardManager.runners`` when Prometheus
+scrapes, and ``MetricsServer`` serves it from the event loop with aiohttp (no thread), through a
+private ``CollectorRegistry`` so nothing of the process-global default registry leaks in.
+
+Counters stay monotonic across restarts and reshards: a runner's counters live on its
+``ShardRunnerInfo``, which a reshard replaces (and a counter could start over), so the collector
+keeps a running total per shard and adds what the previous info had counted when it sees a new one.
+
+Extra collectors (the proxy's ``shardtui_proxy_clients``) join with ``MetricsServer.add_collector``;
+``ProxyClientsCollector`` turns anything that can say how many clients each shard has into that
+metric.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from shardtui.gateway.manager import ShardManager
+from shardtui.gateway.models import ConnectionStage, ShardHealth, ShardId, ShardRunnerInfo
+
+log = logging.getLogger(__name__)
+
+_HEALTH_STATES = tuple(h.value for h in ShardHealth)
+
+
+class MetricsError(Exception):
+    """The metrics endpoint cannot be served (bad address, port in use); the text says which."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (IPv6 as ``"[::1]:9100"``) -> (host, port)."""
+    host, sep, port = listen.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise MetricsError(f'metrics listen address must be "HOST:PORT", got {listen!r}')
+    return host, int(port)
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> MetricsError:
+    if exc.errno == errno.EADDRINUSE:
+        why = "the port is in use"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = "no local interface has that address"
+    else:
+        why = exc.strerror or str(exc)
+    return MetricsError(f"cannot serve metrics on {host}:{port}: {why}")
+
+
+def check_bindable(listen: str) -> None:
+    """Raise ``MetricsError`` now when ``listen`` cannot be bound, so a front end can say so in one
+    line before it takes the terminal (``MetricsServer.start`` checks again when it binds)."""
+    host, port = parse_listen(listen)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise _bind_error(host, port, exc) from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # The same option aiohttp's server sets, so a port in TIME_WAIT is not called busy.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise _bind_error(host, port, exc) from None
+
+
+class _RunningTotal:
+    """One monotonic counter per shard out of per-info counters that can start over."""
+
+    __slots__ = ("_base", "_last")
+
+    def __init__(self) -> None:
+        self._base: dict[ShardId, float] = {}
+        #: shard -> (the info last read, its value then)
+        self._last: dict[ShardId, tuple[ShardRunnerInfo, float]] = {}
+
+    def total(self, info: ShardRunnerInfo, value: float) -> float:
+        sid = info.shard_id
+        previous = self._last.get(sid)
+        base = self._base.get(sid, 0.0)
+        if previous is not None and (previous[0] is not info or value < previous[1]):
+            # A new info (reshard) or a counter that went back: what was counted stays counted.
+            base += previous[1]
+            self._base[sid] = base
+        self._last[sid] = (info, value)
+        return base + value
+
+
+class ShardCollector(Collector):
+    """Per-shard and process metrics of one ``ShardManager``, read at scrape time."""
+
+    def __init__(self, manager: Callable[[], ShardManager | None]) -> None:
+        self._manager = manager
+        self._events = _RunningTotal()
+        self._identifies = _RunningTotal()
+        self._resumes = _RunningTotal()
+
+    def collect(self) -> Iterator[Metric]:
+        manager = self._manager()
+        infos = [] if manager is None else sorted(manager.runners.values(), key=lambda i: i.shard_id)
+        connected = GaugeMetricFamily(
+            "shardtui_shard_connected",
+            "1 while the shard is connected to the gateway, else 0.",
+            labels=["shard"],
+        )
+        latency = GaugeMetricFamily(
+            "shardtui_shard_latency_seconds",
+            "Last heartbeat round trip of the shard's current connection; NaN until measured.",
+            labels=["shard"],
+        )
+        events = CounterMetricFamily(
+            "shardtui_shard_dispatch_events_total",
+            "Gateway dispatches received by the shard (kept across restarts and reshards).",
+            labels=["shard"],
+        )
+        health = GaugeMetricFamily(
+            "shardtui_shard_health",
+            "1 for the shard's current health state (ok, quiet, wedged, failed, down), 0 for the others.",
+            labels=["shard", "state"],
+        )
+        wedged_restarts = CounterMetricFamily(
+            "shardtui_shard_wedged_restarts_total",
+            "Restarts the wedged-shard healer made of this shard.",
+            labels=["shard"],
+        )
+        identifies = resumes = 0.0
+        for info in infos:
+            shard = str(info.shard_id.id)
+            connected.add_metric([shard], 1.0 if info.stage is ConnectionStage.CONNECTED else 0.0)
+            latency.add_metric([shard], math.nan if info.latency is None else info.latency)
+            events.add_metric([shard], self._events.total(info, info.events_received))
+            current = info.health.value
+            for state in _HEALTH_STATES:
+                health.add_metric([shard, state], 1.0 if state == current else 0.0)
+            wedged_restarts.add_metric([shard], info.wedged_restarts)
+            identifies += self._identifies.total(info, info.identifies)
+            resumes += self._resumes.total(info, info.resumes)
+        yield from (connected, latency, events, health, wedged_restarts)
+        yield CounterMetricFamily(
+            "shardtui_identifies_total", "IDENTIFYs sent by this process's shards.", value=identifies
+        )
+        yield CounterMetricFamily(
+            "shardtui_resumes_total", "Sessions this process's shards resumed.", value=resumes
+        )
+        budget = None if manager is None else manager.identify_budget()
+        yield GaugeMetricFamily(
+            "shardtui_session_start_remaining",
+            "Session starts (identifies) left before Discord's daily reset; NaN when unknown.",
+            value=math.nan if budget is None else float(budget),
+        )
+        if manager is not None:
+            open_alerts = GaugeMetricFamily(
+                "shardtui_alerts_open", "Open incidents by kind (see docs/metrics.md).", labels=["kind"]
+            )
+            counts: dict[str, int] = {}
+            for kind, _shard, _process in manager.alerts.open:
+                counts[kind.value] = counts.get(kind.value, 0) + 1
+            for kind_name, count in sorted(counts.items()):
+                open_alerts.add_metric([kind_name], count)
+            yield open_alerts
+
+
+class ProxyClientSource(Protocol):
+    """Something that knows how many bot clients are attached to each shard (the proxy)."""
+
+    def clients_per_shard(self) -> Mapping[ShardId, int]: ...
+
+
+class ProxyClientsCollector(Collector):
+    """``shardtui_proxy_clients{shard}`` from a ``ProxyClientSource``; only registered with a proxy."""
+
+    def __init__(self, source: ProxyClientSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "shardtui_proxy_clients", "Bot clients connected through the proxy, per shard.", labels=["shard"]
+        )
+        for sid, count in sorted(self._source.clients_per_shard().items()):
+            family.add_metric([str(int(sid))], float(count))
+        yield family
+
+
+class MetricsServer:
+    """``GET /metrics`` on ``listen`` from the running event loop."""
+
+    def __init__(self, listen: str, manager: Callable[[], ShardManager | None]) -> None:
+        self.host, self.port = parse_listen(listen)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ShardCollector(manager))
+        self._runner: web.AppRunner | None = None
+
+    def add_collector(self, collector: Collector) -> None:
+        """Serve another collector's metrics too (e.g. ``ProxyClientsCollector``)."""
+        self.registry.register(collector)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self) -> None:
+        """Bind and serve; ``MetricsError`` (one line) when the address cannot be bound."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise _bind_error(self.host, self.port, exc) from None
+        self._runner = runner
+        if self.port == 0 and runner.addresses:
+            self.port = int(runner.addresses[0][1])  # port 0 asked the OS for a free one
+        log.info("serving Prometheus metrics at %s", self.url)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()

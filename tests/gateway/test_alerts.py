@@ -1,0 +1,193 @@
+"""Alerts: one AlertEvent per incident and one AlertClearedEvent when it ends, from the tracker's rules
+(no sockets) and from real sandbox shards: a zombie connection, and a whole outage (the sandbox
+stopped and started again on the same port) where every shard comes back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from manager_helpers import eventually, options_for
+
+from shardtui.gateway.alerts import ZOMBIE_REASON, AlertTracker
+from shardtui.gateway.manager import ShardManager
+from shardtui.gateway.models import (
+    AlertClearedEvent,
+    AlertEvent,
+    AlertKind,
+    ConnectionStage,
+    FatalErrorEvent,
+    ManagerEvent,
+    ShardHealth,
+    ShardId,
+    ShardInfoUpdateEvent,
+    ShardRunnerInfo,
+    ShardStageUpdateEvent,
+)
+from shardtui.sandbox import Sandbox, SandboxSettings
+from shardtui.sandbox.tokens import make_token
+
+C, D, R = ConnectionStage.CONNECTED, ConnectionStage.DISCONNECTED, ConnectionStage.RESUMING
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def __call__(self, event: ManagerEvent) -> None:
+        self.events.append(event)
+
+    def alerts(self) -> list[tuple[str, AlertKind, int | None]]:
+        return [
+            (
+                "alert" if isinstance(e, AlertEvent) else "cleared",
+                e.kind,
+                None if e.shard_id is None else int(e.shard_id),
+            )
+            for e in self.events
+            if isinstance(e, AlertEvent | AlertClearedEvent)
+        ]
+
+
+def fleet(n: int) -> dict[ShardId, ShardRunnerInfo]:
+    return {ShardId(i): ShardRunnerInfo(ShardId(i), n, stage=C, running=True) for i in range(n)}
+
+
+def move(
+    tracker: AlertTracker, runners: dict[ShardId, ShardRunnerInfo], shard: int, new: ConnectionStage
+) -> None:
+    info = runners[ShardId(shard)]
+    old, info.stage = info.stage, new
+    tracker.observe(ShardStageUpdateEvent(info.shard_id, old, new), runners)
+
+
+def test_a_wedged_shard_alerts_once_and_clears_only_once_it_receives_again() -> None:
+    out = Recorder()
+    tracker = AlertTracker(out)
+    runners = fleet(2)
+    runners[ShardId(1)].health = ShardHealth.WEDGED
+    for _ in range(5):  # every health check and info update while it stays wedged
+        tracker.observe(ShardInfoUpdateEvent(ShardId(1)), runners)
+    assert out.alerts() == [("alert", AlertKind.WEDGED, 1)]
+    # The restart's reconnect is not the end of the incident...
+    runners[ShardId(1)].health = ShardHealth.DOWN
+    move(tracker, runners, 1, R)
+    tracker.observe(ShardInfoUpdateEvent(ShardId(1)), runners)
+    assert out.alerts() == [("alert", AlertKind.WEDGED, 1)]
+    # ...events flowing again is.
+    move(tracker, runners, 1, C)
+    runners[ShardId(1)].health = ShardHealth.OK
+    tracker.observe(ShardInfoUpdateEvent(ShardId(1)), runners)
+    tracker.observe(ShardInfoUpdateEvent(ShardId(1)), runners)
+    assert out.alerts() == [("alert", AlertKind.WEDGED, 1), ("cleared", AlertKind.WEDGED, 1)]
+
+
+def test_zombie_fatal_and_outage_rules() -> None:
+    out = Recorder()
+    tracker = AlertTracker(out)
+    runners = fleet(3)
+    runners[ShardId(0)].last_close_reason = ZOMBIE_REASON
+    move(tracker, runners, 0, R)
+    move(tracker, runners, 0, C)
+    # A reconnect for another reason is no zombie.
+    runners[ShardId(2)].last_close_reason = "op 7 reconnect"
+    move(tracker, runners, 2, R)
+    move(tracker, runners, 2, C)
+    assert out.alerts() == [("alert", AlertKind.ZOMBIE, 0), ("cleared", AlertKind.ZOMBIE, 0)]
+    out.events.clear()
+
+    tracker.observe(FatalErrorEvent("authentication", "bad token", (ShardId(0), ShardId(1)), 4004), runners)
+    tracker.observe(FatalErrorEvent("authentication", "bad token", (ShardId(0), ShardId(1)), 4004), runners)
+    assert out.alerts() == [("alert", AlertKind.FATAL, None)]
+    out.events.clear()
+
+    # Every running shard down: one outage, however many shards fall; it clears once all are back.
+    runners[ShardId(0)].last_close_reason = "1006 abnormal closure"
+    for shard in range(3):
+        move(tracker, runners, shard, D)
+    move(tracker, runners, 0, C)
+    move(tracker, runners, 0, D)
+    assert out.alerts() == [("alert", AlertKind.OUTAGE, None), ("cleared", AlertKind.FATAL, None)]
+    for shard in range(3):
+        move(tracker, runners, shard, C)
+    assert out.alerts()[-1] == ("cleared", AlertKind.OUTAGE, None)
+    assert [a for a in out.alerts() if a[1] is AlertKind.OUTAGE] == [
+        ("alert", AlertKind.OUTAGE, None),
+        ("cleared", AlertKind.OUTAGE, None),
+    ]
+
+
+def test_no_outage_before_any_shard_connected_or_when_shards_are_stopped_on_purpose() -> None:
+    out = Recorder()
+    tracker = AlertTracker(out)
+    runners = {ShardId(i): ShardRunnerInfo(ShardId(i), 2, running=True) for i in range(2)}
+    move(tracker, runners, 0, ConnectionStage.CONNECTING)
+    move(tracker, runners, 0, D)
+    assert out.alerts() == []
+    move(tracker, runners, 0, C)
+    move(tracker, runners, 1, C)
+    for info in runners.values():
+        info.running = False  # the operator stopped them
+    move(tracker, runners, 0, D)
+    move(tracker, runners, 1, D)
+    assert out.alerts() == []
+
+
+async def test_a_zombie_connection_alerts_and_clears_when_the_shard_is_back(sandbox: Sandbox) -> None:
+    manager = ShardManager(options_for(sandbox))
+    out = Recorder()
+    manager.subscribe(out)
+    await manager.initialize()
+    try:
+        assert await manager.wait_until_connected(10.0)
+        assert sandbox.inject("zombie", 1) == 1
+        await eventually(lambda: ("cleared", AlertKind.ZOMBIE, 1) in out.alerts(), within=20.0)
+        assert out.alerts() == [("alert", AlertKind.ZOMBIE, 1), ("cleared", AlertKind.ZOMBIE, 1)]
+    finally:
+        await manager.shutdown_all()
+    # A clean shutdown takes every shard down: that is no outage.
+    assert all(kind is not AlertKind.OUTAGE for _, kind, _ in out.alerts())
+
+
+async def test_an_outage_alerts_once_and_clears_when_every_shard_is_back() -> None:
+    settings = SandboxSettings(
+        guilds=6, shards=3, max_concurrency=3, identify_window=0.05, heartbeat_interval_ms=1000,
+        event_rate=20.0, seed=99, close_timeout=0.5, token=make_token(987654321987654321),
+    )  # fmt: skip
+    first = Sandbox(settings)
+    await first.start(host="127.0.0.1", port=0)
+    port = int(first.rest_url.split(":")[2].split("/")[0])
+    manager = ShardManager(options_for(first))
+    out = Recorder()
+    manager.subscribe(out)
+    second: Sandbox | None = None
+    await manager.initialize()
+    try:
+        assert await manager.wait_until_connected(10.0)
+        await first.stop()
+        await eventually(lambda: ("alert", AlertKind.OUTAGE, None) in out.alerts(), within=15.0)
+        second = Sandbox(settings)
+        await second.start(host="127.0.0.1", port=port)
+        await eventually(lambda: ("cleared", AlertKind.OUTAGE, None) in out.alerts(), within=60.0)
+        assert all(info.stage is ConnectionStage.CONNECTED for info in manager.runners.values())
+        outage = [a for a in out.alerts() if a[1] is AlertKind.OUTAGE]
+        assert outage == [("alert", AlertKind.OUTAGE, None), ("cleared", AlertKind.OUTAGE, None)]
+        cleared = next(e for e in out.events if isinstance(e, AlertClearedEvent))
+        assert cleared.duration > 0
+    finally:
+        await manager.shutdown_all()
+        for sandbox in (first, second):
+            if sandbox is not None and sandbox.running:
+                await sandbox.stop()
+
+
+def test_lost_processes_are_separate_incidents_raised_once_each() -> None:
+    out = Recorder()
+    tracker = AlertTracker(out)
+    for _ in range(3):  # a fleet watcher sees the same loss at every refresh
+        tracker.raise_alert(AlertKind.LOST_PROCESS, None, "process b lost", process="b")
+        tracker.raise_alert(AlertKind.LOST_PROCESS, None, "process c lost", process="c")
+    assert tracker.clear_alert(AlertKind.LOST_PROCESS, None, "process b is back", process="b")
+    assert not tracker.clear_alert(AlertKind.LOST_PROCESS, None, "process b is back", process="b")
+    lines = [(type(e).__name__, e.process) for e in out.events]
+    assert lines == [("AlertEvent", "b"), ("AlertEvent", "c"), ("AlertClearedEvent", "b")]
+    assert list(tracker.open) == [(AlertKind.LOST_PROCESS, None, "c")]

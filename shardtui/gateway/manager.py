@@ -24,10 +24,12 @@ from shardtui.gateway.aio import wait_for
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
 from shardtui.gateway.gate import (
     SYSTEM_CLOCK,
+    AcquireOnly,
     Clock,
     IdentifyGate,
     InMemoryIdentifyGate,
     SessionStartLimit,
+    as_identify_gate,
     describe_duration,
     describe_wall_time,
 )
@@ -48,8 +50,8 @@ from shardtui.gateway.models import (
     ShardStageUpdateEvent,
 )
 from shardtui.gateway.monitor import ShardManagerMonitor
-from shardtui.gateway.planner import Plan, format_shard_ids, make_plan
-from shardtui.gateway.protocol import COMPRESSIONS, IDENTIFY_WINDOW_SECONDS, GatewayIntents
+from shardtui.gateway.planner import GateOutlook, Plan, format_shard_ids, gate_outlook, make_plan
+from shardtui.gateway.protocol import COMPRESSIONS, IDENTIFY_WINDOW_SECONDS, GatewayIntents, bucket_for_shard
 from shardtui.gateway.queuer import QueueStatus, ShardQueuer
 from shardtui.gateway.sessions import (
     DEFAULT_MAX_AGE_SECONDS,
@@ -125,7 +127,7 @@ class ShardManager:
         self,
         options: ShardManagerOptions,
         *,
-        gate: IdentifyGate | None = None,
+        gate: IdentifyGate | AcquireOnly | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.options = options
@@ -142,7 +144,9 @@ class ShardManager:
         self.shard_total: int | None = options.shard_total
         self.max_concurrency: int | None = options.max_concurrency
         self._range = options.shard_range
-        self._gate: IdentifyGate | None = gate
+        self._gate: IdentifyGate | None = (
+            None if gate is None else as_identify_gate(gate, options.identify_window)
+        )
         self._subscribers: list[Callable[[ManagerEvent], Any]] = []
         self._manager_tx: asyncio.Queue[Any] = asyncio.Queue()
         self._monitor = ShardManagerMonitor(self, self._manager_tx)
@@ -279,9 +283,8 @@ class ShardManager:
             self._gate = gate
         elif isinstance(gate, InMemoryIdentifyGate) and self.session_start_limit is not None:
             gate.update_limit(self.session_start_limit)
-        if hasattr(gate, "on_waiting_change"):
-            # Any gate that can say why identifies wait (the fleet's Redis gate too) tells the console.
-            gate.on_waiting_change = self._on_waiting_change
+        # Any gate that can say why identifies wait (the fleet's Redis gate too) tells the console.
+        gate.on_waiting_change = self._on_waiting_change
         if isinstance(gate, InMemoryIdentifyGate):
             # The gate counts the budget down from here; keep the manager's view the same object.
             self.session_start_limit = gate.limit
@@ -730,26 +733,13 @@ class ShardManager:
 
             return plan_reshard(self, shard_ids)
         mc = self.max_concurrency or 1
-        now = self.clock.wall()
-        gate = self._gate
-        bucket_free_in: dict[int, float] = {}
-        next_slots = getattr(gate, "next_slots", None)
-        if callable(next_slots):
-            bucket_free_in = {b: max(0.0, at - now) for b, at in next_slots().items()}
+        outlook = self.gate_outlook()
         status = self.queue_status()
-        budget_fn = getattr(gate, "budget_remaining", None)
-        budget = budget_fn() if callable(budget_fn) else None
-        limit = self.session_start_limit
-        if budget is None and limit is not None:
-            budget = limit.remaining
-        reset_in = None if limit is None else max(0.0, limit.reset_at - now)
-        window = getattr(gate, "window", self.options.identify_window) + getattr(gate, "margin", 0.0)
-        waiting = getattr(gate, "waiting", None)
-        if callable(waiting):
+        if outlook.waiting is not None:
             # Shards not spawned yet plus those already waiting at the gate go first.
-            ahead = {b: waiting(b) for b in range(mc)}
+            ahead = dict(outlook.waiting)
             for shard in status.queued:
-                bucket = int(shard) % mc
+                bucket = bucket_for_shard(shard.id, mc)
                 ahead[bucket] = ahead.get(bucket, 0) + 1
         else:
             ahead = status.queued_per_bucket(mc)
@@ -758,11 +748,21 @@ class ShardManager:
             shard_ids,
             infos=self.runners,
             max_concurrency=mc,
-            window=window,
-            bucket_free_in=bucket_free_in,
+            window=outlook.window + outlook.margin,
+            bucket_free_in=outlook.bucket_free_in,
             queued_ahead=ahead,
-            budget_remaining=budget,
-            reset_in=reset_in,
+            budget_remaining=outlook.budget_remaining,
+            reset_in=outlook.reset_in,
+        )
+
+    def gate_outlook(self) -> GateOutlook:
+        """The identify gate's slots, budget and window as plans read them."""
+        return gate_outlook(
+            self._gate,
+            now=self.clock.wall(),
+            limit=self.session_start_limit,
+            max_concurrency=self.max_concurrency or 1,
+            default_window=self.options.identify_window,
         )
 
     # -- zero-downtime operations (rolling.py, reshard.py) ----------------------------------------

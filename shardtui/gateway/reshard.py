@@ -199,27 +199,16 @@ def plan_reshard(manager: ShardManager, shard_ids: Iterable[ShardId | int]) -> P
     new_total = ids[-1].id + 1
     if [s.id for s in ids] != list(range(new_total)):
         raise ValueError(f"a reshard starts every shard of the new total; got {format_shard_ids(ids)}")
-    gate = manager._gate
     mc = manager.max_concurrency or 1
-    now = manager.clock.wall()
-    bucket_free_in: dict[int, float] = {}
-    next_slots = getattr(gate, "next_slots", None)
-    if callable(next_slots):
-        bucket_free_in = {b: max(0.0, at - now) for b, at in next_slots().items()}
-    budget_fn = getattr(gate, "budget_remaining", None)
-    budget = budget_fn() if callable(budget_fn) else None
-    limit = manager.session_start_limit
-    if budget is None and limit is not None:
-        budget = limit.remaining
-    reset_in = None if limit is None else max(0.0, limit.reset_at - now)
-    window = getattr(gate, "window", manager.options.identify_window) + getattr(gate, "margin", 0.0)
+    outlook = manager.gate_outlook()
+    budget = outlook.budget_remaining
     schedule = identify_schedule(
         ids,
         max_concurrency=mc,
-        window=window,
-        bucket_free_in=bucket_free_in,
+        window=outlook.window + outlook.margin,
+        bucket_free_in=outlook.bucket_free_in,
         budget_remaining=budget,
-        reset_in=reset_in,
+        reset_in=outlook.reset_in,
     )
     seconds = max(schedule.values()) + SESSION_SETUP_SECONDS
     over = 0 if budget is None else max(0, len(ids) - max(0, budget))
@@ -305,7 +294,7 @@ async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: fl
     except BaseException:
         manager.options.event_handler = user_handler
         await new_set.shutdown_all(keep_sessions=False)
-        if gate is not None and hasattr(gate, "on_waiting_change"):
+        if gate is not None:
             gate.on_waiting_change = manager._on_waiting_change
         raise
 
@@ -318,7 +307,7 @@ async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: fl
     )
     await _close_old_set(manager)
     _adopt(manager, new_set)
-    if gate is not None and hasattr(gate, "on_waiting_change"):
+    if gate is not None:
         gate.on_waiting_change = manager._on_waiting_change
     manager.options.shard_total = new_total
     manager.options.shard_range = None

@@ -102,7 +102,7 @@ def plan_rolling_restart(
     base = manager.plan("restart_identify" if force_identify else "restart", ids)
     mc = manager.max_concurrency or 1
     rounds = plan_rounds(running, mc)
-    window = getattr(manager._gate, "window", manager.options.identify_window)
+    window = manager.gate_outlook().window
     per_round = window if force_identify or base.identifies else 0.0
     seconds = max(base.seconds, len(rounds) * max(per_round, 0.5))
     action = "rolling_restart_identify" if force_identify else "rolling_restart"

@@ -36,7 +36,7 @@ from shardtui.gateway.errors import (
     PayloadTooLarge,
     fatal_error_for_close,
 )
-from shardtui.gateway.gate import IdentifyGate
+from shardtui.gateway.gate import AcquireOnly, IdentifyGate, as_identify_gate
 from shardtui.gateway.http import USER_AGENT
 from shardtui.gateway.messages import ShardManagerMessage, ShardRunnerMessage, ShardRunnerMessageT
 from shardtui.gateway.messenger import ShardMessenger
@@ -99,7 +99,8 @@ class ShardRunnerOptions:
     #: Base url with no query, e.g. "ws://127.0.0.1:PORT/" or "wss://gateway.discord.gg/".
     gateway_url: str
     intents: GatewayIntents
-    identify_gate: IdentifyGate
+    #: Any gate with ``acquire``; one without the rest of ``IdentifyGate`` is wrapped.
+    identify_gate: IdentifyGate | AcquireOnly
     compression: str = "zstd-stream"
     large_threshold: int = 250
     presence: Presence | None = None
@@ -115,6 +116,7 @@ class ShardRunnerOptions:
     invalid_session_delay: tuple[float, float] = (1.0, 5.0)
 
     def __post_init__(self) -> None:
+        self.identify_gate = as_identify_gate(self.identify_gate)
         if self.compression not in COMPRESSIONS:
             raise ValueError(
                 f"unknown gateway compression {self.compression!r} (use {', '.join(COMPRESSIONS)})"
@@ -542,10 +544,8 @@ class ShardRunner:
             self._log(logging.INFO, f"resumed session at seq {shard.seq}")
         else:
             self._log(logging.INFO, "identified: new session ready")
-            identified = getattr(self.options.identify_gate, "identified", None)
-            if identified is not None:
-                # READY proves the server has processed our IDENTIFY: the gate may count its window from now.
-                identified(self.shard_id)
+            # READY proves the server has processed our IDENTIFY: the gate may count its window from now.
+            self.options.identify_gate.identified(self.shard_id)
         self._kick_flush()
 
     def _start_identify(self) -> None:
@@ -583,9 +583,7 @@ class ShardRunner:
             )
             return
         if result is _Result.SENT:
-            sent = getattr(self.options.identify_gate, "sent", None)
-            if sent is not None:
-                sent(self.shard_id)
+            self.options.identify_gate.sent(self.shard_id)
             self.info.identifies += 1
             self.info.presence = presence
             if self._presence_pending == presence:

@@ -13,8 +13,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Final
 
-from shardtui.gateway.errors import FATAL_CLOSE_KINDS, fatal_error_for_close
-from shardtui.gateway.messages import ShardManagerMessage, ShardManagerMessageT
+from shardtui.gateway.closecodes import Scope, scope_of
+from shardtui.gateway.errors import fatal_error_for_close
+from shardtui.gateway.messages import BOT_FATAL_MESSAGES, ShardManagerMessage, ShardManagerMessageT
 from shardtui.gateway.models import (
     ConnectionStage,
     FatalErrorEvent,
@@ -24,19 +25,14 @@ from shardtui.gateway.models import (
     ShardLogEvent,
     ShardStageUpdateEvent,
 )
-from shardtui.gateway.protocol import CloseCode
 
 if TYPE_CHECKING:
     from shardtui.gateway.manager import ShardManager
 
 log = logging.getLogger("shardtui.gateway.monitor")
 
-#: Messages meaning "Discord refused this bot", which stop every shard.
-_BOT_WIDE_FATAL: Final = {
-    ShardManagerMessage.ShardInvalidAuthentication: CloseCode.AUTHENTICATION_FAILED,
-    ShardManagerMessage.ShardInvalidGatewayIntents: CloseCode.INVALID_INTENTS,
-    ShardManagerMessage.ShardDisallowedGatewayIntents: CloseCode.DISALLOWED_INTENTS,
-}
+#: Messages meaning "Discord refused this bot", which stop every shard, and the code each stands for.
+_BOT_WIDE_FATAL: Final = {message: int(code) for code, message in BOT_FATAL_MESSAGES.items()}
 
 
 class _Stop:
@@ -85,7 +81,10 @@ class ShardManagerMonitor:
         elif isinstance(message, ShardManagerMessage.ShutdownInitiated):
             log.info("shutdown of all shards initiated")
         elif isinstance(message, ShardManagerMessage.ShardFatal):
-            self._shard_fatal(message.shard_id, message.code, message.reason)
+            if scope_of(fatal_error_for_close(message.code).kind) is Scope.BOT:
+                self._bot_fatal(message.shard_id, message.code, message.reason)
+            else:
+                self._shard_fatal(message.shard_id, message.code, message.reason)
         elif type(message) in _BOT_WIDE_FATAL:
             self._bot_fatal(message.shard_id, int(_BOT_WIDE_FATAL[type(message)]))
         else:
@@ -128,15 +127,13 @@ class ShardManagerMonitor:
 
     def _shard_fatal(self, shard_id: ShardId, code: int, reason: str) -> None:
         kind, message = self._fatal_text(shard_id, code, reason)
-        if code not in FATAL_CLOSE_KINDS:
-            kind = "gateway"
         self._mark_failed(shard_id, message)
         log.error("shard %s stopped: %s", shard_id, message)
         self.manager._emit(FatalErrorEvent(kind, message, (shard_id,), code))
 
-    def _bot_fatal(self, shard_id: ShardId, code: int) -> None:
+    def _bot_fatal(self, shard_id: ShardId, code: int, reason: str = "") -> None:
         manager = self.manager
-        kind, message = self._fatal_text(shard_id, code)
+        kind, message = self._fatal_text(shard_id, code, reason)
         self._mark_failed(shard_id, message)
         if manager.fatal_error is not None:
             # Every shard hits the same wall; the operator hears about it once.

@@ -38,7 +38,12 @@ from shardtui.gateway.errors import (
 )
 from shardtui.gateway.gate import AcquireOnly, IdentifyGate, as_identify_gate
 from shardtui.gateway.http import USER_AGENT
-from shardtui.gateway.messages import ShardManagerMessage, ShardRunnerMessage, ShardRunnerMessageT
+from shardtui.gateway.messages import (
+    ShardManagerMessage,
+    ShardRunnerMessage,
+    ShardRunnerMessageT,
+    fatal_message,
+)
 from shardtui.gateway.messenger import ShardMessenger
 from shardtui.gateway.models import (
     ConnectionStage,
@@ -823,16 +828,7 @@ class ShardRunner:
             info.last_close_code = error.code
             info.last_close_reason = text
         self._log(logging.ERROR, f"stopped for good: {text}")
-        sid = self.shard_id
-        message: Any
-        if error.code == 4004:
-            message = ShardManagerMessage.ShardInvalidAuthentication(sid)
-        elif error.code == 4013:
-            message = ShardManagerMessage.ShardInvalidGatewayIntents(sid)
-        elif error.code == 4014:
-            message = ShardManagerMessage.ShardDisallowedGatewayIntents(sid)
-        else:
-            message = ShardManagerMessage.ShardFatal(sid, error.code or 0, text)
+        message = fatal_message(self.shard_id, error.code, text)
         self._put_manager(message)
 
     def _put_manager(self, message: Any) -> None:

@@ -224,6 +224,20 @@ class ShardQueuer:
     def is_queued(self, shard_id: ShardId) -> bool:
         return self._unread_starts[shard_id] > 0 or shard_id in self._pending_ids
 
+    def rebind(
+        self,
+        *,
+        spawn: SpawnRunner,
+        stop: StopRunner,
+        on_dequeued: Callable[[ShardId], None] | None,
+        on_waiting_change: Callable[[str | None], None] | None,
+    ) -> None:
+        """Report to a new owner from now on (a reshard's manager adopting this queuer's shards)."""
+        self._spawn = spawn
+        self._stop = stop
+        self._on_dequeued = on_dequeued
+        self._on_waiting_change = on_waiting_change
+
     def bucket_of(self, shard_id: ShardId | int) -> int:
         return bucket_for_shard(int(shard_id), self.max_concurrency)
 

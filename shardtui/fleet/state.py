@@ -337,8 +337,6 @@ class StatePublisher:
         self.started_at = time.time()
         #: Why the last publication failed (None after a good one).
         self.problem: str | None = None
-        #: Publications that reached Redis.
-        self.published = 0
         #: Shortest gap between two publications, however often ``poke()`` is called.
         self.min_gap = min(0.1, interval)
         self._task: asyncio.Task[None] | None = None
@@ -476,5 +474,4 @@ class StatePublisher:
         if self.problem is not None:
             log.info("process %s: publishing fleet state again", self.name)
             self.problem = None
-        self.published += 1
         return True

@@ -6,8 +6,6 @@ bot token or a payload that could carry it (IDENTIFY and RESUME do).
 
 from __future__ import annotations
 
-from typing import Final
-
 from shardtui.gateway.closecodes import FATAL_CLOSES, UNKNOWN_FATAL_ADVICE, UNKNOWN_FATAL_KIND
 from shardtui.gateway.protocol import MAX_CLIENT_PAYLOAD_BYTES, describe_close_code
 
@@ -52,12 +50,6 @@ class FatalGatewayError(GatewayError):
 
     def __repr__(self) -> str:
         return f"FatalGatewayError(kind={self.kind!r}, code={self.code!r}, message={self.message!r})"
-
-
-#: close code -> (kind, what the operator should do); a view of :data:`closecodes.FATAL_CLOSES`.
-FATAL_CLOSE_KINDS: Final[dict[int, tuple[str, str]]] = {
-    code: (policy.kind, policy.advice) for code, policy in FATAL_CLOSES.items()
-}
 
 
 def fatal_error_for_close(code: int, reason: str = "") -> FatalGatewayError:

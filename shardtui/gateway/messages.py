@@ -38,10 +38,6 @@ class ShardManagerMessage:
         pass
 
     @dataclass(frozen=True, slots=True)
-    class ShutdownInitiated:
-        pass
-
-    @dataclass(frozen=True, slots=True)
     class ShutdownFinished:
         shard_id: ShardId
 
@@ -88,7 +84,6 @@ ShardManagerMessageT = (
     | ShardManagerMessage.ShardUpdate
     | ShardManagerMessage.Shutdown
     | ShardManagerMessage.ShutdownAll
-    | ShardManagerMessage.ShutdownInitiated
     | ShardManagerMessage.ShutdownFinished
     | ShardManagerMessage.ShardInvalidAuthentication
     | ShardManagerMessage.ShardInvalidGatewayIntents

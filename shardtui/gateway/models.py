@@ -35,7 +35,7 @@ class ShardId:
 
 
 class ConnectionStage(enum.Enum):
-    """Where a shard's connection is. ``is_connecting()`` is true while on the way to CONNECTED."""
+    """Where a shard's connection is."""
 
     CONNECTED = "connected"
     CONNECTING = "connecting"
@@ -43,14 +43,6 @@ class ConnectionStage(enum.Enum):
     HANDSHAKE = "handshake"
     IDENTIFYING = "identifying"
     RESUMING = "resuming"
-
-    def is_connecting(self) -> bool:
-        return self in (
-            ConnectionStage.CONNECTING,
-            ConnectionStage.HANDSHAKE,
-            ConnectionStage.IDENTIFYING,
-            ConnectionStage.RESUMING,
-        )
 
     def __str__(self) -> str:
         return self.value

@@ -107,8 +107,6 @@ class ShardManagerMonitor:
             host.request_shutdown(message.shard_id, message.code)
         elif isinstance(message, ShardManagerMessage.ShutdownAll):
             host.request_shutdown_all()
-        elif isinstance(message, ShardManagerMessage.ShutdownInitiated):
-            log.info("shutdown of all shards initiated")
         elif isinstance(message, ShardManagerMessage.ShardFatal):
             if scope_of(fatal_error_for_close(message.code).kind) is Scope.BOT:
                 self._bot_fatal(message.shard_id, message.code, message.reason)

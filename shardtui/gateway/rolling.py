@@ -51,6 +51,7 @@ class RollingHost(Protocol):
 
     async def restart(self, shard_id: ShardId, *, force_identify: bool = False) -> None: ...
 
+
 #: A round that is not back after its planned time plus this long has failed.
 ROUND_GRACE_SECONDS = 30.0
 
@@ -110,9 +111,7 @@ def plan_rounds(shard_ids: Iterable[ShardId], max_concurrency: int) -> list[tupl
     return [tuple(sorted(line[i] for line in buckets.values() if i < len(line))) for i in range(depth)]
 
 
-def plan_rolling_restart(
-    manager: RollingHost, shard_ids: Iterable[ShardId], *, force_identify: bool
-) -> Plan:
+def plan_rolling_restart(manager: RollingHost, shard_ids: Iterable[ShardId], *, force_identify: bool) -> Plan:
     """The cost of a rolling restart of ``shard_ids``: the restart plan's counts, done round by round."""
     ids = sorted({ShardId(int(s)) for s in shard_ids})
     running = [s for s in ids if s in manager.runners and manager.runners[s].running]

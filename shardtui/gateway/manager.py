@@ -196,7 +196,9 @@ class ShardManager:
         if self._closing or self._closed:
             raise RuntimeError("this ShardManager was shut down; make a new one")
         self._initialized = True
-        self._shards.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self._shards.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ssl=self.options.ssl_context or True)
+        )
         try:
             bot = await fetch_gateway_bot(
                 self._shards.session,
@@ -364,6 +366,7 @@ class ShardManager:
             large_threshold=self.options.large_threshold,
             presence=self.options.presence,
             event_handler=self._handle_dispatch,
+            ssl_context=self.options.ssl_context,
             resume=resume,
         )
         shards = self._shards

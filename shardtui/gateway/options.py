@@ -6,6 +6,7 @@ without importing the manager.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ class ShardManagerOptions:
     shutdown_timeout: float = 5.0
     #: Timeout of the ``GET /gateway/bot`` request.
     request_timeout: float = 10.0
+    #: TLS for https:// REST and wss:// gateway alike (e.g. trusting a private CA); None: the system CA store.
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.token, str) or not self.token.strip():

@@ -27,6 +27,7 @@ from shardtui.gateway.gate import (
     SessionStartLimit,
     describe_duration,
     describe_wall_time,
+    identify_margin,
     update_waiting_reason,
 )
 from shardtui.gateway.models import ShardId
@@ -162,9 +163,7 @@ class RedisIdentifyGate(IdentifyGateDefaults):
 
     @property
     def margin(self) -> float:
-        # Same reasoning as InMemoryIdentifyGate: Discord measures the window when it handles the
-        # IDENTIFY, which may be 50+ ms after we let it go.
-        return 0.0 if self.window == 0 else min(0.25, max(0.1, self.window * 0.05))
+        return identify_margin(self.window)
 
     @property
     def max_concurrency(self) -> int:

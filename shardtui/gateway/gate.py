@@ -93,6 +93,16 @@ class AcquireOnly(Protocol):
     async def acquire(self, shard_id: ShardId) -> None: ...
 
 
+def identify_margin(window: float) -> float:
+    """Seconds every gate adds to an identify window.
+
+    Discord measures the window when it processes an IDENTIFY, not when we let it go: a margin keeps
+    send, network and server-side delays (one identify of a round may be handled 50+ ms after the
+    others) from turning back-to-back slots into a violation (op 9, and a multi-second retry). At
+    least 0.1 s; 0.25 s on Discord's 5 s window; none when there is no window."""
+    return 0.0 if window == 0 else min(0.25, max(0.1, window * 0.05))
+
+
 class IdentifyGateDefaults:
     """What a gate answers for what it does not track: nothing known, nothing to do."""
 
@@ -211,11 +221,7 @@ class InMemoryIdentifyGate(IdentifyGateDefaults):
             raise ValueError(f"identify window must not be negative, got {window}")
         self.max_concurrency = int(max_concurrency)
         self.window = float(window)
-        # Discord measures the window when it processes an IDENTIFY, not when we let it go: a
-        # margin keeps send, network and server-side delays (one identify of a round may be handled
-        # 50+ ms after the others) from turning back-to-back slots into a violation (op 9, and a
-        # multi-second retry). At least 0.1 s; 0.25 s on Discord's 5 s window.
-        self.margin = 0.0 if window == 0 else min(0.25, max(0.1, self.window * 0.05))
+        self.margin = identify_margin(self.window)
         self.limit = limit
         self.clock = clock
         #: Why identifies are being held back right now (None when they are not); for the console.

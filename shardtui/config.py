@@ -994,18 +994,11 @@ def _check_identify_window(config: Config, where: Callable[..., str]) -> None:
 
 
 def build_presence(cfg: PresenceConfig) -> Presence:
-    from shardtui.gateway.models import Activity, Presence
-    from shardtui.gateway.protocol import ActivityType, Status
+    from shardtui.gateway.models import Presence
 
-    activity = None
-    if cfg.activity_type is not None:
-        activity = Activity(
-            name=cfg.activity_name or "",
-            type=ActivityType[cfg.activity_type.upper()],
-            state=cfg.activity_state,
-            url=cfg.activity_url,
-        )
-    return Presence(status=Status(cfg.status), activity=activity)
+    return Presence.build(
+        cfg.status, cfg.activity_type, cfg.activity_name or "", cfg.activity_state, cfg.activity_url
+    )
 
 
 def resolve_token(config: Config, sandbox: Any = None, environ: Mapping[str, str] | None = None) -> str:

@@ -146,7 +146,7 @@ def _info(shard: int, total: int, *, events: int, identifies: int, resumes: int)
 
 async def test_counters_stay_monotonic_when_a_reshard_replaces_every_info() -> None:
     manager = ShardManager(_options())
-    manager.runners = {ShardId(i): _info(i, 2, events=100, identifies=1, resumes=2) for i in range(2)}
+    manager.runners.update({ShardId(i): _info(i, 2, events=100, identifies=1, resumes=2) for i in range(2)})
     server = MetricsServer("127.0.0.1:0", lambda: manager)
     await server.start()
     try:
@@ -154,7 +154,8 @@ async def test_counters_stay_monotonic_when_a_reshard_replaces_every_info() -> N
         assert per_shard(first, "shardtui_shard_dispatch_events_total") == {"0": 100.0, "1": 100.0}
         assert value(first, "shardtui_identifies_total") == 2.0
         # Live reshard to 3: a new set of infos whose counters start over.
-        manager.runners = {ShardId(i): _info(i, 3, events=5, identifies=1, resumes=0) for i in range(3)}
+        manager.runners.clear()
+        manager.runners.update({ShardId(i): _info(i, 3, events=5, identifies=1, resumes=0) for i in range(3)})
         second = await scrape(server.url)
         assert per_shard(second, "shardtui_shard_dispatch_events_total") == {"0": 105.0, "1": 105.0, "2": 5.0}
         assert value(second, "shardtui_identifies_total") == 5.0
@@ -241,7 +242,7 @@ def test_a_malformed_listen_address_is_a_config_error(
 
 async def test_the_grafana_dashboard_uses_exactly_the_served_metric_names() -> None:
     manager = ShardManager(_options())
-    manager.runners = {ShardId(0): _info(0, 1, events=1, identifies=1, resumes=0)}
+    manager.runners.update({ShardId(0): _info(0, 1, events=1, identifies=1, resumes=0)})
     manager.alerts.raise_alert(AlertKind.WEDGED, ShardId(0), "shard 0 is wedged")
     server = MetricsServer("127.0.0.1:0", lambda: manager)
     server.add_collector(ProxyClientsCollector(_Proxy()))

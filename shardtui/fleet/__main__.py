@@ -27,7 +27,8 @@ from shardtui.fleet.keys import FleetKeys, describe_redis_error
 from shardtui.fleet.node import FleetControl, connect_redis
 from shardtui.fleet.state import FleetSnapshot, FleetView
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+# (2, a usage error, is argparse's own exit status.)
+EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 3
 
 
 def format_snapshot(snapshot: FleetSnapshot, now: float) -> str:

@@ -23,8 +23,7 @@ from redis.exceptions import RedisError
 
 from shardtui.fleet.keys import UNREACHABLE_ERRORS, FleetKeys, describe_redis_error
 from shardtui.gateway.aio import cancel_and_wait
-from shardtui.gateway.models import Activity, Presence, ShardId
-from shardtui.gateway.protocol import ActivityType, Status
+from shardtui.gateway.models import Presence, ShardId
 
 if TYPE_CHECKING:
     from shardtui.gateway.manager import ShardManager
@@ -75,44 +74,12 @@ class CommandResult:
 
 
 def presence_to_params(presence: Presence) -> dict[str, Any]:
-    activity = presence.activity
-    return {
-        "status": presence.status.value,
-        "afk": presence.afk,
-        "since": presence.since,
-        "activity": None
-        if activity is None
-        else {
-            "name": activity.name,
-            "type": int(activity.type),
-            "state": activity.state,
-            "url": activity.url,
-        },
-    }
+    return presence.to_dict()
 
 
 def presence_from_params(params: dict[str, Any]) -> Presence:
     """Rebuild and validate a presence sent by ``presence_to_params``; ``ValueError`` names the problem."""
-    try:
-        raw_activity = params.get("activity")
-        activity = None
-        if raw_activity is not None:
-            activity = Activity(
-                name=str(raw_activity.get("name", "")),
-                type=ActivityType(int(raw_activity.get("type", 0))),
-                state=raw_activity.get("state"),
-                url=raw_activity.get("url"),
-            )
-        presence = Presence(
-            status=Status(params.get("status", "online")),
-            activity=activity,
-            afk=bool(params.get("afk", False)),
-            since=params.get("since"),
-        )
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"malformed presence: {exc}") from None
-    presence.validate()
-    return presence
+    return Presence.from_dict(params)
 
 
 def _describe(action: str, shard_id: int, params: dict[str, Any]) -> str:

@@ -23,9 +23,11 @@ from shardtui.fleet.keys import UNREACHABLE_ERRORS, FleetKeys, describe_redis_er
 from shardtui.gateway.gate import (
     SYSTEM_CLOCK,
     Clock,
+    IdentifyGateDefaults,
     SessionStartLimit,
     describe_duration,
     describe_wall_time,
+    identify_margin,
     update_waiting_reason,
 )
 from shardtui.gateway.models import ShardId
@@ -104,7 +106,7 @@ class GateSource(Protocol):
     session_start_limit: SessionStartLimit | None
 
 
-class RedisIdentifyGate:
+class RedisIdentifyGate(IdentifyGateDefaults):
     """``IdentifyGate`` over Redis: every process of the fleet shares the buckets and the budget.
 
     ``max_concurrency`` and the session start limit come from ``source`` (the manager, which reads
@@ -161,15 +163,13 @@ class RedisIdentifyGate:
 
     @property
     def margin(self) -> float:
-        # Same reasoning as InMemoryIdentifyGate: Discord measures the window when it handles the
-        # IDENTIFY, which may be 50+ ms after we let it go.
-        return 0.0 if self.window == 0 else min(0.25, max(0.1, self.window * 0.05))
+        return identify_margin(self.window)
 
     @property
     def max_concurrency(self) -> int:
         if self.max_concurrency_override is not None:
             return self.max_concurrency_override
-        value = getattr(self.source, "max_concurrency", None)
+        value = None if self.source is None else self.source.max_concurrency
         return int(value) if value else 1
 
     @property
@@ -191,8 +191,8 @@ class RedisIdentifyGate:
 
     def identified(self, shard_id: ShardId) -> None:
         """READY answered ``shard_id``'s IDENTIFY, so the server has processed it: its bucket may
-        go again one window from now when that is sooner than window + margin. Optional for gates
-        (the runner calls it when present); a failure only means the full hold runs out."""
+        go again one window from now when that is sooner than window + margin; a failure only
+        means the full hold runs out."""
         if self.window <= 0:
             return
         bucket = self.bucket_of(shard_id)
@@ -303,7 +303,7 @@ class RedisIdentifyGate:
                 reset_at=int(reset_at) / 1000.0 + offset,
                 max_concurrency=mc,
             )
-            shown = getattr(self.source, "session_start_limit", None)
+            shown = None if self.source is None else self.source.session_start_limit
             if shown is not None and shown is self._reading_of:
                 # The manager's (and console's) session_start_limit shows the fleet's count.
                 shown.remaining = self.limit.remaining
@@ -313,7 +313,7 @@ class RedisIdentifyGate:
     def _seed_args(self) -> list[str]:
         """This process's view of the budget, used when Redis keeps none (first grant of the fleet,
         or Redis came back empty): the /gateway/bot reading minus the grants made here since."""
-        limit = getattr(self.source, "session_start_limit", None)
+        limit = None if self.source is None else self.source.session_start_limit
         if limit is None:
             return ["", "", "", ""]
         if limit is not self._reading_of:

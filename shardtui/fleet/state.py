@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from shardtui.fleet.keys import FleetKeys, describe_redis_error
 from shardtui.gateway.aio import cancel_and_wait, wait_for
 from shardtui.gateway.models import ConnectionStage, ShardHealth, ShardId, ShardRunnerInfo
+from shardtui.gateway.queuer import QueueStatus
 
 log = logging.getLogger("shardtui.fleet.state")
 
@@ -205,16 +206,16 @@ def _loads(raw: Any) -> Any:
 
 
 def queued_reasons(
-    status: Any, bucket_of: Callable[[int], int], infos: Iterable[ShardId | int] | None = None
+    status: QueueStatus, bucket_of: Callable[[int], int], infos: Iterable[ShardId | int] | None = None
 ) -> dict[int, str]:
     """Shard id -> why it waits, for every shard a ``QueueStatus`` lists as queued (not spawned
     yet): the queuer's or gate's process-wide reason when there is one (budget spent, Redis away),
     else the identify bucket it waits for. ``infos`` limits it to shards the process runs."""
-    queued = [int(sid) for sid in (getattr(status, "queued", None) or ())]
+    queued = [int(sid) for sid in status.queued]
     if infos is not None:
         known = {int(sid) for sid in infos}
         queued = [sid for sid in queued if sid in known]
-    held = getattr(status, "waiting_reason", None)
+    held = status.waiting_reason
     return {sid: str(held) if held else f"waiting for identify bucket {bucket_of(sid)}" for sid in queued}
 
 
@@ -340,8 +341,6 @@ class StatePublisher:
         self.started_at = time.time()
         #: Why the last publication failed (None after a good one).
         self.problem: str | None = None
-        #: Publications that reached Redis.
-        self.published = 0
         #: Shortest gap between two publications, however often ``poke()`` is called.
         self.min_gap = min(0.1, interval)
         self._task: asyncio.Task[None] | None = None
@@ -479,5 +478,4 @@ class StatePublisher:
         if self.problem is not None:
             log.info("process %s: publishing fleet state again", self.name)
             self.problem = None
-        self.published += 1
         return True

@@ -41,6 +41,12 @@ _EXPORTS: dict[str, str] = {
     "IdentifyGate": "gate",
     "SessionStartLimit": "gate",
     "InMemoryIdentifyGate": "gate",
+    "IdentifyGateDefaults": "gate",
+    # what each close code means
+    "ClosePolicy": "closecodes",
+    "Scope": "closecodes",
+    "CLOSE_POLICIES": "closecodes",
+    "FATAL_CLOSES": "closecodes",
     # protocol state machine and I/O
     "Shard": "shard",
     "ShardAction": "shard",
@@ -51,7 +57,8 @@ _EXPORTS: dict[str, str] = {
     # queuer and manager
     "ShardQueuer": "queuer",
     "ShardManager": "manager",
-    "ShardManagerOptions": "manager",
+    "ShardManagerOptions": "options",
+    "EventBus": "events",
     "ShardManagerMonitor": "monitor",
     "Plan": "planner",
     "GatewayError": "errors",

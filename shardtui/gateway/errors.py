@@ -6,8 +6,7 @@ bot token or a payload that could carry it (IDENTIFY and RESUME do).
 
 from __future__ import annotations
 
-from typing import Final
-
+from shardtui.gateway.closecodes import FATAL_CLOSES, UNKNOWN_FATAL_ADVICE, UNKNOWN_FATAL_KIND
 from shardtui.gateway.protocol import MAX_CLIENT_PAYLOAD_BYTES, describe_close_code
 
 
@@ -53,40 +52,13 @@ class FatalGatewayError(GatewayError):
         return f"FatalGatewayError(kind={self.kind!r}, code={self.code!r}, message={self.message!r})"
 
 
-#: close code -> (kind, what the operator should do)
-FATAL_CLOSE_KINDS: Final[dict[int, tuple[str, str]]] = {
-    4004: (
-        "authentication",
-        "the bot token was rejected; check the token (it may have been reset) and restart",
-    ),
-    4010: (
-        "invalid_shard",
-        "the shard id or shard count was refused; use the count /gateway/bot recommends "
-        "(a multiple of max_concurrency for large bots)",
-    ),
-    4011: (
-        "sharding_required",
-        "a shard would hold more than 2500 guilds; run more shards",
-    ),
-    4012: (
-        "invalid_api_version",
-        "the gateway API version was refused; use v10",
-    ),
-    4013: (
-        "invalid_intents",
-        "the intents value contains bits that are not valid intents; fix the configured intents",
-    ),
-    4014: (
-        "disallowed_intents",
-        "a privileged intent (guild_members, guild_presences or message_content) is not enabled for "
-        "this bot; enable it in the Developer Portal or remove it from the configured intents",
-    ),
-}
-
-
 def fatal_error_for_close(code: int, reason: str = "") -> FatalGatewayError:
     """The operator-facing error for a fatal close code. ``reason`` is the server's close reason."""
-    kind, advice = FATAL_CLOSE_KINDS.get(code, ("gateway", "the gateway refused the shard; not retrying"))
+    policy = FATAL_CLOSES.get(code)
+    if policy is None:
+        kind, advice = UNKNOWN_FATAL_KIND, UNKNOWN_FATAL_ADVICE
+    else:
+        kind, advice = policy.kind, policy.advice
     text = f"gateway closed the connection with {describe_close_code(code)}"
     if reason and reason.strip().rstrip(".").lower() not in text.lower():
         text += f" ({reason.strip()[:200]})"

@@ -34,9 +34,125 @@ class SessionStartLimit:
 
 @runtime_checkable
 class IdentifyGate(Protocol):
+    """Everything the runner, queuer, planner and console use of a gate.
+
+    A gate that only knows ``acquire`` (a test's, a user's) is wrapped by :func:`as_identify_gate`
+    into one that answers the rest with "unknown"; :class:`IdentifyGateDefaults` gives a real gate
+    those answers for the parts it does not track."""
+
     async def acquire(self, shard_id: ShardId) -> None:
         """Return when ``shard_id`` may send IDENTIFY right now; consumes one session start."""
         ...
+
+    def sent(self, shard_id: ShardId) -> None:
+        """The IDENTIFY granted to ``shard_id`` has just been written to the socket."""
+        ...
+
+    def identified(self, shard_id: ShardId) -> None:
+        """READY answered ``shard_id``'s IDENTIFY (the server has processed it)."""
+        ...
+
+    @property
+    def window(self) -> float:
+        """Seconds between two identifies of one bucket."""
+        ...
+
+    @property
+    def margin(self) -> float:
+        """Extra seconds the gate adds to a window for network and server-side jitter."""
+        ...
+
+    @property
+    def limit(self) -> SessionStartLimit | None:
+        """The daily session start budget as the gate counts it; None when not tracked."""
+        ...
+
+    waiting_reason: str | None
+    on_waiting_change: Callable[[str | None], None] | None
+
+    def next_free_monotonic(self, bucket: int) -> float | None:
+        """Monotonic time at which ``bucket`` may identify again; None when the gate cannot tell."""
+        ...
+
+    def next_slots(self) -> dict[int, float]:
+        """Bucket -> wall-clock time of its next slot; empty when the gate cannot tell."""
+        ...
+
+    def waiting(self, bucket: int | None = None) -> int | None:
+        """Shards waiting at the gate in ``bucket`` (or all); None when the gate cannot tell."""
+        ...
+
+    def budget_remaining(self) -> int | None:
+        """Session starts left before the reset; None when not tracked."""
+        ...
+
+
+class AcquireOnly(Protocol):
+    """The least a gate must do: say when a shard may identify."""
+
+    async def acquire(self, shard_id: ShardId) -> None: ...
+
+
+def identify_margin(window: float) -> float:
+    """Seconds every gate adds to an identify window.
+
+    Discord measures the window when it processes an IDENTIFY, not when we let it go: a margin keeps
+    send, network and server-side delays (one identify of a round may be handled 50+ ms after the
+    others) from turning back-to-back slots into a violation (op 9, and a multi-second retry). At
+    least 0.1 s; 0.25 s on Discord's 5 s window; none when there is no window."""
+    return 0.0 if window == 0 else min(0.25, max(0.1, window * 0.05))
+
+
+class IdentifyGateDefaults:
+    """What a gate answers for what it does not track: nothing known, nothing to do."""
+
+    waiting_reason: str | None = None
+    on_waiting_change: Callable[[str | None], None] | None = None
+    margin: float = 0.0
+    limit: SessionStartLimit | None = None
+
+    def sent(self, shard_id: ShardId) -> None:
+        return None
+
+    def identified(self, shard_id: ShardId) -> None:
+        return None
+
+    def next_free_monotonic(self, bucket: int) -> float | None:
+        return None
+
+    def next_slots(self) -> dict[int, float]:
+        return {}
+
+    def waiting(self, bucket: int | None = None) -> int | None:
+        return None
+
+    def budget_remaining(self) -> int | None:
+        return None
+
+
+class _AcquireOnlyGate(IdentifyGateDefaults):
+    """An ``acquire``-only gate seen through the full :class:`IdentifyGate` interface."""
+
+    def __init__(self, inner: AcquireOnly, window: float) -> None:
+        self._inner = inner
+        self._window = window
+
+    @property
+    def window(self) -> float:
+        return self._window
+
+    async def acquire(self, shard_id: ShardId) -> None:
+        await self._inner.acquire(shard_id)
+
+
+def as_identify_gate(
+    gate: IdentifyGate | AcquireOnly, window: float = IDENTIFY_WINDOW_SECONDS
+) -> IdentifyGate:
+    """``gate`` itself when it implements :class:`IdentifyGate`, else a wrapper that answers the
+    optional parts with "unknown" (``window`` is then the one the caller was configured with)."""
+    if isinstance(gate, IdentifyGate):
+        return gate
+    return _AcquireOnlyGate(gate, window)
 
 
 class Clock(Protocol):
@@ -83,7 +199,7 @@ def describe_duration(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-class InMemoryIdentifyGate:
+class InMemoryIdentifyGate(IdentifyGateDefaults):
     """Discord's identify pacing for one process.
 
     Bucket ``shard_id % max_concurrency`` admits one IDENTIFY per ``window`` seconds; waiters of a
@@ -105,11 +221,7 @@ class InMemoryIdentifyGate:
             raise ValueError(f"identify window must not be negative, got {window}")
         self.max_concurrency = int(max_concurrency)
         self.window = float(window)
-        # Discord measures the window when it processes an IDENTIFY, not when we let it go: a
-        # margin keeps send, network and server-side delays (one identify of a round may be handled
-        # 50+ ms after the others) from turning back-to-back slots into a violation (op 9, and a
-        # multi-second retry). At least 0.1 s; 0.25 s on Discord's 5 s window.
-        self.margin = 0.0 if window == 0 else min(0.25, max(0.1, self.window * 0.05))
+        self.margin = identify_margin(self.window)
         self.limit = limit
         self.clock = clock
         #: Why identifies are being held back right now (None when they are not); for the console.
@@ -147,7 +259,7 @@ class InMemoryIdentifyGate:
     def identified(self, shard_id: ShardId) -> None:
         """READY answered ``shard_id``'s IDENTIFY: its bucket may go again one window from now.
 
-        Optional for gates; runners call it when present. It only ever brings a slot forward when
+        It only ever brings a slot forward when
         the READY came sooner than the margin (loopback, a quiet gateway)."""
         bucket = self.bucket_of(shard_id)
         if self._last_shard.get(bucket) != int(shard_id) or bucket in self._answered:
@@ -160,7 +272,7 @@ class InMemoryIdentifyGate:
     def sent(self, shard_id: ShardId) -> None:
         """The IDENTIFY granted to ``shard_id`` has just been written to the socket.
 
-        Optional for gates; runners call it when present. A loop stall between the grant and the
+        A loop stall between the grant and the
         send would otherwise eat into the next identify's margin: the server counts the window from
         when the IDENTIFY arrives, so the bucket's window is counted from the send when it is later."""
         bucket = self.bucket_of(shard_id)

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -24,25 +21,27 @@ import aiohttp
 from shardtui.gateway.aio import wait_for
 from shardtui.gateway.alerts import AlertTracker
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
+from shardtui.gateway.events import EventBus
 from shardtui.gateway.gate import (
     SYSTEM_CLOCK,
+    AcquireOnly,
     Clock,
     IdentifyGate,
     InMemoryIdentifyGate,
     SessionStartLimit,
+    as_identify_gate,
     describe_duration,
     describe_wall_time,
 )
 from shardtui.gateway.healing import WedgedHealer
-from shardtui.gateway.health import HealthPolicy, RateTracker, assess_health, connection_verdict
+from shardtui.gateway.health import RateTracker, assess_health, connection_verdict
 from shardtui.gateway.http import fetch_gateway_bot
-from shardtui.gateway.messages import ShardManagerMessageT, ShardQueuerMessage
+from shardtui.gateway.messages import ShardManagerMessage, ShardManagerMessageT, ShardQueuerMessage
 from shardtui.gateway.models import (
     ConnectionStage,
     Dispatch,
     FatalErrorEvent,
     ManagerEvent,
-    Presence,
     ShardHealth,
     ShardId,
     ShardInfoUpdateEvent,
@@ -51,16 +50,22 @@ from shardtui.gateway.models import (
     ShardStageUpdateEvent,
 )
 from shardtui.gateway.monitor import ShardManagerMonitor
-from shardtui.gateway.planner import Plan, format_shard_ids, make_plan
-from shardtui.gateway.protocol import COMPRESSIONS, IDENTIFY_WINDOW_SECONDS, GatewayIntents
+from shardtui.gateway.options import ShardManagerOptions
+from shardtui.gateway.planner import GateOutlook, Plan, format_shard_ids, gate_outlook, make_plan
+from shardtui.gateway.protocol import (
+    SESSION_ENDING_CLIENT_CLOSES,
+    bucket_for_shard,
+)
 from shardtui.gateway.queuer import QueueStatus, ShardQueuer
+from shardtui.gateway.reshard import DEDUPE_GRACE_SECONDS, ReshardResult, plan_reshard, run_reshard
+from shardtui.gateway.rolling import RollingRestart, RollingRestartStatus, RollingState, plan_rolling_restart
 from shardtui.gateway.sessions import (
-    DEFAULT_MAX_AGE_SECONDS,
     SessionRestore,
     load_sessions,
     save_sessions,
     sessions_to_save,
 )
+from shardtui.gateway.shardset import ShardSet
 
 log = logging.getLogger("shardtui.gateway.manager")
 
@@ -68,108 +73,44 @@ log = logging.getLogger("shardtui.gateway.manager")
 MAX_CRASH_RESTARTS = 3
 
 
-@dataclass
-class ShardManagerOptions:
-    token: str = field(repr=False)
-    intents: GatewayIntents
-    #: "https://discord.com/api/v10" or a sandbox's rest_url; the gateway url comes from /gateway/bot.
-    rest_url: str
-    #: None = "auto": the count /gateway/bot recommends.
-    shard_total: int | None = None
-    #: First..last shard id (inclusive) this process runs; None = all.
-    shard_range: tuple[int, int] | None = None
-    compression: str = "zstd-stream"
-    large_threshold: int = 250
-    presence: Presence | None = None
-    event_handler: Callable[[Dispatch], Any] | None = None
-    #: Seconds per identify bucket slot (Discord: 5; sandbox tests shorten it).
-    identify_window: float = IDENTIFY_WINDOW_SECONDS
-    #: None = what /gateway/bot says.
-    max_concurrency: int | None = None
-    #: Persisted sessions (zero-downtime restarts).
-    state_file: str | None = None
-    #: Saved sessions older than this (seconds) identify instead of trying a RESUME.
-    state_max_age: float = DEFAULT_MAX_AGE_SECONDS
-    #: Seconds between wedged-shard checks (0 disables them).
-    health_interval: float = 5.0
-    health_policy: HealthPolicy = field(default_factory=HealthPolicy)
-    #: Restart a wedged shard by itself (resume first, with backoff, within the identify budget).
-    restart_wedged: bool = False
-    #: How long ``shutdown`` / ``shutdown_all`` wait for runners to close before cancelling them.
-    shutdown_timeout: float = 5.0
-    #: Timeout of the ``GET /gateway/bot`` request.
-    request_timeout: float = 10.0
-    #: TLS for https:// REST and wss:// gateway alike (e.g. trusting a private CA); None: the system CA store.
-    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.token, str) or not self.token.strip():
-            raise ValueError("a bot token is required")
-        if self.compression not in COMPRESSIONS:
-            raise ValueError(
-                f"compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}"
-            )
-        if not 50 <= self.large_threshold <= 250:
-            raise ValueError(f"large_threshold must be 50..250, got {self.large_threshold}")
-        if self.identify_window < 0:
-            raise ValueError(f"identify_window must not be negative, got {self.identify_window}")
-        if self.shard_total is not None and self.shard_total < 1:
-            raise ValueError(f"shard_total must be at least 1, got {self.shard_total}")
-        if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
-        if self.shard_range is not None:
-            first, last = self.shard_range
-            if first < 0 or last < first:
-                raise ValueError(
-                    f"shard_range must be first..last with 0 <= first <= last, got {self.shard_range}"
-                )
-            if self.shard_total is not None and last >= self.shard_total:
-                raise ValueError(f"shard_range {first}..{last} does not fit in {self.shard_total} shards")
-
-
 class ShardManager:
     def __init__(
         self,
         options: ShardManagerOptions,
         *,
-        gate: IdentifyGate | None = None,
+        gate: IdentifyGate | AcquireOnly | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.options = options
         self.clock = clock
-        #: Every shard in range, from the moment it is queued.
-        self.runners: dict[ShardId, ShardRunnerInfo] = {}
         #: READY's ``user`` once a shard is ready.
         self.bot_user: dict[str, Any] | None = None
         self.session_start_limit: SessionStartLimit | None = None
         #: Set once when Discord refused the bot (bad token, intents): every shard is stopped.
         self.fatal_error: FatalErrorEvent | None = None
-        #: The gateway url /gateway/bot advertised (no query).
-        self.gateway_url: str | None = None
-        self.shard_total: int | None = options.shard_total
         self.max_concurrency: int | None = options.max_concurrency
-        self._range = options.shard_range
-        self._gate: IdentifyGate | None = gate
-        self._subscribers: list[Callable[[ManagerEvent], Any]] = []
-        self._manager_tx: asyncio.Queue[Any] = asyncio.Queue()
-        self._monitor = ShardManagerMonitor(self, self._manager_tx)
-        self._queuer: ShardQueuer | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._runner_objects: dict[ShardId, Any] = {}
-        self._tasks: dict[ShardId, asyncio.Task[None]] = {}
-        self._stopping: dict[ShardId, int] = {}
-        self._boot_after_stop: set[ShardId] = set()
+        self._gate: IdentifyGate | None = (
+            None if gate is None else as_identify_gate(gate, options.identify_window)
+        )
+        #: Stage changes, info updates, log lines and fatal errors, for the console and the user.
+        self.events = EventBus(log, after=self._after_event)
+        # First subscriber: the manager's own bookkeeping sees each event before anyone else.
+        self.events.subscribe(self._track)
+        manager_tx: asyncio.Queue[Any] = asyncio.Queue()
+        self._shards = ShardSet(
+            manager_tx,
+            ShardManagerMonitor(self, manager_tx),
+            total=options.shard_total,
+            range=options.shard_range,
+        )
         #: Shards asked to restart whose stage has not moved since: still shown CONNECTED, but not
         #: connected in the sense ``wait_until_connected`` waits for.
         self._restarting: set[ShardId] = set()
-        self._finished_waiters: dict[ShardId, list[asyncio.Future[None]]] = {}
-        self._resume_states: dict[ShardId, Any] = {}
-        self._crashes: dict[ShardId, int] = {}
         self._aux_tasks: set[asyncio.Task[Any]] = set()
         self._health_task: asyncio.Task[None] | None = None
         self._rates = RateTracker()
-        #: Open incidents; emits AlertEvent / AlertClearedEvent through ``_emit``.
-        self.alerts = AlertTracker(self._emit, clock.wall)
+        #: Open incidents; emits AlertEvent / AlertClearedEvent on the event bus.
+        self.alerts = AlertTracker(self.events.emit, clock.wall)
         self._healer = WedgedHealer(base_backoff=max(5.0, options.health_policy.min_wedged_seconds))
         self._stage_event = asyncio.Event()
         self._initialized = False
@@ -178,8 +119,44 @@ class ShardManager:
         self._closed_event = asyncio.Event()
         #: Which shards started from the state file and whether their RESUME was taken.
         self.session_restore = SessionRestore()
-        self._rolling: Any = None
+        self._rolling: RollingRestart | None = None
         self._resharding = False
+
+    # -- the shard set (shardset.py); a reshard swaps it for the new set's ---------------------------
+
+    @property
+    def runners(self) -> dict[ShardId, ShardRunnerInfo]:
+        """Every shard in range, from the moment it is queued."""
+        return self._shards.runners
+
+    @property
+    def shard_total(self) -> int | None:
+        return self._shards.total
+
+    @shard_total.setter
+    def shard_total(self, total: int | None) -> None:
+        self._shards.total = total
+
+    @property
+    def gateway_url(self) -> str | None:
+        """The gateway url /gateway/bot advertised (no query)."""
+        return self._shards.gateway_url
+
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:
+        return self._shards.session
+
+    @property
+    def _queuer(self) -> ShardQueuer | None:
+        return self._shards.queuer
+
+    @property
+    def _manager_tx(self) -> asyncio.Queue[Any]:
+        return self._shards.manager_tx
+
+    @property
+    def _runner_objects(self) -> dict[ShardId, Any]:
+        return self._shards.runner_objects
 
     def __repr__(self) -> str:
         return (
@@ -191,45 +168,28 @@ class ShardManager:
 
     def subscribe(self, callback: Callable[[ManagerEvent], Any]) -> Callable[[], None]:
         """Call ``callback(event)`` for every manager event; returns a function that unsubscribes."""
-        self._subscribers.append(callback)
+        return self.events.subscribe(callback)
 
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def _emit(self, event: ManagerEvent) -> None:
+    def _track(self, event: ManagerEvent) -> None:
         if isinstance(event, ShardStageUpdateEvent):
             self._restarting.discard(event.shard_id)
             info = self.runners.get(event.shard_id)
             if info is not None:
-                # Every stage change passes here: health follows the connection before anyone hears of it.
+                # Every stage change passes here first: health follows the connection before anyone
+                # hears of it.
                 down = connection_verdict(info)
                 if down is not None:
                     info.health, info.health_reason = down.health, down.reason
             if event.new is ConnectionStage.CONNECTED and info is not None:
                 self.session_restore.first_start(event.shard_id, info.last_start)
-        for callback in list(self._subscribers):
-            try:
-                result = callback(event)
-                if inspect.iscoroutine(result):
-                    # Subscribers are plain callables; a coroutine would never run, so say so once.
-                    result.close()
-                    log.warning(
-                        "event subscriber %r returned a coroutine; subscribers must be sync", callback
-                    )
-            except Exception:
-                log.exception("event subscriber %r failed on %s", callback, type(event).__name__)
+
+    def _after_event(self, event: ManagerEvent) -> None:
+        # After every subscriber heard of the event, so an alert never arrives before its cause.
         if not (self._closing or self._resharding):
             # Not while shutting down or swapping shard sets: every shard going down then is no outage.
             self.alerts.observe(event, self.runners)
 
-    def _log(self, shard_id: ShardId | None, level: int, message: str) -> None:
-        log.log(level, "%s%s", "" if shard_id is None else f"shard {shard_id}: ", message)
-        self._emit(ShardLogEvent(shard_id, level, message))
-
-    def _stage_changed(self) -> None:
+    def stage_changed(self) -> None:
         self._stage_event.set()
         self._stage_event = asyncio.Event()
 
@@ -241,8 +201,8 @@ class ShardManager:
             raise RuntimeError("set_shards() must be called before initialize()")
         if total < 1 or init < 1 or index < 0 or index + init > total:
             raise ValueError(f"cannot run {init} shards from {index} out of {total}")
-        self._range = (index, index + init - 1)
-        self.shard_total = total
+        self._shards.range = (index, index + init - 1)
+        self._shards.total = total
 
     async def initialize(self) -> None:
         """Read /gateway/bot, then queue every shard in range. Raises ``FatalGatewayError`` when
@@ -252,12 +212,12 @@ class ShardManager:
         if self._closing or self._closed:
             raise RuntimeError("this ShardManager was shut down; make a new one")
         self._initialized = True
-        self._session = aiohttp.ClientSession(
+        self._shards.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ssl=self.options.ssl_context or True)
         )
         try:
             bot = await fetch_gateway_bot(
-                self._session,
+                self._shards.session,
                 self.options.rest_url,
                 self.options.token,
                 request_timeout=self.options.request_timeout,
@@ -273,14 +233,14 @@ class ShardManager:
             await self._close_session()
             self._initialized = False
             raise
-        self.gateway_url = bot.url
+        self._shards.gateway_url = bot.url
         self.session_start_limit = bot.session_start_limit
         total = self.shard_total or bot.shards
-        self.shard_total = total
+        self._shards.total = total
         if self.max_concurrency is None:
             limit = bot.session_start_limit
             self.max_concurrency = limit.max_concurrency if limit is not None else 1
-        first, last = self._range if self._range is not None else (0, total - 1)
+        first, last = self._shards.range if self._shards.range is not None else (0, total - 1)
         if last >= total:
             await self._close_session()
             self._initialized = False
@@ -298,14 +258,13 @@ class ShardManager:
             self._gate = gate
         elif isinstance(gate, InMemoryIdentifyGate) and self.session_start_limit is not None:
             gate.update_limit(self.session_start_limit)
-        if hasattr(gate, "on_waiting_change"):
-            # Any gate that can say why identifies wait (the fleet's Redis gate too) tells the console.
-            gate.on_waiting_change = self._on_waiting_change
+        # Any gate that can say why identifies wait (the fleet's Redis gate too) tells the console.
+        gate.on_waiting_change = self._on_waiting_change
         if isinstance(gate, InMemoryIdentifyGate):
             # The gate counts the budget down from here; keep the manager's view the same object.
             self.session_start_limit = gate.limit
 
-        self._queuer = ShardQueuer(
+        self._shards.queuer = ShardQueuer(
             gate,
             self._spawn_runner,
             self._stop_runner,
@@ -315,15 +274,15 @@ class ShardManager:
             on_waiting_change=self._on_waiting_change,
             costs_identify=self._start_costs_identify,
         )
-        self._monitor.start()
-        self._queuer.start()
+        self._shards.monitor.start()
+        self._shards.queuer.start()
         if self.options.health_interval > 0:
             self._health_task = asyncio.create_task(self._health_loop(), name="shardtui-health")
 
         for shard_id in ids:
             self.runners[shard_id] = ShardRunnerInfo(shard_id, total, running=True, health=ShardHealth.DOWN)
         self._restore_sessions(ids, total)
-        self._log(
+        self.events.log(
             None,
             logging.INFO,
             f"starting {format_shard_ids(ids)} of {total} (max_concurrency {self.max_concurrency}, "
@@ -331,7 +290,7 @@ class ShardManager:
         )
         limit = self.session_start_limit
         if limit is not None and limit.remaining < len(ids):
-            self._log(
+            self.events.log(
                 None,
                 logging.WARNING,
                 f"{len(ids)} shards to start but only {limit.remaining} session starts left today: "
@@ -340,8 +299,8 @@ class ShardManager:
                 f"(in {describe_duration(limit.reset_at - self.clock.wall())})",
             )
         for shard_id in ids:
-            self._emit(ShardInfoUpdateEvent(shard_id))
-            self._queuer.send(ShardQueuerMessage.Start(shard_id, total))
+            self.events.emit(ShardInfoUpdateEvent(shard_id))
+            self._shards.queuer.send(ShardQueuerMessage.Start(shard_id, total))
 
     def _restore_sessions(self, ids: list[ShardId], total: int) -> None:
         """Take the sessions a clean shutdown saved: those shards RESUME instead of identifying."""
@@ -353,25 +312,25 @@ class ShardManager:
         )
         self.session_restore = SessionRestore(loaded)
         if loaded.warning is not None:
-            self._log(None, logging.WARNING, loaded.warning)
-        self._resume_states.update(loaded.usable)
+            self.events.log(None, logging.WARNING, loaded.warning)
+        self._shards.resume_states.update(loaded.usable)
         for shard_id, count in loaded.guilds.items():
             self.runners[shard_id].guilds = count
         if loaded.usable:
-            self._log(
+            self.events.log(
                 None,
                 logging.INFO,
                 f"resuming {format_shard_ids(loaded.usable)} from saved sessions ({path})",
             )
         if loaded.stale:
-            self._log(
+            self.events.log(
                 None,
                 logging.INFO,
                 f"saved sessions of {format_shard_ids(loaded.stale)} are older than "
                 f"{describe_duration(self.options.state_max_age)}; they identify",
             )
         if loaded.other_total:
-            self._log(
+            self.events.log(
                 None,
                 logging.INFO,
                 f"saved sessions of {format_shard_ids(loaded.other_total)} belong to another shard "
@@ -385,13 +344,13 @@ class ShardManager:
 
     def _start_costs_identify(self, start: ShardQueuerMessage.Start) -> bool:
         """False when the start will RESUME a kept or saved session (no session start needed)."""
-        return start.force_identify or start.shard_id not in self._resume_states
+        return start.force_identify or start.shard_id not in self._shards.resume_states
 
     def _on_waiting_change(self, reason: str | None) -> None:
         if reason is not None:
-            self._emit(ShardLogEvent(None, logging.WARNING, reason))
+            self.events.emit(ShardLogEvent(None, logging.WARNING, reason))
         else:
-            self._emit(ShardLogEvent(None, logging.INFO, "identifies may go again"))
+            self.events.emit(ShardLogEvent(None, logging.INFO, "identifies may go again"))
 
     # -- runners ----------------------------------------------------------------------------------
 
@@ -413,7 +372,7 @@ class ShardManager:
             raise RuntimeError(f"shard {start.shard_id} is not run by this manager")
         if self.gateway_url is None:
             raise RuntimeError("initialize() has not read the gateway url yet")
-        resume = None if start.force_identify else self._resume_states.pop(start.shard_id, None)
+        resume = None if start.force_identify else self._shards.resume_states.pop(start.shard_id, None)
         options = ShardRunnerOptions(
             token=self.options.token,
             gateway_url=self.gateway_url,
@@ -426,11 +385,12 @@ class ShardManager:
             ssl_context=self.options.ssl_context,
             resume=resume,
         )
-        runner = ShardRunner(start.shard_id, start.total, options, info, self._manager_tx, self._emit)
+        shards = self._shards
+        runner = ShardRunner(start.shard_id, start.total, options, info, shards.manager_tx, self.events.emit)
         info.running = True
         info.runner_tx = runner.messenger
-        self._runner_objects[start.shard_id] = runner
-        self._tasks[start.shard_id] = asyncio.create_task(
+        self._shards.runner_objects[start.shard_id] = runner
+        self._shards.tasks[start.shard_id] = asyncio.create_task(
             self._run_runner(start.shard_id, runner), name=f"shardtui-shard-{start.shard_id}"
         )
 
@@ -442,37 +402,36 @@ class ShardManager:
         except Exception:
             # run() promises never to raise; if it does, the shard still has to be accounted for.
             log.exception("shard %s runner crashed", shard_id)
-            self._crashes[shard_id] = self._crashes.get(shard_id, 0) + 1
-            self._manager_tx.put_nowait(_crash_finished(shard_id))
+            self._shards.crashes[shard_id] = self._shards.crashes.get(shard_id, 0) + 1
+            self._shards.manager_tx.put_nowait(_crash_finished(shard_id))
 
     def _stop_runner(self, shard_id: ShardId, code: int) -> None:
-        """Stop a running shard: 1000/1001 end its session; any other code keeps it resumable."""
-        self._stopping[shard_id] = code
-        runner = self._runner_objects.get(shard_id)
-        if code in (1000, 1001) and runner is not None:
-            runner.messenger.close(code, "shutdown")
-            return
-        # A cancelled runner closes its socket with a resumable code and keeps its session, which
-        # _on_runner_finished saves for the next boot; a Close message would reconnect instead.
-        task = self._tasks.get(shard_id)
-        if task is not None and not task.done():
-            task.cancel()
+        self._shards.stop_runner(shard_id, code)
 
     def _on_dequeued(self, shard_id: ShardId) -> None:
         info = self.runners.get(shard_id)
-        if info is not None and shard_id not in self._tasks:
+        if info is not None and shard_id not in self._shards.tasks:
             info.running = False
-            self._emit(ShardInfoUpdateEvent(shard_id))
+            self.events.emit(ShardInfoUpdateEvent(shard_id))
         self._resolve_finished(shard_id)
 
     def _resolve_finished(self, shard_id: ShardId) -> None:
-        for waiter in self._finished_waiters.pop(shard_id, []):
-            if not waiter.done():
-                waiter.set_result(None)
+        self._shards.resolve_finished(shard_id)
 
-    async def _on_runner_finished(self, shard_id: ShardId) -> None:
+    def _mark_disconnected(self, info: ShardRunnerInfo) -> bool:
+        """The shard's runner is gone: show it stopped and tell subscribers; True when its stage changed."""
+        old = info.stage
+        info.running = False
+        info.latency = None
+        info.stage = ConnectionStage.DISCONNECTED
+        if old is not ConnectionStage.DISCONNECTED:
+            self.events.emit(ShardStageUpdateEvent(info.shard_id, old, ConnectionStage.DISCONNECTED))
+        self.events.emit(ShardInfoUpdateEvent(info.shard_id))
+        return old is not ConnectionStage.DISCONNECTED
+
+    async def runner_finished(self, shard_id: ShardId) -> None:
         """The monitor saw ``ShutdownFinished(shard_id)``: the runner is gone."""
-        task = self._tasks.get(shard_id)
+        task = self._shards.tasks.get(shard_id)
         if task is None:
             # A second acknowledgement for a runner already accounted for (one we had to cancel
             # also reports itself): nothing left to do, and certainly no restart.
@@ -484,67 +443,58 @@ class ShardManager:
             if not task.done():
                 log.debug("shard %s sent ShutdownFinished but is still running", shard_id)
                 return
-        self._tasks.pop(shard_id, None)
-        runner = self._runner_objects.pop(shard_id, None)
+        self._shards.tasks.pop(shard_id, None)
+        runner = self._shards.runner_objects.pop(shard_id, None)
         info = self.runners.get(shard_id)
-        requested = shard_id in self._stopping
-        code = self._stopping.pop(shard_id, None)
-        if runner is not None and code is not None and code not in (1000, 1001):
-            state = getattr(runner, "session_state", lambda: None)()
-            if state is not None:
-                self._resume_states[shard_id] = state
-        if info is not None:
-            old = info.stage
-            info.running = False
-            info.latency = None
-            info.stage = ConnectionStage.DISCONNECTED
-            if old is not ConnectionStage.DISCONNECTED:
-                self._emit(ShardStageUpdateEvent(shard_id, old, ConnectionStage.DISCONNECTED))
-                self._stage_changed()
-            self._emit(ShardInfoUpdateEvent(shard_id))
+        requested = shard_id in self._shards.stopping
+        code = self._shards.stopping.pop(shard_id, None)
+        if code is not None and code not in SESSION_ENDING_CLIENT_CLOSES:
+            self._shards.keep_session(shard_id, runner)
+        if info is not None and self._mark_disconnected(info):
+            self.stage_changed()
         self._resolve_finished(shard_id)
-        if self._queuer is None or self._closing:
+        if self._shards.queuer is None or self._closing:
             return
         fatal = info is not None and info.fatal_error is not None
-        if shard_id in self._boot_after_stop:
-            self._boot_after_stop.discard(shard_id)
+        if shard_id in self._shards.boot_after_stop:
+            self._shards.boot_after_stop.discard(shard_id)
             self._queue_start(shard_id, force_identify=False)
         elif not requested and not fatal and self.fatal_error is None:
-            crashes = self._crashes.get(shard_id, 0)
+            crashes = self._shards.crashes.get(shard_id, 0)
             if crashes >= MAX_CRASH_RESTARTS and info is not None:
                 info.fatal_error = f"the runner crashed {crashes} times in a row; not starting it again"
                 info.health, info.health_reason = ShardHealth.FAILED, info.fatal_error
-                self._emit(FatalErrorEvent("gateway", info.fatal_error, (shard_id,), None))
-                self._queuer.notify_finished(shard_id, retry=False)
+                self.events.emit(FatalErrorEvent("gateway", info.fatal_error, (shard_id,), None))
+                self._shards.queuer.notify_finished(shard_id, retry=False)
                 return
-            self._log(shard_id, logging.WARNING, "runner ended unexpectedly; starting it again")
+            self.events.log(shard_id, logging.WARNING, "runner ended unexpectedly; starting it again")
             if info is not None:
                 info.running = True
-            self._queuer.notify_finished(shard_id, retry=True)
+            self._shards.queuer.notify_finished(shard_id, retry=True)
             return
-        self._queuer.notify_finished(shard_id, retry=False)
+        self._shards.queuer.notify_finished(shard_id, retry=False)
 
     def _queue_start(self, shard_id: ShardId, *, force_identify: bool) -> None:
-        assert self._queuer is not None and self.shard_total is not None
+        assert self._shards.queuer is not None and self.shard_total is not None
         info = self.runners[shard_id]
         info.running = True
         info.fatal_error = None
         if info.stage is not ConnectionStage.CONNECTED:
             info.health, info.health_reason = ShardHealth.DOWN, ""
-        self._crashes.pop(shard_id, None)
-        self._emit(ShardInfoUpdateEvent(shard_id))
-        self._queuer.send(ShardQueuerMessage.Start(shard_id, self.shard_total, force_identify))
+        self._shards.crashes.pop(shard_id, None)
+        self.events.emit(ShardInfoUpdateEvent(shard_id))
+        self._shards.queuer.send(ShardQueuerMessage.Start(shard_id, self.shard_total, force_identify))
 
-    def _stop_everything(self) -> None:
+    def stop_everything(self) -> None:
         """After a bot-wide fatal error: drop the queue and stop every runner; nothing retries."""
-        if self._queuer is not None:
-            for shard_id in self._queuer.status().queued:
-                self._queuer.send(ShardQueuerMessage.ShutdownShard(shard_id, 1000))
-        self._boot_after_stop.clear()
-        for shard_id in list(self._tasks):
+        if self._shards.queuer is not None:
+            for shard_id in self._shards.queuer.status().queued:
+                self._shards.queuer.send(ShardQueuerMessage.ShutdownShard(shard_id, 1000))
+        self._shards.boot_after_stop.clear()
+        for shard_id in list(self._shards.tasks):
             self._stop_runner(shard_id, 1000)
 
-    def _spawn_aux(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+    def spawn_background(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._aux_tasks.add(task)
         task.add_done_callback(self._aux_tasks.discard)
@@ -565,24 +515,24 @@ class ShardManager:
         shard_id = self._check_shard(shard_id)
         if self._closing:
             return
-        runner = self._runner_objects.get(shard_id)
-        task = self._tasks.get(shard_id)
-        if runner is not None and task is not None and not task.done() and shard_id not in self._stopping:
+        shards = self._shards
+        runner = shards.runner_objects.get(shard_id)
+        if runner is not None and shards.running(shard_id) and shard_id not in shards.stopping:
             how = "with a fresh identify" if force_identify else "resuming if the session is alive"
-            self._log(shard_id, logging.INFO, f"restart requested ({how})")
+            self.events.log(shard_id, logging.INFO, f"restart requested ({how})")
             self._restarting.add(shard_id)
             runner.messenger.restart(force_identify)
             return
         await self.boot(shard_id, force_identify=force_identify)
 
-    def _request_shutdown(self, shard_id: ShardId, code: int = 1000) -> bool:
+    def request_shutdown(self, shard_id: ShardId, code: int = 1000) -> bool:
         """Ask a shard to stop without waiting; True when there is something to wait for."""
-        if self._queuer is not None and self._queuer.is_queued(shard_id):
-            self._queuer.send(ShardQueuerMessage.ShutdownShard(shard_id, code))
+        if self._shards.queuer is not None and self._shards.queuer.is_queued(shard_id):
+            self._shards.queuer.send(ShardQueuerMessage.ShutdownShard(shard_id, code))
             return True
-        self._boot_after_stop.discard(shard_id)
-        if shard_id in self._tasks:
-            self._log(shard_id, logging.INFO, f"shutting down (close {code})")
+        self._shards.boot_after_stop.discard(shard_id)
+        if shard_id in self._shards.tasks:
+            self.events.log(shard_id, logging.INFO, f"shutting down (close {code})")
             self._stop_runner(shard_id, code)
             return True
         return False
@@ -592,39 +542,39 @@ class ShardManager:
         other code keeps it resumable for a later ``boot``."""
         shard_id = self._check_shard(shard_id)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._finished_waiters.setdefault(shard_id, []).append(waiter)
-        if not self._request_shutdown(shard_id, code):
+        self._shards.finished_waiters.setdefault(shard_id, []).append(waiter)
+        if not self.request_shutdown(shard_id, code):
             self._resolve_finished(shard_id)
         try:
             await wait_for(asyncio.shield(waiter), self.options.shutdown_timeout)
         except TimeoutError:
-            task = self._tasks.get(shard_id)
+            task = self._shards.tasks.get(shard_id)
             if task is not None and not task.done():
-                self._log(shard_id, logging.WARNING, "did not close in time; cancelling its runner")
+                self.events.log(shard_id, logging.WARNING, "did not close in time; cancelling its runner")
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                self._manager_tx.put_nowait(_crash_finished(shard_id))
+                self._shards.manager_tx.put_nowait(_crash_finished(shard_id))
                 await wait_for(asyncio.shield(waiter), 1.0)
 
     async def boot(self, shard_id: ShardId, *, force_identify: bool = False) -> None:
         """Start a stopped shard through the queuer (it identifies, or resumes a kept session)."""
         shard_id = self._check_shard(shard_id)
-        if self._queuer is None or self._closing:
+        if self._shards.queuer is None or self._closing:
             raise RuntimeError("the manager is not running (call initialize() first)")
-        if self._queuer.is_queued(shard_id):
+        if self._shards.queuer.is_queued(shard_id):
             return
-        if shard_id in self._tasks:
-            if shard_id in self._stopping:
-                self._boot_after_stop.add(shard_id)
+        if shard_id in self._shards.tasks:
+            if shard_id in self._shards.stopping:
+                self._shards.boot_after_stop.add(shard_id)
             return
         if force_identify:
-            self._resume_states.pop(shard_id, None)
+            self._shards.resume_states.pop(shard_id, None)
         if self.fatal_error is not None:
             # The operator chose to try again (say, after enabling an intent in the portal); a new
             # failure is reported afresh.
-            self._log(None, logging.WARNING, f"retrying after: {self.fatal_error.message}")
+            self.events.log(None, logging.WARNING, f"retrying after: {self.fatal_error.message}")
             self.fatal_error = None
-        self._log(shard_id, logging.INFO, "booting")
+        self.events.log(shard_id, logging.INFO, "booting")
         self._queue_start(shard_id, force_identify=force_identify)
 
     async def shutdown_all(self, *, keep_sessions: bool | None = None) -> None:
@@ -641,69 +591,57 @@ class ShardManager:
         self._closing = True
         self._abort_background_work()
         try:
-            self._emit(ShardLogEvent(None, logging.INFO, "shutting down all shards"))
-            if self._queuer is not None:
-                await self._queuer.close()
+            self.events.emit(ShardLogEvent(None, logging.INFO, "shutting down all shards"))
+            if self._shards.queuer is not None:
+                await self._shards.queuer.close()
             code = 4000 if keep_sessions else 1000
-            for shard_id in list(self._tasks):
-                try:
-                    self._stop_runner(shard_id, code)
-                except Exception:
-                    log.exception("asking shard %s to stop failed", shard_id)
-            tasks = [t for t in self._tasks.values() if not t.done()]
-            if tasks:
-                _, pending = await asyncio.wait(tasks, timeout=self.options.shutdown_timeout)
-                if pending:
-                    stragglers = sorted(sid for sid, t in self._tasks.items() if t in pending)
-                    self._log(
-                        None,
-                        logging.WARNING,
-                        f"{format_shard_ids(stragglers)} did not close within "
-                        f"{describe_duration(self.options.shutdown_timeout)}; cancelling",
-                    )
-                    for task in pending:
-                        task.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
-            await self._monitor.close()
-            for shard_id in list(self._tasks):
-                self._tasks.pop(shard_id, None)
-                runner = self._runner_objects.pop(shard_id, None)
-                if keep_sessions and runner is not None:
-                    state = getattr(runner, "session_state", lambda: None)()
-                    if state is not None:
-                        self._resume_states[shard_id] = state
+
+            def cancelling(stragglers: list[ShardId]) -> None:
+                self.events.log(
+                    None,
+                    logging.WARNING,
+                    f"{format_shard_ids(stragglers)} did not close within "
+                    f"{describe_duration(self.options.shutdown_timeout)}; cancelling",
+                )
+
+            await self._shards.stop_runners(
+                code,
+                self.options.shutdown_timeout,
+                on_stragglers=cancelling,
+                on_error=lambda sid: log.exception("asking shard %s to stop failed", sid),
+            )
+            await self._shards.monitor.close()
+            for shard_id in list(self._shards.tasks):
+                self._shards.tasks.pop(shard_id, None)
+                runner = self._shards.runner_objects.pop(shard_id, None)
+                if keep_sessions:
+                    self._shards.keep_session(shard_id, runner)
             if keep_sessions:
                 self._save_sessions()
             for shard_id, info in self.runners.items():
                 if info.running or info.stage is not ConnectionStage.DISCONNECTED:
-                    old = info.stage
-                    info.running = False
-                    info.latency = None
-                    info.stage = ConnectionStage.DISCONNECTED
-                    if old is not ConnectionStage.DISCONNECTED:
-                        self._emit(ShardStageUpdateEvent(shard_id, old, ConnectionStage.DISCONNECTED))
-                    self._emit(ShardInfoUpdateEvent(shard_id))
+                    self._mark_disconnected(info)
                 self._resolve_finished(shard_id)
             await self._cancel_background()
             await self._close_session()
         finally:
             self._closed = True
             self._closed_event.set()
-            self._stage_changed()
+            self.stage_changed()
 
     def _save_sessions(self) -> None:
         path = self.options.state_file
         if path is None or self.shard_total is None:
             return
-        states = {sid: st for sid, st in self._resume_states.items() if sid in self.runners}
+        states = {sid: st for sid, st in self._shards.resume_states.items() if sid in self.runners}
         try:
             guilds = {sid: info.guilds for sid, info in self.runners.items()}
             saved = sessions_to_save(states, self.shard_total, self.clock.wall(), guilds)
             written = save_sessions(path, saved)
         except OSError as exc:
-            self._log(None, logging.ERROR, f"could not save sessions to {path}: {exc}")
+            self.events.log(None, logging.ERROR, f"could not save sessions to {path}: {exc}")
             return
-        self._log(None, logging.INFO, f"saved {written} resumable sessions to {path}")
+        self.events.log(None, logging.INFO, f"saved {written} resumable sessions to {path}")
 
     def _abort_background_work(self) -> None:
         rolling = self._rolling
@@ -719,58 +657,104 @@ class ShardManager:
         self._health_task = None
 
     async def _close_session(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        await self._shards.close_session()
+
+    # -- the host interface of monitor.py, rolling.py and reshard.py (their declared protocols) ------
+
+    @property
+    def closing(self) -> bool:
+        """True once ``shutdown_all`` has begun."""
+        return self._closing
+
+    def runner_connected(self, shard_id: ShardId) -> None:
+        """The monitor saw the shard reach CONNECTED: its crash count resets, its bucket moves on."""
+        self._shards.crashes.pop(shard_id, None)
+        if self._shards.queuer is not None:
+            self._shards.queuer.notify_progress(shard_id)
+
+    def request_shutdown_all(self) -> None:
+        """``shutdown_all()`` in the background (a runner asked for it; it must not wait on itself)."""
+        self.spawn_background(self.shutdown_all(), "shardtui-shutdown-all")
+
+    def new_shard_set(self, options: ShardManagerOptions) -> ShardManager:
+        """A manager for a second set of shards sharing this one's gate, clock and max_concurrency
+        (a reshard's new set); ``adopt`` later makes its shards this manager's."""
+        other = ShardManager(options, gate=self._gate, clock=self.clock)
+        other.max_concurrency = self.max_concurrency
+        return other
+
+    async def close_shard_set(self) -> None:
+        """Close every shard (1000: those sessions are done), the queuer, the monitor and the HTTP
+        session of the current set, leaving the manager itself open for a set to ``adopt``."""
+        shards = self._shards
+        if shards.queuer is not None:
+            await shards.queuer.close()
+        await shards.stop_runners(1000, self.options.shutdown_timeout)
+        await shards.monitor.close()
+        await shards.close_session()
+
+    def adopt(self, other: ShardManager) -> None:
+        """Make ``other``'s set of shards this manager's (the reshard's switch). ``other`` is an empty
+        shell afterwards and must not be used again."""
+        shards = other._shards
+        self._shards = shards
+        shards.monitor.host = self
+        # Event rates were measured on the old set's counters; the new set starts its own.
+        self._rates = RateTracker()
+        if shards.queuer is not None:
+            shards.queuer.rebind(
+                spawn=self._spawn_runner,
+                stop=self._stop_runner,
+                on_dequeued=self._on_dequeued,
+                on_waiting_change=self._on_waiting_change,
+            )
+        for runner in shards.runner_objects.values():
+            runner._emit_cb = self.events.emit
+            runner._handler = self._handle_dispatch
+        if other.session_start_limit is not None:
+            # The new set read /gateway/bot just now: its budget is the one the header must show.
+            self.session_start_limit = other.session_start_limit
+        self.reclaim_gate()
+        other.events.clear()
+        other._closed = True
+        other._closed_event.set()
+
+    def reclaim_gate(self) -> None:
+        """Point the gate's waiting reasons back at this manager (a second set borrowed the gate)."""
+        if self._gate is not None:
+            self._gate.on_waiting_change = self._on_waiting_change
 
     # -- queries ----------------------------------------------------------------------------------
 
     def has(self, shard_id: ShardId) -> bool:
         """True while the shard has a runner (connecting, connected or reconnecting)."""
-        task = self._tasks.get(ShardId(int(shard_id)))
+        task = self._shards.tasks.get(ShardId(int(shard_id)))
         return task is not None and not task.done()
 
     def shards_instantiated(self) -> list[ShardId]:
-        return sorted(sid for sid, task in self._tasks.items() if not task.done())
+        return sorted(sid for sid, task in self._shards.tasks.items() if not task.done())
 
     def queue_status(self) -> QueueStatus:
-        if self._queuer is None:
+        if self._shards.queuer is None:
             return QueueStatus(queued=(), identifying=())
-        return self._queuer.status()
+        return self._shards.queuer.status()
 
     def plan(self, action: str, shard_ids: Iterable[ShardId]) -> Plan:
         """What ``action`` on ``shard_ids`` would cost, before doing it (see :mod:`planner`).
         Also "rolling_restart" / "rolling_restart_identify" (:mod:`rolling`) and "reshard", whose
         ids are the NEW set's (``range(new_total)``, see :mod:`reshard`)."""
         if action in ("rolling_restart", "rolling_restart_identify"):
-            from shardtui.gateway.rolling import plan_rolling_restart
-
             return plan_rolling_restart(self, shard_ids, force_identify=action == "rolling_restart_identify")
         if action == "reshard":
-            from shardtui.gateway.reshard import plan_reshard
-
             return plan_reshard(self, shard_ids)
         mc = self.max_concurrency or 1
-        now = self.clock.wall()
-        gate = self._gate
-        bucket_free_in: dict[int, float] = {}
-        next_slots = getattr(gate, "next_slots", None)
-        if callable(next_slots):
-            bucket_free_in = {b: max(0.0, at - now) for b, at in next_slots().items()}
+        outlook = self.gate_outlook()
         status = self.queue_status()
-        budget_fn = getattr(gate, "budget_remaining", None)
-        budget = budget_fn() if callable(budget_fn) else None
-        limit = self.session_start_limit
-        if budget is None and limit is not None:
-            budget = limit.remaining
-        reset_in = None if limit is None else max(0.0, limit.reset_at - now)
-        window = getattr(gate, "window", self.options.identify_window) + getattr(gate, "margin", 0.0)
-        waiting = getattr(gate, "waiting", None)
-        if callable(waiting):
+        if outlook.waiting is not None:
             # Shards not spawned yet plus those already waiting at the gate go first.
-            ahead = {b: waiting(b) for b in range(mc)}
+            ahead = dict(outlook.waiting)
             for shard in status.queued:
-                bucket = int(shard) % mc
+                bucket = bucket_for_shard(shard.id, mc)
                 ahead[bucket] = ahead.get(bucket, 0) + 1
         else:
             ahead = status.queued_per_bucket(mc)
@@ -779,26 +763,34 @@ class ShardManager:
             shard_ids,
             infos=self.runners,
             max_concurrency=mc,
-            window=window,
-            bucket_free_in=bucket_free_in,
+            window=outlook.window + outlook.margin,
+            bucket_free_in=outlook.bucket_free_in,
             queued_ahead=ahead,
-            budget_remaining=budget,
-            reset_in=reset_in,
+            budget_remaining=outlook.budget_remaining,
+            reset_in=outlook.reset_in,
+        )
+
+    def gate_outlook(self) -> GateOutlook:
+        """The identify gate's slots, budget and window as plans read them."""
+        return gate_outlook(
+            self._gate,
+            now=self.clock.wall(),
+            limit=self.session_start_limit,
+            max_concurrency=self.max_concurrency or 1,
+            default_window=self.options.identify_window,
         )
 
     # -- zero-downtime operations (rolling.py, reshard.py) ----------------------------------------
 
     async def rolling_restart(
         self, *, force_identify: bool = False, shard_ids: Iterable[ShardId] | None = None
-    ) -> Any:
+    ) -> RollingRestartStatus:
         """Restart every running shard (or ``shard_ids``) a round at a time, one shard per identify
         bucket per round, each round back before the next; returns the final
         ``RollingRestartStatus``. ``abort_rolling_restart()`` stops it before the next round."""
-        from shardtui.gateway.rolling import RollingRestart
-
-        if self._queuer is None or self._closing:
+        if self._shards.queuer is None or self._closing:
             raise RuntimeError("the manager is not running (call initialize() first)")
-        if self._rolling is not None and self._rolling.status.state.value == "running":
+        if self._rolling is not None and self._rolling.status.state is RollingState.RUNNING:
             raise RuntimeError("a rolling restart is already running")
         if self._resharding:
             raise RuntimeError("a reshard is in progress; restart after it finished")
@@ -811,32 +803,31 @@ class ShardManager:
         return self._rolling is not None and self._rolling.abort()
 
     @property
-    def rolling_status(self) -> Any:
+    def rolling_status(self) -> RollingRestartStatus | None:
         """The current or last ``RollingRestartStatus``, or None."""
         return None if self._rolling is None else self._rolling.status
 
-    async def reshard(self, new_total: int, *, dedupe_grace: float | None = None) -> Any:
+    async def reshard(self, new_total: int, *, dedupe_grace: float | None = None) -> ReshardResult:
         """Move to ``new_total`` shards live: a complete new set identifies alongside the old one,
         the old set delivers until every new shard is CONNECTED, then delivery switches over (each
         event once, deduplicated by Discord identity) and the old set closes. Raises
         ``RuntimeError`` when the daily budget cannot pay for it (see ``plan("reshard", ...)``) or
         the new set does not connect (the old set keeps running). Returns a ``ReshardResult``."""
-        from shardtui.gateway.reshard import DEDUPE_GRACE_SECONDS, run_reshard
-
-        if self._queuer is None or self._closing or self.shard_total is None:
+        if self._shards.queuer is None or self._closing or self.shard_total is None:
             raise RuntimeError("the manager is not running (call initialize() first)")
         if isinstance(new_total, bool) or not isinstance(new_total, int) or new_total < 1:
             raise ValueError(f"the new shard total must be a positive integer, got {new_total!r}")
         if new_total == self.shard_total:
             raise ValueError(f"already running {new_total} shards")
-        if self._range is not None and self._range != (0, self.shard_total - 1):
+        shard_range = self._shards.range
+        if shard_range is not None and shard_range != (0, self.shard_total - 1):
             raise RuntimeError(
-                f"this process runs only shards {self._range[0]}..{self._range[1]}; a live reshard "
+                f"this process runs only shards {shard_range[0]}..{shard_range[1]}; a live reshard "
                 "needs one process running every shard"
             )
         if self._resharding:
             raise RuntimeError("a reshard is already running")
-        if self._rolling is not None and self._rolling.status.state.value == "running":
+        if self._rolling is not None and self._rolling.status.state is RollingState.RUNNING:
             raise RuntimeError("a rolling restart is running; reshard after it finished")
         self._resharding = True
         try:
@@ -896,18 +887,18 @@ class ShardManager:
                 info.health, info.health_reason = verdict.health, verdict.reason
                 changed = True
                 if verdict.health is ShardHealth.WEDGED and was is not ShardHealth.WEDGED:
-                    self._log(info.shard_id, logging.WARNING, f"wedged: {verdict.reason}")
+                    self.events.log(info.shard_id, logging.WARNING, f"wedged: {verdict.reason}")
                 elif was is ShardHealth.WEDGED and verdict.health is ShardHealth.OK:
-                    self._log(info.shard_id, logging.INFO, "no longer wedged")
+                    self.events.log(info.shard_id, logging.INFO, "no longer wedged")
             if changed:
-                self._emit(ShardInfoUpdateEvent(info.shard_id))
+                self.events.emit(ShardInfoUpdateEvent(info.shard_id))
         if self.options.restart_wedged and not (self._closing or self._resharding):
             self._healer.check(
                 infos,
                 now,
-                restart=lambda sid: self._spawn_aux(self.restart(sid), f"shardtui-heal-{sid}"),
+                restart=lambda sid: self.spawn_background(self.restart(sid), f"shardtui-heal-{sid}"),
                 budget=self.identify_budget(),
-                log=self._log,
+                log=self.events.log,
             )
 
     def identify_budget(self) -> int | None:
@@ -926,6 +917,4 @@ class _ReportsBudget(Protocol):
 
 
 def _crash_finished(shard_id: ShardId) -> ShardManagerMessageT:
-    from shardtui.gateway.messages import ShardManagerMessage
-
     return ShardManagerMessage.ShutdownFinished(shard_id)

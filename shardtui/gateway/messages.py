@@ -7,10 +7,10 @@ Each group is a namespace class holding frozen dataclasses, so a message reads a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from shardtui.gateway.models import Activity, ConnectionStage, Presence, ShardId
-from shardtui.gateway.protocol import Status
+from shardtui.gateway.protocol import CloseCode, Status
 
 
 class ShardManagerMessage:
@@ -38,10 +38,6 @@ class ShardManagerMessage:
         pass
 
     @dataclass(frozen=True, slots=True)
-    class ShutdownInitiated:
-        pass
-
-    @dataclass(frozen=True, slots=True)
     class ShutdownFinished:
         shard_id: ShardId
 
@@ -66,12 +62,28 @@ class ShardManagerMessage:
         reason: str
 
 
+#: The message a runner sends for each bot-wide fatal close (serenity's names); every other fatal
+#: close is a ``ShardFatal`` carrying its code.
+BOT_FATAL_MESSAGES: Final = {
+    CloseCode.AUTHENTICATION_FAILED: ShardManagerMessage.ShardInvalidAuthentication,
+    CloseCode.INVALID_INTENTS: ShardManagerMessage.ShardInvalidGatewayIntents,
+    CloseCode.DISALLOWED_INTENTS: ShardManagerMessage.ShardDisallowedGatewayIntents,
+}
+
+
+def fatal_message(shard_id: ShardId, code: int | None, reason: str) -> ShardManagerMessageT:
+    """What a runner that stopped on a fatal close (or a fatal gate error) tells the manager."""
+    message_type = BOT_FATAL_MESSAGES.get(code) if code is not None else None
+    if message_type is not None:
+        return message_type(shard_id)
+    return ShardManagerMessage.ShardFatal(shard_id, code or 0, reason)
+
+
 ShardManagerMessageT = (
     ShardManagerMessage.Restart
     | ShardManagerMessage.ShardUpdate
     | ShardManagerMessage.Shutdown
     | ShardManagerMessage.ShutdownAll
-    | ShardManagerMessage.ShutdownInitiated
     | ShardManagerMessage.ShutdownFinished
     | ShardManagerMessage.ShardInvalidAuthentication
     | ShardManagerMessage.ShardInvalidGatewayIntents

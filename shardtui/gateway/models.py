@@ -35,7 +35,7 @@ class ShardId:
 
 
 class ConnectionStage(enum.Enum):
-    """Where a shard's connection is. ``is_connecting()`` is true while on the way to CONNECTED."""
+    """Where a shard's connection is."""
 
     CONNECTED = "connected"
     CONNECTING = "connecting"
@@ -43,14 +43,6 @@ class ConnectionStage(enum.Enum):
     HANDSHAKE = "handshake"
     IDENTIFYING = "identifying"
     RESUMING = "resuming"
-
-    def is_connecting(self) -> bool:
-        return self in (
-            ConnectionStage.CONNECTING,
-            ConnectionStage.HANDSHAKE,
-            ConnectionStage.IDENTIFYING,
-            ConnectionStage.RESUMING,
-        )
 
     def __str__(self) -> str:
         return self.value
@@ -72,6 +64,21 @@ class ShardHealth(enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def activity_type_of(value: ActivityType | str | int) -> ActivityType:
+    """An activity type by enum, number (Discord's) or name ("playing", "CUSTOM")."""
+    if isinstance(value, ActivityType):
+        return value
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        try:
+            return ActivityType[value.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown activity type {value!r}") from None
+    try:
+        return ActivityType(int(value))
+    except ValueError:
+        raise ValueError(f"unknown activity type {value!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +159,57 @@ class Presence:
             "status": "invisible" if self.status is Status.OFFLINE else self.status.value,
             "afk": self.afk,
         }
+
+    @classmethod
+    def build(
+        cls,
+        status: Status | str = Status.ONLINE,
+        activity_type: ActivityType | str | int | None = None,
+        name: str = "",
+        state: str | None = None,
+        url: str | None = None,
+        *,
+        afk: bool = False,
+        since: int | None = None,
+    ) -> Presence:
+        """A presence from plain values (config keys, a form, a command's parameters); the activity
+        type by name ("playing"), number or enum, None for no activity. ``ValueError`` names an unknown
+        status or type; ``validate()`` checks the rest."""
+        try:
+            status_value = Status(status)
+        except ValueError:
+            raise ValueError(f"unknown status {status!r}") from None
+        activity = None
+        if activity_type is not None:
+            activity = Activity(name=name, type=activity_type_of(activity_type), state=state, url=url)
+        return cls(status=status_value, activity=activity, afk=afk, since=since)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for messages between processes; :meth:`from_dict` reverses it."""
+        activity = None
+        if self.activity is not None:
+            a = self.activity
+            activity = {"name": a.name, "type": int(a.type), "state": a.state, "url": a.url}
+        return {"status": self.status.value, "afk": self.afk, "since": self.since, "activity": activity}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Presence:
+        """Rebuild and validate a presence from :meth:`to_dict`; ``ValueError`` names the problem."""
+        try:
+            raw = data.get("activity")
+            presence = cls.build(
+                data.get("status", "online"),
+                None if raw is None else int(raw.get("type", 0)),
+                str(raw.get("name", "")) if raw is not None else "",
+                raw.get("state") if raw is not None else None,
+                raw.get("url") if raw is not None else None,
+                afk=bool(data.get("afk", False)),
+                since=data.get("since"),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"malformed presence: {exc}") from None
+        presence.validate()
+        return presence
 
     def describe(self) -> str:
         text = self.status.value

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping
+from typing import Final, Protocol
 
-from shardtui.gateway.errors import FATAL_CLOSE_KINDS, fatal_error_for_close
-from shardtui.gateway.messages import ShardManagerMessage, ShardManagerMessageT
+from shardtui.gateway.closecodes import Scope, scope_of
+from shardtui.gateway.errors import fatal_error_for_close
+from shardtui.gateway.events import EventBus
+from shardtui.gateway.messages import BOT_FATAL_MESSAGES, ShardManagerMessage, ShardManagerMessageT
 from shardtui.gateway.models import (
     ConnectionStage,
     FatalErrorEvent,
@@ -22,21 +25,42 @@ from shardtui.gateway.models import (
     ShardId,
     ShardInfoUpdateEvent,
     ShardLogEvent,
+    ShardRunnerInfo,
     ShardStageUpdateEvent,
 )
-from shardtui.gateway.protocol import CloseCode
-
-if TYPE_CHECKING:
-    from shardtui.gateway.manager import ShardManager
 
 log = logging.getLogger("shardtui.gateway.monitor")
 
-#: Messages meaning "Discord refused this bot", which stop every shard.
-_BOT_WIDE_FATAL: Final = {
-    ShardManagerMessage.ShardInvalidAuthentication: CloseCode.AUTHENTICATION_FAILED,
-    ShardManagerMessage.ShardInvalidGatewayIntents: CloseCode.INVALID_INTENTS,
-    ShardManagerMessage.ShardDisallowedGatewayIntents: CloseCode.DISALLOWED_INTENTS,
-}
+#: Messages meaning "Discord refused this bot", which stop every shard, and the code each stands for.
+_BOT_WIDE_FATAL: Final = {message: int(code) for code, message in BOT_FATAL_MESSAGES.items()}
+
+
+class MonitorHost(Protocol):
+    """What the monitor needs of the manager it serves."""
+
+    fatal_error: FatalErrorEvent | None
+    events: EventBus
+
+    @property
+    def runners(self) -> Mapping[ShardId, ShardRunnerInfo]: ...
+
+    def stage_changed(self) -> None:
+        """Wake whoever waits for stage changes (``wait_until_connected``)."""
+
+    def runner_connected(self, shard_id: ShardId) -> None:
+        """The shard reached CONNECTED."""
+
+    async def runner_finished(self, shard_id: ShardId) -> None:
+        """The shard's runner sent its last message: account for it (restart, save, resolve)."""
+
+    async def restart(self, shard_id: ShardId, *, force_identify: bool = False) -> None: ...
+
+    def request_shutdown(self, shard_id: ShardId, code: int = 1000) -> bool: ...
+
+    def request_shutdown_all(self) -> None: ...
+
+    def stop_everything(self) -> None:
+        """A bot-wide fatal error: drop the queue and stop every runner; nothing retries."""
 
 
 #: Stages that begin a new socket: the old connection's latency and ACK time no longer say anything.
@@ -50,8 +74,9 @@ class _Stop:
 
 
 class ShardManagerMonitor:
-    def __init__(self, manager: ShardManager, queue: asyncio.Queue[ShardManagerMessageT | _Stop]) -> None:
-        self.manager = manager
+    def __init__(self, host: MonitorHost, queue: asyncio.Queue[ShardManagerMessageT | _Stop]) -> None:
+        #: The manager whose infos this monitor keeps (a reshard hands the monitor to another).
+        self.host = host
         self.queue = queue
         self._task: asyncio.Task[None] | None = None
 
@@ -77,29 +102,30 @@ class ShardManagerMonitor:
                 log.exception("manager monitor failed handling %r", message)
 
     async def handle(self, message: ShardManagerMessageT) -> None:
-        manager = self.manager
+        host = self.host
         if isinstance(message, ShardManagerMessage.ShardUpdate):
             self._shard_update(message)
         elif isinstance(message, ShardManagerMessage.ShutdownFinished):
-            await manager._on_runner_finished(message.shard_id)
+            await host.runner_finished(message.shard_id)
         elif isinstance(message, ShardManagerMessage.Restart):
-            await manager.restart(message.shard_id, force_identify=message.force_identify)
+            await host.restart(message.shard_id, force_identify=message.force_identify)
         elif isinstance(message, ShardManagerMessage.Shutdown):
-            manager._request_shutdown(message.shard_id, message.code)
+            host.request_shutdown(message.shard_id, message.code)
         elif isinstance(message, ShardManagerMessage.ShutdownAll):
-            manager._spawn_aux(manager.shutdown_all(), "shardtui-shutdown-all")
-        elif isinstance(message, ShardManagerMessage.ShutdownInitiated):
-            log.info("shutdown of all shards initiated")
+            host.request_shutdown_all()
         elif isinstance(message, ShardManagerMessage.ShardFatal):
-            self._shard_fatal(message.shard_id, message.code, message.reason)
+            if scope_of(fatal_error_for_close(message.code).kind) is Scope.BOT:
+                self._bot_fatal(message.shard_id, message.code, message.reason)
+            else:
+                self._shard_fatal(message.shard_id, message.code, message.reason)
         elif type(message) in _BOT_WIDE_FATAL:
             self._bot_fatal(message.shard_id, int(_BOT_WIDE_FATAL[type(message)]))
         else:
             log.warning("manager monitor ignored an unknown message %r", message)
 
     def _shard_update(self, message: ShardManagerMessage.ShardUpdate) -> None:
-        manager = self.manager
-        info = manager.runners.get(message.shard_id)
+        host = self.host
+        info = host.runners.get(message.shard_id)
         if info is None:
             log.debug("update for shard %s, which this manager does not run", message.shard_id)
             return
@@ -112,54 +138,50 @@ class ShardManagerMonitor:
         info.stage = message.stage
         if old is not message.stage:
             if message.stage is ConnectionStage.CONNECTED:
-                manager._crashes.pop(message.shard_id, None)
-                if manager._queuer is not None:
-                    manager._queuer.notify_progress(message.shard_id)
+                host.runner_connected(message.shard_id)
                 if info.health is not ShardHealth.FAILED:
                     info.health, info.health_reason = ShardHealth.OK, ""
-            manager._emit(ShardStageUpdateEvent(message.shard_id, old, message.stage))
-            manager._stage_changed()
-        manager._emit(ShardInfoUpdateEvent(message.shard_id))
+            host.events.emit(ShardStageUpdateEvent(message.shard_id, old, message.stage))
+            host.stage_changed()
+        host.events.emit(ShardInfoUpdateEvent(message.shard_id))
 
     def _fatal_text(self, shard_id: ShardId, code: int, reason: str = "") -> tuple[str, str]:
-        info = self.manager.runners.get(shard_id)
+        info = self.host.runners.get(shard_id)
         error = fatal_error_for_close(code, reason)
         message = info.fatal_error if info is not None and info.fatal_error else error.message
         return error.kind, message
 
     def _mark_failed(self, shard_id: ShardId, message: str) -> None:
-        info = self.manager.runners.get(shard_id)
+        info = self.host.runners.get(shard_id)
         if info is None:
             return
         if info.fatal_error is None:
             info.fatal_error = message
         info.health, info.health_reason = ShardHealth.FAILED, info.fatal_error
-        self.manager._emit(ShardInfoUpdateEvent(shard_id))
+        self.host.events.emit(ShardInfoUpdateEvent(shard_id))
 
     def _shard_fatal(self, shard_id: ShardId, code: int, reason: str) -> None:
         kind, message = self._fatal_text(shard_id, code, reason)
-        if code not in FATAL_CLOSE_KINDS:
-            kind = "gateway"
         self._mark_failed(shard_id, message)
         log.error("shard %s stopped: %s", shard_id, message)
-        self.manager._emit(FatalErrorEvent(kind, message, (shard_id,), code))
+        self.host.events.emit(FatalErrorEvent(kind, message, (shard_id,), code))
 
-    def _bot_fatal(self, shard_id: ShardId, code: int) -> None:
-        manager = self.manager
-        kind, message = self._fatal_text(shard_id, code)
+    def _bot_fatal(self, shard_id: ShardId, code: int, reason: str = "") -> None:
+        host = self.host
+        kind, message = self._fatal_text(shard_id, code, reason)
         self._mark_failed(shard_id, message)
-        if manager.fatal_error is not None:
+        if host.fatal_error is not None:
             # Every shard hits the same wall; the operator hears about it once.
             return
-        shard_ids = tuple(sorted(manager.runners))
+        shard_ids = tuple(sorted(host.runners))
         event = FatalErrorEvent(kind, message, shard_ids, code)
-        manager.fatal_error = event
+        host.fatal_error = event
         log.error("stopping all shards: %s", message)
-        manager._emit(ShardLogEvent(None, logging.ERROR, f"stopping all shards: {message}"))
-        manager._emit(event)
-        manager._stop_everything()
-        for info in manager.runners.values():
+        host.events.emit(ShardLogEvent(None, logging.ERROR, f"stopping all shards: {message}"))
+        host.events.emit(event)
+        host.stop_everything()
+        for info in host.runners.values():
             # Every shard shows why it stopped, not only the one that heard it from Discord.
             if info.health is not ShardHealth.FAILED:
                 info.health, info.health_reason = ShardHealth.FAILED, f"stopped: {message}"
-                manager._emit(ShardInfoUpdateEvent(info.shard_id))
+                host.events.emit(ShardInfoUpdateEvent(info.shard_id))

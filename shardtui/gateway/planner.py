@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from shardtui.gateway.gate import describe_duration
+from shardtui.gateway.gate import IdentifyGate, SessionStartLimit, describe_duration
 from shardtui.gateway.models import ConnectionStage, ShardId, ShardRunnerInfo
 from shardtui.gateway.protocol import bucket_for_shard
 
@@ -40,6 +40,49 @@ class Plan:
     text: str
     #: Identifies beyond the budget, which will wait for the daily reset.
     over_budget: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GateOutlook:
+    """What the identify gate says about the near future, as every plan reads it."""
+
+    #: Bucket -> seconds until its next slot (missing: free now or unknown).
+    bucket_free_in: dict[int, float]
+    budget_remaining: int | None
+    #: Seconds until the daily budget refills; None when unknown.
+    reset_in: float | None
+    #: Seconds between two identifies of a bucket, and the jitter margin the gate adds to it.
+    window: float
+    margin: float
+    #: Bucket -> shards waiting at the gate; None when the gate cannot tell.
+    waiting: dict[int, int] | None
+
+
+def gate_outlook(
+    gate: IdentifyGate | None,
+    *,
+    now: float,
+    limit: SessionStartLimit | None,
+    max_concurrency: int,
+    default_window: float,
+) -> GateOutlook:
+    """Read ``gate`` (None before the manager has one) for a plan; ``limit`` stands in for a gate
+    that does not count the budget, ``default_window`` for a manager without a gate yet."""
+    bucket_free_in: dict[int, float] = {}
+    budget = None
+    window, margin = default_window, 0.0
+    waiting: dict[int, int] | None = None
+    if gate is not None:
+        bucket_free_in = {b: max(0.0, at - now) for b, at in gate.next_slots().items()}
+        budget = gate.budget_remaining()
+        window, margin = gate.window, gate.margin
+        counts = [gate.waiting(b) for b in range(max_concurrency)]
+        if all(c is not None for c in counts):
+            waiting = {b: int(c or 0) for b, c in enumerate(counts)}
+    if budget is None and limit is not None:
+        budget = limit.remaining
+    reset_in = None if limit is None else max(0.0, limit.reset_at - now)
+    return GateOutlook(bucket_free_in, budget, reset_in, window, margin, waiting)
 
 
 def format_shard_ids(shard_ids: Iterable[ShardId | int]) -> str:

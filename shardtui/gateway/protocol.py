@@ -124,14 +124,6 @@ def describe_close_code(code: int | None) -> str:
     return f"{code} {CLOSE_CODE_DESCRIPTIONS.get(code, 'unrecognised close code')}"
 
 
-def is_fatal_close(code: int | None) -> bool:
-    return code is not None and code in FATAL_CLOSE_CODES
-
-
-def close_invalidates_session(code: int | None) -> bool:
-    return code is not None and code in SESSION_INVALIDATING_CLOSE_CODES
-
-
 class GatewayIntents(enum.IntFlag):
     GUILDS = 1 << 0
     GUILD_MEMBERS = 1 << 1

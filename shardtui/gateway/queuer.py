@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from shardtui.gateway.aio import cancel_and_wait
 from shardtui.gateway.gate import (
     SYSTEM_CLOCK,
+    AcquireOnly,
     Clock,
     IdentifyGate,
+    SessionStartLimit,
+    as_identify_gate,
     describe_duration,
     describe_wall_time,
 )
@@ -89,7 +92,9 @@ StopRunner = Callable[[ShardId, int], None]
 
 
 class _TrackingGate:
-    """The gate as one spawned runner sees it: tells the queuer when that runner got its slot."""
+    """The gate as one spawned runner sees it: tells the queuer when that runner got its slot, and
+    passes everything else through to the real gate (the runner's ``sent`` / ``identified`` move
+    that gate's windows)."""
 
     def __init__(self, queuer: ShardQueuer, inner: IdentifyGate) -> None:
         self._queuer = queuer
@@ -104,16 +109,49 @@ class _TrackingGate:
             self._queuer._at_gate.discard(shard_id)
         self._queuer._post(_Progressed(shard_id))
 
+    def sent(self, shard_id: ShardId) -> None:
+        self._inner.sent(shard_id)
+
     def identified(self, shard_id: ShardId) -> None:
-        identified = getattr(self._inner, "identified", None)
-        if identified is not None:
-            identified(shard_id)
+        self._inner.identified(shard_id)
+
+    @property
+    def window(self) -> float:
+        return self._inner.window
+
+    @property
+    def margin(self) -> float:
+        return self._inner.margin
+
+    @property
+    def limit(self) -> SessionStartLimit | None:
+        return self._inner.limit
+
+    @property
+    def waiting_reason(self) -> str | None:
+        return self._inner.waiting_reason
+
+    @property
+    def on_waiting_change(self) -> Callable[[str | None], None] | None:
+        return self._inner.on_waiting_change
+
+    def next_free_monotonic(self, bucket: int) -> float | None:
+        return self._inner.next_free_monotonic(bucket)
+
+    def next_slots(self) -> dict[int, float]:
+        return self._inner.next_slots()
+
+    def waiting(self, bucket: int | None = None) -> int | None:
+        return self._inner.waiting(bucket)
+
+    def budget_remaining(self) -> int | None:
+        return self._inner.budget_remaining()
 
 
 class ShardQueuer:
     def __init__(
         self,
-        gate: IdentifyGate,
+        gate: IdentifyGate | AcquireOnly,
         spawn: SpawnRunner,
         stop: StopRunner,
         *,
@@ -126,7 +164,7 @@ class ShardQueuer:
         slot_timeout: float = SLOT_TIMEOUT_SECONDS,
         retry_delay: float = RETRY_DELAY_SECONDS,
     ) -> None:
-        self.gate = gate
+        self.gate = as_identify_gate(gate)
         self.max_concurrency = max(1, int(max_concurrency))
         self.clock = clock
         self._spawn = spawn
@@ -186,21 +224,32 @@ class ShardQueuer:
     def is_queued(self, shard_id: ShardId) -> bool:
         return self._unread_starts[shard_id] > 0 or shard_id in self._pending_ids
 
+    def rebind(
+        self,
+        *,
+        spawn: SpawnRunner,
+        stop: StopRunner,
+        on_dequeued: Callable[[ShardId], None] | None,
+        on_waiting_change: Callable[[str | None], None] | None,
+    ) -> None:
+        """Report to a new owner from now on (a reshard's manager adopting this queuer's shards)."""
+        self._spawn = spawn
+        self._stop = stop
+        self._on_dequeued = on_dequeued
+        self._on_waiting_change = on_waiting_change
+
     def bucket_of(self, shard_id: ShardId | int) -> int:
         return bucket_for_shard(int(shard_id), self.max_concurrency)
 
     def status(self) -> QueueStatus:
         queued = {shard for shard, count in self._unread_starts.items() if count > 0} | self._pending_ids
         identifying = {shard for shard, _ in self._in_flight.values()} | self._at_gate
-        next_slots_fn = getattr(self.gate, "next_slots", None)
-        budget_fn = getattr(self.gate, "budget_remaining", None)
-        gate_reason = getattr(self.gate, "waiting_reason", None)
         return QueueStatus(
             queued=tuple(sorted(queued)),
             identifying=tuple(sorted(identifying)),
-            next_slots=next_slots_fn() if callable(next_slots_fn) else {},
-            waiting_reason=self.waiting_reason or gate_reason,
-            budget_remaining=budget_fn() if callable(budget_fn) else None,
+            next_slots=self.gate.next_slots(),
+            waiting_reason=self.waiting_reason or self.gate.waiting_reason,
+            budget_remaining=self.gate.budget_remaining(),
         )
 
     async def close(self) -> None:
@@ -314,10 +363,7 @@ class ShardQueuer:
     # -- scheduling -----------------------------------------------------------------------------
 
     def _budget_left(self) -> int | None:
-        budget_fn = getattr(self.gate, "budget_remaining", None)
-        if not callable(budget_fn):
-            return None
-        remaining = budget_fn()
+        remaining = self.gate.budget_remaining()
         if remaining is None:
             return None
         # Shards already spawned but not yet identified will each take one.
@@ -362,9 +408,9 @@ class ShardQueuer:
             if not line or bucket in self._in_flight:
                 continue
             not_before = self._not_before.get(bucket, 0.0)
-            next_free_fn = getattr(self.gate, "next_free_monotonic", None)
-            if callable(next_free_fn):
-                not_before = max(not_before, next_free_fn(bucket) - self._spawn_lead)
+            next_free = self.gate.next_free_monotonic(bucket)
+            if next_free is not None:
+                not_before = max(not_before, next_free - self._spawn_lead)
             if not_before > now:
                 wake(not_before)
                 continue
@@ -406,17 +452,16 @@ class ShardQueuer:
             return True
 
     def _seconds_to_reset(self) -> float:
-        limit = getattr(self.gate, "limit", None)
-        reset_at = getattr(limit, "reset_at", None)
-        if reset_at is None:
+        limit = self.gate.limit
+        if limit is None:
             return 60.0
-        return max(0.0, reset_at - self.clock.wall())
+        return max(0.0, limit.reset_at - self.clock.wall())
 
     def _budget_reason(self) -> str:
         waiting = [start.shard_id for line in self._pending.values() for start in line]
-        limit = getattr(self.gate, "limit", None)
-        total = getattr(limit, "total", None)
-        reset_at = getattr(limit, "reset_at", None)
+        limit = self.gate.limit
+        total = None if limit is None else limit.total
+        reset_at = None if limit is None else limit.reset_at
         text = f"session start limit reached ({'0' if total is None else f'0 of {total}'} identifies left): "
         text += f"{format_shard_ids(waiting)} wait"
         if reset_at is not None:

@@ -21,12 +21,13 @@ import hashlib
 import inspect
 import logging
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Self
 
 import orjson
 
+from shardtui.gateway.events import EventBus
 from shardtui.gateway.models import (
     Dispatch,
     ManagerEvent,
@@ -34,11 +35,16 @@ from shardtui.gateway.models import (
     ShardId,
     ShardInfoUpdateEvent,
     ShardLogEvent,
+    ShardRunnerInfo,
 )
-from shardtui.gateway.planner import SESSION_SETUP_SECONDS, Plan, format_shard_ids, identify_schedule
-
-if TYPE_CHECKING:
-    from shardtui.gateway.manager import ShardManager
+from shardtui.gateway.options import ShardManagerOptions
+from shardtui.gateway.planner import (
+    SESSION_SETUP_SECONDS,
+    GateOutlook,
+    Plan,
+    format_shard_ids,
+    identify_schedule,
+)
 
 log = logging.getLogger("shardtui.gateway.reshard")
 
@@ -191,7 +197,7 @@ class DispatchRouter:
         return delivered
 
 
-def plan_reshard(manager: ShardManager, shard_ids: Iterable[ShardId | int]) -> Plan:
+def plan_reshard(manager: ReshardHost, shard_ids: Iterable[ShardId | int]) -> Plan:
     """The cost of starting the new set ``shard_ids`` (``range(new_total)``): one identify each,
     paced by the identify buckets, out of the daily budget."""
     ids = tuple(sorted({ShardId(int(s)) for s in shard_ids}))
@@ -200,27 +206,16 @@ def plan_reshard(manager: ShardManager, shard_ids: Iterable[ShardId | int]) -> P
     new_total = ids[-1].id + 1
     if [s.id for s in ids] != list(range(new_total)):
         raise ValueError(f"a reshard starts every shard of the new total; got {format_shard_ids(ids)}")
-    gate = manager._gate
     mc = manager.max_concurrency or 1
-    now = manager.clock.wall()
-    bucket_free_in: dict[int, float] = {}
-    next_slots = getattr(gate, "next_slots", None)
-    if callable(next_slots):
-        bucket_free_in = {b: max(0.0, at - now) for b, at in next_slots().items()}
-    budget_fn = getattr(gate, "budget_remaining", None)
-    budget = budget_fn() if callable(budget_fn) else None
-    limit = manager.session_start_limit
-    if budget is None and limit is not None:
-        budget = limit.remaining
-    reset_in = None if limit is None else max(0.0, limit.reset_at - now)
-    window = getattr(gate, "window", manager.options.identify_window) + getattr(gate, "margin", 0.0)
+    outlook = manager.gate_outlook()
+    budget = outlook.budget_remaining
     schedule = identify_schedule(
         ids,
         max_concurrency=mc,
-        window=window,
-        bucket_free_in=bucket_free_in,
+        window=outlook.window + outlook.margin,
+        bucket_free_in=outlook.bucket_free_in,
         budget_remaining=budget,
-        reset_in=reset_in,
+        reset_in=outlook.reset_in,
     )
     seconds = max(schedule.values()) + SESSION_SETUP_SECONDS
     over = 0 if budget is None else max(0, len(ids) - max(0, budget))
@@ -246,37 +241,53 @@ class ReshardResult:
     duplicates_dropped: int
 
 
-# Attributes that make up "the set of shards": the new set's replace the old set's at the switch.
-_FLEET_ATTRIBUTES = (
-    "runners",
-    "_manager_tx",
-    "_monitor",
-    "_queuer",
-    "_session",
-    "_runner_objects",
-    "_tasks",
-    "_stopping",
-    "_boot_after_stop",
-    "_finished_waiters",
-    "_resume_states",
-    "_crashes",
-    "shard_total",
-    "_range",
-    "gateway_url",
-    # The new set read /gateway/bot just now: its budget is the one the header must show.
-    "session_start_limit",
-)
+class ReshardHost(Protocol):
+    """What a reshard needs of the manager: its options and events, a second set of shards to build
+    (``new_shard_set``), and the switch (``close_shard_set`` then ``adopt``)."""
+
+    options: ShardManagerOptions
+    max_concurrency: int | None
+    events: EventBus
+
+    @property
+    def runners(self) -> Mapping[ShardId, ShardRunnerInfo]: ...
+
+    @property
+    def shard_total(self) -> int | None: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    def gate_outlook(self) -> GateOutlook: ...
+
+    def subscribe(self, callback: Callable[[ManagerEvent], Any]) -> Callable[[], None]: ...
+
+    def new_shard_set(self, options: ShardManagerOptions) -> Self: ...
+
+    async def initialize(self) -> None: ...
+
+    async def wait_until_connected(self, timeout: float) -> bool: ...  # noqa: ASYNC109 - the manager's API
+
+    async def shutdown_all(self, *, keep_sessions: bool | None = None) -> None: ...
+
+    async def close_shard_set(self) -> None: ...
+
+    def adopt(self, other: Self) -> None: ...
+
+    def reclaim_gate(self) -> None: ...
+
+    def stage_changed(self) -> None: ...
+
+    def spawn_background(self, coro: Coroutine[Any, Any, Any], name: str) -> None: ...
 
 
-async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: float) -> ReshardResult:
+async def run_reshard(manager: ReshardHost, new_total: int, *, dedupe_grace: float) -> ReshardResult:
     """The reshard itself (``ShardManager.reshard`` checks the preconditions first)."""
-    from shardtui.gateway.manager import ShardManager
-
     old_total = manager.shard_total or 0
     plan = plan_reshard(manager, range(new_total))
     if plan.over_budget:
         raise RuntimeError(f"not resharding: {plan.text}")
-    manager._log(None, logging.INFO, plan.text)
+    manager.events.log(None, logging.INFO, plan.text)
     user_handler = manager.options.event_handler
     router = DispatchRouter(user_handler if user_handler is not None else (lambda _d: None))
     new_options = replace(
@@ -289,49 +300,44 @@ async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: fl
         state_file=None,
         health_interval=0.0,
     )
-    new_set = ShardManager(new_options, gate=manager._gate, clock=manager.clock)
-    new_set.max_concurrency = manager.max_concurrency
+    new_set = manager.new_shard_set(new_options)
 
     def forward(event: ManagerEvent) -> None:
         if isinstance(event, ShardLogEvent) and event.shard_id is not None:
-            manager._emit(
+            manager.events.emit(
                 ShardLogEvent(None, event.level, f"new set shard {event.shard_id.id}: {event.message}")
             )
 
     new_set.subscribe(forward)
     manager.options.event_handler = router.old_side
-    gate = manager._gate
     try:
         await new_set.initialize()
         connected = await _wait_connected(manager, new_set, plan.seconds + CONNECT_GRACE_SECONDS)
-        if not connected or manager._closing:
-            why = "the manager is shutting down" if manager._closing else "the new set did not connect"
+        if not connected or manager.closing:
+            why = "the manager is shutting down" if manager.closing else "the new set did not connect"
             raise RuntimeError(f"reshard abandoned: {why}; the old {old_total} shards keep running")
     except BaseException:
         manager.options.event_handler = user_handler
         await new_set.shutdown_all(keep_sessions=False)
-        if gate is not None and hasattr(gate, "on_waiting_change"):
-            gate.on_waiting_change = manager._on_waiting_change
+        manager.reclaim_gate()
         raise
 
     delivered = await router.switch()
-    manager._log(
+    manager.events.log(
         None,
         logging.INFO,
         f"reshard: all {new_total} new shards connected; switched delivery over "
         f"({delivered} held events delivered), closing the old {old_total}",
     )
-    await _close_old_set(manager)
-    _adopt(manager, new_set)
-    if gate is not None and hasattr(gate, "on_waiting_change"):
-        gate.on_waiting_change = manager._on_waiting_change
+    await manager.close_shard_set()
+    manager.adopt(new_set)
     manager.options.shard_total = new_total
     manager.options.shard_range = None
     manager.options.event_handler = router.new_side
     for sid in manager.runners:
-        manager._emit(ShardInfoUpdateEvent(sid))
-    manager._stage_changed()
-    manager._log(None, logging.INFO, f"resharded from {old_total} to {new_total} shards")
+        manager.events.emit(ShardInfoUpdateEvent(sid))
+    manager.stage_changed()
+    manager.events.log(None, logging.INFO, f"resharded from {old_total} to {new_total} shards")
 
     async def end_dedupe() -> None:
         await asyncio.sleep(dedupe_grace)
@@ -339,13 +345,13 @@ async def run_reshard(manager: ShardManager, new_total: int, *, dedupe_grace: fl
             manager.options.event_handler = user_handler
 
     if dedupe_grace > 0:
-        manager._spawn_aux(end_dedupe(), "shardtui-reshard-dedupe")
+        manager.spawn_background(end_dedupe(), "shardtui-reshard-dedupe")
     else:
         manager.options.event_handler = user_handler
     return ReshardResult(old_total, new_total, delivered, router.dropped_duplicates)
 
 
-def _current_presence(manager: ShardManager) -> Presence | None:
+def _current_presence(manager: ReshardHost) -> Presence | None:
     for sid in sorted(manager.runners):
         presence = manager.runners[sid].presence
         if presence is not None:
@@ -353,54 +359,14 @@ def _current_presence(manager: ShardManager) -> Presence | None:
     return manager.options.presence
 
 
-async def _wait_connected(manager: ShardManager, new_set: ShardManager, limit: float) -> bool:
+async def _wait_connected(manager: ReshardHost, new_set: ReshardHost, limit: float) -> bool:
     """Until every new shard is CONNECTED; False on timeout, a fatal error, or the manager closing."""
     waiter = asyncio.ensure_future(new_set.wait_until_connected(limit))
     try:
         while not waiter.done():
             await asyncio.wait({waiter}, timeout=0.1)
-            if manager._closing:
+            if manager.closing:
                 return False
         return waiter.result()
     finally:
         waiter.cancel()
-
-
-async def _close_old_set(manager: ShardManager) -> None:
-    """Close every old shard (1000: those sessions are done) and the old set's queuer and monitor."""
-    if manager._queuer is not None:
-        await manager._queuer.close()
-    for sid in list(manager._tasks):
-        manager._stop_runner(sid, 1000)
-    tasks = [t for t in manager._tasks.values() if not t.done()]
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=manager.options.shutdown_timeout)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    await manager._monitor.close()
-    session = manager._session
-    if session is not None and not session.closed:
-        await session.close()
-
-
-def _adopt(manager: ShardManager, new_set: ShardManager) -> None:
-    """Make the new set's runners, queuer and monitor the manager's own."""
-    for name in _FLEET_ATTRIBUTES:
-        setattr(manager, name, getattr(new_set, name))
-    manager._monitor.manager = manager
-    # Event rates were measured on the old set's counters; the new set starts its own.
-    manager._rates = type(manager._rates)()
-    queuer = manager._queuer
-    if queuer is not None:
-        queuer._spawn = manager._spawn_runner
-        queuer._stop = manager._stop_runner
-        queuer._on_dequeued = manager._on_dequeued
-        queuer._on_waiting_change = manager._on_waiting_change
-    for runner in manager._runner_objects.values():
-        runner._emit_cb = manager._emit
-        runner._handler = manager._handle_dispatch
-    # The new set's manager object is an empty shell now; nothing may use it again.
-    new_set._subscribers.clear()
-    new_set._closed = True
-    new_set._closed_event.set()

@@ -15,24 +15,42 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from shardtui.gateway.aio import cancel_and_wait
+from shardtui.gateway.events import EventBus
 from shardtui.gateway.gate import describe_duration
 from shardtui.gateway.models import (
     ConnectionStage,
     FatalErrorEvent,
     ManagerEvent,
     ShardId,
+    ShardRunnerInfo,
     ShardStageUpdateEvent,
 )
-from shardtui.gateway.planner import Plan, format_shard_ids
+from shardtui.gateway.planner import GateOutlook, Plan, format_shard_ids
 from shardtui.gateway.protocol import bucket_for_shard
 
-if TYPE_CHECKING:
-    from shardtui.gateway.manager import ShardManager
+
+class RollingHost(Protocol):
+    """What a rolling restart needs of the manager."""
+
+    max_concurrency: int | None
+    events: EventBus
+
+    @property
+    def runners(self) -> Mapping[ShardId, ShardRunnerInfo]: ...
+
+    def plan(self, action: str, shard_ids: Iterable[ShardId]) -> Plan: ...
+
+    def gate_outlook(self) -> GateOutlook: ...
+
+    def subscribe(self, callback: Callable[[ManagerEvent], Any]) -> Callable[[], None]: ...
+
+    async def restart(self, shard_id: ShardId, *, force_identify: bool = False) -> None: ...
+
 
 #: A round that is not back after its planned time plus this long has failed.
 ROUND_GRACE_SECONDS = 30.0
@@ -93,16 +111,14 @@ def plan_rounds(shard_ids: Iterable[ShardId], max_concurrency: int) -> list[tupl
     return [tuple(sorted(line[i] for line in buckets.values() if i < len(line))) for i in range(depth)]
 
 
-def plan_rolling_restart(
-    manager: ShardManager, shard_ids: Iterable[ShardId], *, force_identify: bool
-) -> Plan:
+def plan_rolling_restart(manager: RollingHost, shard_ids: Iterable[ShardId], *, force_identify: bool) -> Plan:
     """The cost of a rolling restart of ``shard_ids``: the restart plan's counts, done round by round."""
     ids = sorted({ShardId(int(s)) for s in shard_ids})
     running = [s for s in ids if s in manager.runners and manager.runners[s].running]
     base = manager.plan("restart_identify" if force_identify else "restart", ids)
     mc = manager.max_concurrency or 1
     rounds = plan_rounds(running, mc)
-    window = getattr(manager._gate, "window", manager.options.identify_window)
+    window = manager.gate_outlook().window
     per_round = window if force_identify or base.identifies else 0.0
     seconds = max(base.seconds, len(rounds) * max(per_round, 0.5))
     action = "rolling_restart_identify" if force_identify else "rolling_restart"
@@ -117,7 +133,7 @@ def plan_rolling_restart(
 class RollingRestart:
     def __init__(
         self,
-        manager: ShardManager,
+        manager: RollingHost,
         shard_ids: Iterable[ShardId],
         *,
         force_identify: bool = False,
@@ -160,16 +176,16 @@ class RollingRestart:
         if plan.over_budget:
             status.state, status.reason = RollingState.FAILED, f"not started: {plan.text}"
             status.finished_at = time.time()
-            manager._log(None, logging.WARNING, status.describe())
+            manager.events.log(None, logging.WARNING, status.describe())
             raise RuntimeError(f"not restarting: {plan.text}")
-        manager._log(None, logging.INFO, plan.text)
+        manager.events.log(None, logging.INFO, plan.text)
         unsubscribe = manager.subscribe(self._on_event)
         try:
             for index, round_ids in enumerate(status.rounds):
                 if self._aborted.is_set():
                     break
                 status.round_index = index
-                manager._log(
+                manager.events.log(
                     None,
                     logging.INFO,
                     f"rolling restart: round {index + 1}/{len(status.rounds)}: {format_shard_ids(round_ids)}",
@@ -195,7 +211,7 @@ class RollingRestart:
                 status.state = RollingState.FINISHED
         status.finished_at = time.time()
         level = logging.INFO if status.state is RollingState.FINISHED else logging.WARNING
-        manager._log(None, level, status.describe())
+        manager.events.log(None, level, status.describe())
         return status
 
     async def _restart_round(self, round_ids: tuple[ShardId, ...]) -> bool:

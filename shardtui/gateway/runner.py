@@ -36,9 +36,14 @@ from shardtui.gateway.errors import (
     PayloadTooLarge,
     fatal_error_for_close,
 )
-from shardtui.gateway.gate import IdentifyGate
+from shardtui.gateway.gate import AcquireOnly, IdentifyGate, as_identify_gate
 from shardtui.gateway.http import USER_AGENT
-from shardtui.gateway.messages import ShardManagerMessage, ShardRunnerMessage, ShardRunnerMessageT
+from shardtui.gateway.messages import (
+    ShardManagerMessage,
+    ShardRunnerMessage,
+    ShardRunnerMessageT,
+    fatal_message,
+)
 from shardtui.gateway.messenger import ShardMessenger
 from shardtui.gateway.models import (
     ConnectionStage,
@@ -102,7 +107,8 @@ class ShardRunnerOptions:
     #: and query are kept, v/encoding/compress are added (replacing any it has).
     gateway_url: str
     intents: GatewayIntents
-    identify_gate: IdentifyGate
+    #: Any gate with ``acquire``; one without the rest of ``IdentifyGate`` is wrapped.
+    identify_gate: IdentifyGate | AcquireOnly
     compression: str = "zstd-stream"
     large_threshold: int = 250
     presence: Presence | None = None
@@ -118,6 +124,7 @@ class ShardRunnerOptions:
     invalid_session_delay: tuple[float, float] = (1.0, 5.0)
 
     def __post_init__(self) -> None:
+        self.identify_gate = as_identify_gate(self.identify_gate)
         if self.compression not in COMPRESSIONS:
             raise ValueError(
                 f"unknown gateway compression {self.compression!r} (use {', '.join(COMPRESSIONS)})"
@@ -569,10 +576,8 @@ class ShardRunner:
             self._log(logging.INFO, f"resumed session at seq {shard.seq}")
         else:
             self._log(logging.INFO, "identified: new session ready")
-            identified = getattr(self.options.identify_gate, "identified", None)
-            if identified is not None:
-                # READY proves the server has processed our IDENTIFY: the gate may count its window from now.
-                identified(self.shard_id)
+            # READY proves the server has processed our IDENTIFY: the gate may count its window from now.
+            self.options.identify_gate.identified(self.shard_id)
         self._kick_flush()
 
     def _start_identify(self) -> None:
@@ -610,9 +615,7 @@ class ShardRunner:
             )
             return
         if result is _Result.SENT:
-            sent = getattr(self.options.identify_gate, "sent", None)
-            if sent is not None:
-                sent(self.shard_id)
+            self.options.identify_gate.sent(self.shard_id)
             self.info.identifies += 1
             self.info.presence = presence
             if self._presence_pending == presence:
@@ -852,16 +855,7 @@ class ShardRunner:
             info.last_close_code = error.code
             info.last_close_reason = text
         self._log(logging.ERROR, f"stopped for good: {text}")
-        sid = self.shard_id
-        message: Any
-        if error.code == 4004:
-            message = ShardManagerMessage.ShardInvalidAuthentication(sid)
-        elif error.code == 4013:
-            message = ShardManagerMessage.ShardInvalidGatewayIntents(sid)
-        elif error.code == 4014:
-            message = ShardManagerMessage.ShardDisallowedGatewayIntents(sid)
-        else:
-            message = ShardManagerMessage.ShardFatal(sid, error.code or 0, text)
+        message = fatal_message(self.shard_id, error.code, text)
         self._put_manager(message)
 
     def _put_manager(self, message: Any) -> None:

@@ -11,6 +11,7 @@ import pytest
 from manager_helpers import eventually, options_for
 
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
+from shardtui.gateway.gate import InMemoryIdentifyGate
 from shardtui.gateway.health import HealthPolicy
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.messages import ShardManagerMessage
@@ -499,3 +500,41 @@ async def test_wedged_shard_is_flagged_and_a_restart_resumes_it(sandbox_factory,
     await eventually(lambda: info.health is ShardHealth.OK, within=5.0)
     assert shard_stats(sandbox, 1)["identifies"] == 1
     assert shard_stats(sandbox, 1)["resumes"] == 1
+
+
+class StallingGate(InMemoryIdentifyGate):
+    """The in-memory gate, with a loop stall between each grant and the runner's send (what a busy
+    event loop does), recording when the runner reports the IDENTIFY written."""
+
+    def __init__(self, stall: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stall = stall
+        self.sent_at: list[tuple[ShardId, float]] = []
+
+    async def acquire(self, shard_id: ShardId) -> None:
+        await super().acquire(shard_id)
+        await asyncio.sleep(self.stall)
+
+    def sent(self, shard_id: ShardId) -> None:
+        self.sent_at.append((ShardId(int(shard_id)), self.clock.monotonic()))
+        super().sent(shard_id)
+
+
+async def test_a_buckets_window_counts_from_the_identifys_send(sandbox_factory) -> None:
+    # Discord counts the window from when an IDENTIFY arrives: a grant that sat in a stalled loop
+    # for 0.3 s must push the bucket's next identify 0.3 s later, or the sandbox sees two
+    # identifies of bucket 0 closer than its window.
+    window = 0.8
+    sandbox = await sandbox_factory(shards=2, max_concurrency=1, guilds=4, identify_window=window)
+    gate = StallingGate(0.3, max_concurrency=1, window=window)
+    manager = ShardManager(options_for(sandbox, identify_window=window), gate=gate)
+    try:
+        await manager.initialize()
+        assert await manager.wait_until_connected(20.0)
+    finally:
+        await manager.shutdown_all()
+    assert [sid for sid, _ in gate.sent_at] == [sid for sid, _ in gate.admitted] == [ShardId(0), ShardId(1)]
+    first_sent = gate.sent_at[0][1]
+    second_admitted = gate.admitted[1][1]
+    assert second_admitted >= first_sent + window
+    assert sandbox.stats()["identify_violations"] == 0

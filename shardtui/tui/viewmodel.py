@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shardtui.gateway.errors import FATAL_CLOSE_KINDS
 from shardtui.gateway.models import (
     ConnectionStage,
     FatalErrorEvent,
@@ -28,6 +29,7 @@ from shardtui.gateway.models import (
     ShardRunnerInfo,
     ShardStageUpdateEvent,
 )
+from shardtui.gateway.protocol import CloseCode
 
 Clock = Callable[[], float]
 
@@ -36,16 +38,17 @@ LOG_LINES_FLEET = 2_000
 LATENCY_SAMPLES = 60
 DASH = "—"
 
-#: Fatal errors that stop every shard (the token, the intents, the account): one screen, not a toast.
+#: Close codes after which the manager stops every shard (the token, the intents: Discord refuses
+#: the bot, not one shard); any other fatal close stops only the shard that got it.
+BOT_WIDE_CLOSE_CODES: tuple[int, ...] = (
+    CloseCode.AUTHENTICATION_FAILED,
+    CloseCode.INVALID_INTENTS,
+    CloseCode.DISALLOWED_INTENTS,
+)
+#: Fatal errors that stop the whole console: one screen, not a toast. The bot-wide close kinds as
+#: the gateway names them, plus the account's spent session start budget.
 FLEET_FATAL_KINDS = frozenset(
-    {
-        "authentication",
-        "invalid_intents",
-        "disallowed_intents",
-        "sharding_required",
-        "invalid_api_version",
-        "session_start_limit",
-    }
+    {FATAL_CLOSE_KINDS[code][0] for code in BOT_WIDE_CLOSE_CODES} | {"session_start_limit"}
 )
 
 

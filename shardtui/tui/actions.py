@@ -15,8 +15,9 @@ from textual.app import App
 
 from shardtui.gateway.models import Presence
 from shardtui.tui.control import ShardControl, is_running
+from shardtui.tui.formatting import shard_ids_phrase
+from shardtui.tui.model import ConsoleModel
 from shardtui.tui.screens import ConfirmScreen, PresenceRequest, PresenceScreen
-from shardtui.tui.viewmodel import FleetModel, shard_ids_phrase
 
 if TYPE_CHECKING:
     from shardtui.tui.table import ShardTable
@@ -26,7 +27,7 @@ class ShardActions(App[int]):
     """The shard actions of ``ShardTUI`` (a base class of it, kept apart so the app shell stays small)."""
 
     control: ShardControl
-    model: FleetModel
+    model: ConsoleModel
 
     if TYPE_CHECKING:
 

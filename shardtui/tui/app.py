@@ -27,6 +27,8 @@ from shardtui.config import Config
 from shardtui.gateway.models import ConnectionStage, FatalErrorEvent, ShardId
 from shardtui.tui.actions import ShardActions
 from shardtui.tui.control import LocalControl, ShardControl
+from shardtui.tui.filtering import FilterError, parse_filter
+from shardtui.tui.model import Clock, ConsoleModel, QueueView
 from shardtui.tui.screens import (
     ConfirmScreen,
     DetailsScreen,
@@ -41,13 +43,6 @@ from shardtui.tui.themes import (
     ThemeLoad,
     load_themes,
     resolve_theme,
-)
-from shardtui.tui.viewmodel import (
-    Clock,
-    FilterError,
-    FleetModel,
-    QueueView,
-    parse_filter,
 )
 
 log = logging.getLogger("shardtui.tui")
@@ -124,7 +119,7 @@ class ShardTUI(ShardActions):
         identify_window = getattr(config.gateway, "identify_window", None)
         if identify_window is None:
             identify_window = 5.0 if config.gateway.mode == "discord" else config.sandbox.identify_window
-        self.model = FleetModel(identify_window=identify_window, **({"clock": clock} if clock else {}))
+        self.model = ConsoleModel(identify_window=identify_window, **({"clock": clock} if clock else {}))
         self.model.mode = config.gateway.mode
         self._theme_load: ThemeLoad = load_themes(themes_dir or THEMES_DIR)
         self._theme_problem: str | None = None

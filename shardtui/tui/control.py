@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shardtui.gateway.models import ConnectionStage, Presence, ShardId
-from shardtui.tui.viewmodel import FleetModel as ConsoleModel
-from shardtui.tui.viewmodel import shard_count, shard_ids_phrase
+from shardtui.tui.formatting import shard_count, shard_ids_phrase
+from shardtui.tui.model import ConsoleModel
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel

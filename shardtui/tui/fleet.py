@@ -26,18 +26,11 @@ from textual.widgets import Static
 from shardtui.config import Config, ConfigError
 from shardtui.gateway.models import ShardId, ShardRunnerInfo
 from shardtui.tui.app import RuntimeFactory, ShardTUI
+from shardtui.tui.columns import COLUMNS, Cell, Column
+from shardtui.tui.filtering import row_matches
 from shardtui.tui.fleet_control import FleetShardControl
-from shardtui.tui.viewmodel import (
-    COLUMNS,
-    DASH,
-    EMPTY_QUEUE,
-    Cell,
-    Clock,
-    Column,
-    FleetModel,
-    format_age,
-    row_matches,
-)
+from shardtui.tui.formatting import DASH, format_age
+from shardtui.tui.model import EMPTY_QUEUE, Clock, ConsoleModel
 
 if TYPE_CHECKING:
     from shardtui.fleet import FleetNode, FleetProcess, FleetSnapshot
@@ -61,7 +54,7 @@ def _default_node_factory(config: Config) -> FleetNode:
     return FleetNode(config.cluster)
 
 
-class FleetConsoleModel(FleetModel):
+class FleetConsoleModel(ConsoleModel):
     """The view model plus what only a fleet has: each shard's process, lost processes, and the
     presence other processes publish as text."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shardtui.gateway.models import ConnectionStage, Presence, ShardId, ShardRunnerInfo
 from shardtui.tui.control import ControlHost, starts
-from shardtui.tui.viewmodel import shard_count, shard_ids_phrase
+from shardtui.tui.formatting import shard_count, shard_ids_phrase
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel

@@ -44,7 +44,7 @@ async def wait_until(pilot: Pilot, condition: Callable[[], object], what: str) -
 
 
 def logged(app: FleetConsole, text: str) -> list[str]:
-    return [line.message for line in app.model.fleet_log if text in line.message]
+    return [line.message for line in app.model.console_log if text in line.message]
 
 
 async def test_member_console_restarts_its_own_shard_without_redis_and_says_why_others_cannot(

@@ -90,7 +90,7 @@ def all_connected(app: FleetConsole, count: int) -> bool:
 
 
 def logged(app: FleetConsole, text: str) -> bool:
-    return any(text in line.message for line in app.model.fleet_log)
+    return any(text in line.message for line in app.model.console_log)
 
 
 async def test_member_console_shows_both_processes_and_restarts_the_others_shard(
@@ -162,7 +162,7 @@ async def test_viewer_banner_while_redis_is_down_and_unacknowledged_commands(
             await wait_until(
                 pilot, lambda: logged(app, "no acknowledgement within 0.5 s"), "the unacknowledged result"
             )
-            note = next(line for line in app.model.fleet_log if "no acknowledgement" in line.message)
+            note = next(line for line in app.model.console_log if "no acknowledgement" in line.message)
             assert note.shard_id == 1 and "sent to process worker" in note.message
 
             redis_server.stop()

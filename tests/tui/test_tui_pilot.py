@@ -169,7 +169,7 @@ async def test_rolling_restart_restarts_every_shard() -> None:
         )
         await wait_until(
             pilot,
-            lambda: any("rolling restart finished" in line.message for line in app.model.fleet_log),
+            lambda: any("rolling restart finished" in line.message for line in app.model.console_log),
             "the rolling restart to report it finished",
         )
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from shardtui.config import Config
 from shardtui.tui.app import ShardTUI
+from shardtui.tui.model import OverviewStats
 from shardtui.tui.screens import ConfirmScreen
-from shardtui.tui.viewmodel import FleetStats
 
 SIZE = (160, 30)
 
@@ -63,12 +63,12 @@ async def test_R_runs_the_managers_rolling_restart_and_R_again_aborts_it() -> No
         status = await task
         assert status.state.value == "aborted"
         assert len(status.done) < 4
-        assert any("abort requested" in line.message for line in app.model.fleet_log)
+        assert any("abort requested" in line.message for line in app.model.console_log)
         assert app.runtime.sandbox.stats()["identify_violations"] == 0
 
 
 def test_header_counts_resumed_saved_sessions() -> None:
-    stats = FleetStats(
+    stats = OverviewStats(
         mode="discord",
         bot_user="bot",
         ready=4,
@@ -85,7 +85,7 @@ def test_header_counts_resumed_saved_sessions() -> None:
         max_concurrency=1,
     )
     assert "saved sessions" not in stats.header_lines()[1]
-    resumed = FleetStats(
+    resumed = OverviewStats(
         **{**{f: getattr(stats, f) for f in stats.__dataclass_fields__}, "identifies_saved": 4}
     )
     assert "resumed 4 saved sessions" in resumed.header_lines()[1]

@@ -18,16 +18,15 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
 from shardtui.config import Config
-from shardtui.gateway.models import ConnectionStage, FatalErrorEvent, ShardId
+from shardtui.gateway.models import FatalErrorEvent, ShardId
 from shardtui.tui.actions import ShardActions
 from shardtui.tui.control import LocalControl, ShardControl
-from shardtui.tui.filtering import FilterError, parse_filter
+from shardtui.tui.filter_bar import FilterBar
 from shardtui.tui.model import Clock, ConsoleModel, QueueView
 from shardtui.tui.screens import (
     ConfirmScreen,
@@ -35,6 +34,7 @@ from shardtui.tui.screens import (
     FatalScreen,
     HelpScreen,
 )
+from shardtui.tui.startup_bar import StartupBar
 from shardtui.tui.table import ShardTable
 from shardtui.tui.themes import (
     DEFAULT_THEME,
@@ -50,8 +50,6 @@ log = logging.getLogger("shardtui.tui")
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 #: Actions that change the fleet; ``--readonly`` hides them everywhere (footer, help, palette).
 MUTATING_ACTIONS = frozenset({"restart", "shutdown", "boot", "rolling_restart", "presence", "reshard"})
-#: The filter applies once typing pauses this long (seconds), not on every key.
-FILTER_DEBOUNCE = 0.15
 
 RuntimeFactory = Callable[[Config], Any]
 
@@ -135,7 +133,6 @@ class ShardTUI(ShardActions):
         #: The fatal error came as a manager event (cleared again by a boot), not from start-up.
         self._fatal_from_manager = False
         self._tick_timer: Timer | None = None
-        self._startup_over = False
         #: Ticks that raised; tests assert it stays 0.
         self.refresh_errors = 0
         super().__init__()
@@ -154,13 +151,8 @@ class ShardTUI(ShardActions):
 
     def compose(self) -> ComposeResult:
         yield Static(id="fleet")
-        with Horizontal(id="startup"):
-            yield Label(id="startup-label")
-            yield ProgressBar(total=1, show_eta=False, id="startup-bar")
-        yield Input(
-            placeholder="filter: id, stage:conn, close:4000, any text · enter keeps · esc undoes",
-            id="filter",
-        )
+        yield StartupBar(id="startup")
+        yield FilterBar(id="filter")
         yield Label(id="filter-error")
         yield ShardTable(self.model, id="shards")
         yield RichLog(id="log", max_lines=2000, wrap=False, markup=False, highlight=False)
@@ -170,15 +162,9 @@ class ShardTUI(ShardActions):
         # Kept as references: app-level queries search the active screen, which may be a dialog.
         self._table = self.query_one(ShardTable)
         self._fleet = self.query_one("#fleet", Static)
-        self._startup = self.query_one("#startup", Horizontal)
-        self._startup_label = self.query_one("#startup-label", Label)
-        self._startup_bar = self.query_one("#startup-bar", ProgressBar)
-        self._filter = self.query_one("#filter", Input)
+        self._startup = self.query_one(StartupBar)
+        self._filter = self.query_one(FilterBar)
         self._filter_error = self.query_one("#filter-error", Label)
-        self._filter_before = ""
-        self._filter_timer: Timer | None = None
-        #: Seconds typing must pause before the filter applies (a test may lengthen it).
-        self.filter_debounce = FILTER_DEBOUNCE
         self._log = self.query_one("#log", RichLog)
         table = self._table
         table.theme_colour = self._theme_colour
@@ -371,25 +357,7 @@ class ShardTUI(ShardActions):
         self._update_startup()
 
     def _update_startup(self) -> None:
-        """The start-up bar shows until every running shard has been connected once."""
-        model = self.model
-        startup = self._startup
-        if self._startup_over or self._shutting_down or model.fatal is not None:
-            startup.display = False
-            return
-        # Both walk every row: only worth it while the bar can still show (bench/console.py).
-        progress = model.startup()
-        pending = any(
-            row.info.running and row.info.stage is not ConnectionStage.CONNECTED
-            for row in model.rows.values()
-        )
-        if progress.total and not pending:
-            self._startup_over = True
-            startup.display = False
-            return
-        startup.display = True
-        self._startup_label.update(progress.label())
-        self._startup_bar.update(total=max(1, progress.total), progress=progress.ready)
+        self._startup.show_progress(self.model, stopping=self._shutting_down)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -490,12 +458,12 @@ class ShardTUI(ShardActions):
         self._update_header()
 
     def action_clear(self) -> None:
-        filter_input = self._filter
-        if self.focused is filter_input:
+        filter_bar = self._filter
+        if self.focused is filter_bar:
             # Escape while editing undoes the edit: back to the filter in force before "/".
-            self._set_filter(self._filter_before)
+            self._set_filter(filter_bar.before)
             return
-        if filter_input.display or self.model.filter_text:
+        if filter_bar.display or self.model.filter_text:
             self._set_filter("")
             return
         if self.model.marked:
@@ -504,32 +472,16 @@ class ShardTUI(ShardActions):
             self._update_header()
 
     def action_filter(self) -> None:
-        filter_input = self._filter
-        # What escape goes back to: the filter in force before this edit.
-        self._filter_before = self.model.filter_text
-        filter_input.display = True
-        filter_input.value = self.model.filter_text
-        filter_input.focus()
+        self._filter.edit(self.model.filter_text)
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        # Applied as it is typed, but once typing pauses: a 5,000-row table rebuilds per pause, not per key.
-        self._stop_filter_timer()
-        if self.focused is self._filter:
-            self._filter_timer = self.set_timer(self.filter_debounce, self._apply_typed_filter)
+    @property
+    def filter_debounce(self) -> float:
+        """Seconds typing must pause before the filter applies (a test may lengthen it)."""
+        return self._filter.debounce
 
-    def _stop_filter_timer(self) -> None:
-        if self._filter_timer is not None:
-            self._filter_timer.stop()
-            self._filter_timer = None
-
-    def _filter_problem(self, text: str) -> str | None:
-        """Why ``text`` cannot be applied (shown under the box), or None."""
-        try:
-            parse_filter(text)
-        except FilterError as error:
-            return str(error)
-        return None
+    @filter_debounce.setter
+    def filter_debounce(self, seconds: float) -> None:
+        self._filter.debounce = seconds
 
     def _show_filter_problem(self, problem: str | None) -> None:
         label = self._filter_error
@@ -537,26 +489,22 @@ class ShardTUI(ShardActions):
         label.display = problem is not None
         self._filter.set_class(problem is not None, "-invalid")
 
-    def _apply_typed_filter(self) -> None:
-        self._filter_timer = None
-        text = self._filter.value
-        problem = self._filter_problem(text)
-        self._show_filter_problem(problem)
-        if problem is not None or text.strip() == self.model.filter_text:
+    @on(FilterBar.Typed)
+    def _filter_typed(self, event: FilterBar.Typed) -> None:
+        self._show_filter_problem(event.problem)
+        if event.problem is not None or event.text.strip() == self.model.filter_text:
             return
-        self.model.filter_text = text.strip()
+        self.model.filter_text = event.text.strip()
         self.table.rebuild()
         self._update_header()
 
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        self._stop_filter_timer()
-        problem = self._filter_problem(event.value)
-        if problem is not None:
+    @on(FilterBar.Chosen)
+    def _filter_chosen(self, event: FilterBar.Chosen) -> None:
+        if event.problem is not None:
             # Keep the box open with what was typed, so it can be fixed.
-            self._show_filter_problem(problem)
+            self._show_filter_problem(event.problem)
             return
-        self._set_filter(event.value)
+        self._set_filter(event.text)
 
     def on_key(self, event: Any) -> None:
         if event.key == "escape" and self.focused is self._filter:
@@ -564,13 +512,9 @@ class ShardTUI(ShardActions):
             self.action_clear()
 
     def _set_filter(self, text: str) -> None:
-        self._stop_filter_timer()
-        filter_input = self._filter
         self.model.filter_text = text.strip()
-        self._filter_before = self.model.filter_text
+        self._filter.show(self.model.filter_text)
         self._show_filter_problem(None)
-        filter_input.display = bool(self.model.filter_text)
-        filter_input.value = self.model.filter_text
         self.table.rebuild()
         self.table.focus()
         self._update_header()

@@ -3,10 +3,7 @@ process's shards gives one line saying Redis is unreachable, and the banner says
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pytest
-from textual.pilot import Pilot
+from support.tui import wait_until
 
 from shardtui.config import Config
 from shardtui.fleet import ClusterConfig
@@ -33,14 +30,6 @@ def member_config(sandbox, redis_url: str, cluster: str, name: str, shard_range:
         command_timeout=3.0,
     )
     return config
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], object], what: str) -> None:
-    for _ in range(1500):
-        if condition():
-            return
-        await pilot.pause(0.01)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def logged(app: FleetConsole, text: str) -> list[str]:

@@ -1,10 +1,7 @@
-"""Helpers for tests that drive a ShardManager against the sandbox: its options, and waiting for a
-state. (On the path for every test directory: pytest puts the folder of tests/conftest.py there.)"""
+"""Options for a ShardManager of the sandbox's shards (waiting for a state: ``support.waiting``)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from shardtui.gateway.manager import ShardManagerOptions
@@ -23,13 +20,3 @@ def options_for(sandbox: Any, **overrides: Any) -> ShardManagerOptions:
     }
     values.update(overrides)
     return ShardManagerOptions(**values)
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds (polling), or fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)

@@ -4,8 +4,8 @@ sorted column's header carries the arrow. Driven with Textual's pilot against th
 from __future__ import annotations
 
 import pytest
+from support.tui import fast_config, wait_until
 from textual.widgets import Input, Label
-from tui_helpers import fast_config, wait_until
 
 from shardtui.tui.app import ShardTUI
 from shardtui.tui.columns import COLUMNS, SORT_COLUMN, SORT_ORDER, SortKey, columns_for_width, sort_arrow

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
-from redis_helpers import REDIS_SERVER, RedisServer, free_port
-from tui_helpers import wait_until
+from support.redis_server import REDIS_SERVER, RedisServer, free_port
+from support.tui import wait_until
 
 from shardtui.config import Config
 from shardtui.fleet import ClusterConfig, CommandStatus

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from fleet_fixture import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
+from support.fixed_fleet import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
 from textual.pilot import Pilot
 
 from shardtui.config import Config

@@ -1,4 +1,5 @@
-"""The console model (rows, columns, formatting, filtering), driven directly with ShardRunnerInfo objects and manager events."""
+"""The console model (rows, columns, formatting, filtering), driven with ShardRunnerInfo objects
+and manager events."""
 
 from __future__ import annotations
 

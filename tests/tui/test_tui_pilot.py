@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support.tui import fast_config, wait_until
 from textual.command import CommandPalette
 from textual.widgets import Input, OptionList, RichLog, Select
-from tui_helpers import fast_config, wait_until
 
 from shardtui.config import Config
 from shardtui.gateway.models import ConnectionStage

@@ -10,7 +10,7 @@ import logging
 import time
 
 import pytest
-from fleet_fixture import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
+from support.fixed_fleet import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
 from textual.pilot import Pilot
 from textual.widgets import Input
 

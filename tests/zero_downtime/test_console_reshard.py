@@ -4,7 +4,8 @@ bad one with the reason, and a confirmed reshard ends with the table showing the
 from __future__ import annotations
 
 import pytest
-from test_console_rolling import SIZE, config, wait_until
+from support.tui import wait_until
+from test_console_rolling import SIZE, config
 
 from shardtui.gateway.models import ConnectionStage
 from shardtui.tui.app import ShardTUI

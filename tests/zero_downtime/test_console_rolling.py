@@ -4,7 +4,8 @@ runs offers to abort it; the header counts shards that resumed saved sessions.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+
+from support.tui import wait_until
 
 from shardtui.config import Config
 from shardtui.tui.app import ShardTUI
@@ -27,14 +28,6 @@ def config(shards: int) -> Config:
     cfg.sandbox.event_rate = 5.0
     cfg.ui.refresh_interval = 0.05
     return cfg
-
-
-async def wait_until(pilot, condition: Callable[[], object], what: str, polls: int = 400) -> None:
-    for _ in range(polls):
-        if condition():
-            return
-        await pilot.pause(0.025)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def body(app: ShardTUI) -> str:

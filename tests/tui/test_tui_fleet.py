@@ -15,6 +15,7 @@ from shardtui.fleet import ClusterConfig, CommandStatus
 from shardtui.gateway.models import ConnectionStage, ShardId
 from shardtui.runtime import Runtime
 from shardtui.tui.fleet import FleetConsole
+from shardtui.tui.screens import ConfirmScreen
 
 SIZE = (160, 40)
 
@@ -136,6 +137,53 @@ async def test_member_console_shows_both_processes_and_restarts_the_others_shard
 
             await pilot.press("q")
             await pilot.press("y")  # alpha's own shards are live: it asks first
+            await wait_until(pilot, lambda: app.return_code is not None, "the console to exit")
+    assert app.return_code == 0
+
+
+async def test_member_console_rolling_restart_shutdown_and_boot_reach_every_process(
+    sandbox_factory, redis_url: str, cluster_name: str
+):
+    # The same keys as the one-process console, through the fleet's control: R restarts every live
+    # shard of both processes one at a time; s and b reach a shard of the other process.
+    sandbox = await sandbox_factory(shards=4, max_concurrency=2, identify_window=0.05)
+    beta = Runtime(member_config(sandbox, redis_url, cluster_name, "beta", (2, 3)))
+    app = FleetConsole(member_config(sandbox, redis_url, cluster_name, "alpha", (0, 1)))
+    async with beta:
+        await beta.start()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: all_connected(app, 4), "all 4 fleet shards connected")
+            await wait_until(pilot, lambda: cell(app, 3, "process") == "beta", "the process column")
+
+            before = {sid: sandbox.stats()["shards"][str(sid)]["resumes"] for sid in range(4)}
+            await pilot.press("R")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the rolling confirmation")
+            body = str(app.screen.query_one("#confirm-body").render())
+            assert "Restart all 4 live shards of the fleet" in body
+            assert "This process runs shards 0, 1" in body and "process beta (shards 2, 3)" in body
+            await pilot.press("y")
+            await wait_until(pilot, lambda: logged(app, "rolling restart finished"), "the rolling restart")
+            after = {sid: sandbox.stats()["shards"][str(sid)]["resumes"] for sid in range(4)}
+            assert all(after[sid] == before[sid] + 1 for sid in range(4)), (before, after)
+            assert sandbox.stats()["identify_violations"] == 0
+
+            app.table.select_shard(3)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the shutdown question")
+            assert str(app.screen.query_one(".dialog-title").render()) == "Shut down shard"
+            await pilot.press("y")
+            await wait_until(
+                pilot,
+                lambda: not beta.manager.runners[ShardId(3)].running and cell(app, 3, "stage") == "stopped",
+                "shard 3 stopped in the other process and shown stopped",
+            )
+            assert beta.manager.runners[ShardId(2)].running
+            await pilot.press("b")
+            await wait_until(pilot, lambda: all_connected(app, 4), "shard 3 booted again by beta")
+            assert logged(app, "boot of shard 3: done by process beta")
+
+            await pilot.press("q")
+            await pilot.press("y")
             await wait_until(pilot, lambda: app.return_code is not None, "the console to exit")
     assert app.return_code == 0
 

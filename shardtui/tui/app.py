@@ -1,8 +1,9 @@
 """``ShardTUI``: the operator console behind the ``shardtui`` command.
 
 One worker owns the Runtime (embedded sandbox + ShardManager) from start to clean shutdown. Manager
-events only touch the view model; a timer flushes the changed rows into the table. Every operator
-action goes through ShardManager methods or a shard's ShardMessenger — no protocol logic here.
+events only touch the model; a timer flushes the changed rows into the table. The shard actions
+(``actions.py``) hand the chosen shards to ``self.control``, a ``ShardControl`` (``control.py``) —
+no protocol logic here.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Two ways to run it. A *member* (``[cluster]`` without ``[ui] fleet``) runs its own shards through a
 ``Runtime`` and shows the whole fleet next to them; a *viewer* (``shardtui --fleet``) runs no shard
 and only watches. Either way a worker reads ``FleetView.snapshot()`` once per refresh and every
-action (restart, shutdown, boot, presence) goes through ``FleetControl``, so it reaches whichever
-process owns the shard and comes back as a ``CommandResult`` the operator sees.
+action (restart, shutdown, boot, presence, rolling restart) goes through the app's control, a
+``FleetShardControl`` (``fleet_control.py``), so it reaches whichever process owns the shard and comes
+back as a ``CommandResult`` the operator sees.
 """
 
 from __future__ import annotations

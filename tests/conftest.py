@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from redis_helpers import RedisServer, free_port, need_redis_server
+from support.redis_server import RedisServer, free_port, need_redis_server
 
 from shardtui.sandbox import Sandbox, SandboxSettings
 

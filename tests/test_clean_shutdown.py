@@ -14,8 +14,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import manager_helpers
 import pytest
+from support import waiting
 
 from shardtui.config import Config
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
@@ -82,7 +82,7 @@ def is_sandbox_side(task: asyncio.Task) -> bool:
 
 
 #: These waits cover whole-fleet stops and fatal closes, so they allow 15 s rather than 10.
-eventually = functools.partial(manager_helpers.eventually, within=15.0)
+eventually = functools.partial(waiting.eventually, within=15.0)
 
 
 @pytest.mark.parametrize("keep_sessions", [False, True])

@@ -12,8 +12,8 @@ import functools
 import json
 from pathlib import Path
 
-import manager_helpers
 import pytest
+from support import waiting
 
 from shardtui.cli import main
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
@@ -29,7 +29,7 @@ QUIET_PERIOD = 1.5
 
 
 #: These waits cover whole-fleet stops and fatal closes, so they allow 15 s rather than 10.
-eventually = functools.partial(manager_helpers.eventually, within=15.0)
+eventually = functools.partial(waiting.eventually, within=15.0)
 
 
 @pytest.fixture

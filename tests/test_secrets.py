@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import manager_helpers
 import pytest
+from support import waiting
 
 from shardtui.config import Config
 from shardtui.gateway.errors import FatalGatewayError
@@ -44,7 +44,7 @@ def leaks(text: str, *tokens: str) -> list[str]:
 
 
 #: These waits cover whole-fleet stops and fatal closes, so they allow 15 s rather than 10.
-eventually = functools.partial(manager_helpers.eventually, within=15.0)
+eventually = functools.partial(waiting.eventually, within=15.0)
 
 
 async def test_library_logs_events_reprs_and_errors_never_hold_the_token(sandbox_factory, caplog) -> None:

@@ -1,8 +1,9 @@
 """``ShardTUI``: the operator console behind the ``shardtui`` command.
 
 One worker owns the Runtime (embedded sandbox + ShardManager) from start to clean shutdown. Manager
-events only touch the view model; a timer flushes the changed rows into the table. Every operator
-action goes through ShardManager methods or a shard's ShardMessenger — no protocol logic here.
+events only touch the model; a timer flushes the changed rows into the table. The shard actions
+(``actions.py``) hand the chosen shards to ``self.control``, a ``ShardControl`` (``control.py``) —
+no protocol logic here.
 """
 
 from __future__ import annotations
@@ -16,23 +17,25 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
 from shardtui.config import Config
-from shardtui.gateway.models import ConnectionStage, FatalErrorEvent, Presence, ShardId
+from shardtui.gateway.models import FatalErrorEvent, ShardId
+from shardtui.tui.actions import ShardActions
+from shardtui.tui.control import LocalControl, ShardControl
+from shardtui.tui.filter_bar import FilterBar
+from shardtui.tui.model import Clock, ConsoleModel, QueueView
 from shardtui.tui.screens import (
     ConfirmScreen,
     DetailsScreen,
     FatalScreen,
     HelpScreen,
-    PresenceRequest,
-    PresenceScreen,
 )
+from shardtui.tui.startup_bar import StartupBar
 from shardtui.tui.table import ShardTable
 from shardtui.tui.themes import (
     DEFAULT_THEME,
@@ -42,25 +45,12 @@ from shardtui.tui.themes import (
     load_themes,
     resolve_theme,
 )
-from shardtui.tui.viewmodel import (
-    Clock,
-    FilterError,
-    FleetModel,
-    QueueView,
-    parse_filter,
-    shard_count,
-    shard_ids_phrase,
-)
 
 log = logging.getLogger("shardtui.tui")
 
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 #: Actions that change the fleet; ``--readonly`` hides them everywhere (footer, help, palette).
 MUTATING_ACTIONS = frozenset({"restart", "shutdown", "boot", "rolling_restart", "presence", "reshard"})
-#: How long a rolling restart waits for one batch to come back before moving on.
-ROLLING_BATCH_TIMEOUT = 60.0
-#: The filter applies once typing pauses this long (seconds), not on every key.
-FILTER_DEBOUNCE = 0.15
 
 RuntimeFactory = Callable[[Config], Any]
 
@@ -71,7 +61,7 @@ def _default_runtime_factory(config: Config) -> Any:
     return Runtime(config)
 
 
-class ShardTUI(App[int]):
+class ShardTUI(ShardActions):
     """The console. ``return_code`` is 0 after a clean quit, 1 when a fatal error stopped the fleet."""
 
     CSS_PATH = "console.tcss"
@@ -128,13 +118,15 @@ class ShardTUI(App[int]):
         identify_window = getattr(config.gateway, "identify_window", None)
         if identify_window is None:
             identify_window = 5.0 if config.gateway.mode == "discord" else config.sandbox.identify_window
-        self.model = FleetModel(identify_window=identify_window, **({"clock": clock} if clock else {}))
+        self.model = ConsoleModel(identify_window=identify_window, **({"clock": clock} if clock else {}))
         self.model.mode = config.gateway.mode
         self._theme_load: ThemeLoad = load_themes(themes_dir or THEMES_DIR)
         self._theme_problem: str | None = None
         self.refresh_interval = max(0.05, float(config.ui.refresh_interval))
         self.runtime: Any = None
         self.manager: Any = None
+        #: How actions reach the shards (the fleet console puts its own here).
+        self.control: ShardControl = LocalControl(self)
         self._exit_code = 0
         self._quit_requested = asyncio.Event()
         self._shutting_down = False
@@ -142,7 +134,6 @@ class ShardTUI(App[int]):
         #: The fatal error came as a manager event (cleared again by a boot), not from start-up.
         self._fatal_from_manager = False
         self._tick_timer: Timer | None = None
-        self._startup_over = False
         #: Ticks that raised; tests assert it stays 0.
         self.refresh_errors = 0
         super().__init__()
@@ -161,13 +152,8 @@ class ShardTUI(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="fleet")
-        with Horizontal(id="startup"):
-            yield Label(id="startup-label")
-            yield ProgressBar(total=1, show_eta=False, id="startup-bar")
-        yield Input(
-            placeholder="filter: id, stage:conn, close:4000, any text · enter keeps · esc undoes",
-            id="filter",
-        )
+        yield StartupBar(id="startup")
+        yield FilterBar(id="filter")
         yield Label(id="filter-error")
         yield ShardTable(self.model, id="shards")
         yield RichLog(id="log", max_lines=2000, wrap=False, markup=False, highlight=False)
@@ -177,15 +163,9 @@ class ShardTUI(App[int]):
         # Kept as references: app-level queries search the active screen, which may be a dialog.
         self._table = self.query_one(ShardTable)
         self._fleet = self.query_one("#fleet", Static)
-        self._startup = self.query_one("#startup", Horizontal)
-        self._startup_label = self.query_one("#startup-label", Label)
-        self._startup_bar = self.query_one("#startup-bar", ProgressBar)
-        self._filter = self.query_one("#filter", Input)
+        self._startup = self.query_one(StartupBar)
+        self._filter = self.query_one(FilterBar)
         self._filter_error = self.query_one("#filter-error", Label)
-        self._filter_before = ""
-        self._filter_timer: Timer | None = None
-        #: Seconds typing must pause before the filter applies (a test may lengthen it).
-        self.filter_debounce = FILTER_DEBOUNCE
         self._log = self.query_one("#log", RichLog)
         table = self._table
         table.theme_colour = self._theme_colour
@@ -378,25 +358,7 @@ class ShardTUI(App[int]):
         self._update_startup()
 
     def _update_startup(self) -> None:
-        """The start-up bar shows until every running shard has been connected once."""
-        model = self.model
-        startup = self._startup
-        if self._startup_over or self._shutting_down or model.fatal is not None:
-            startup.display = False
-            return
-        # Both walk every row: only worth it while the bar can still show (bench/console.py).
-        progress = model.startup()
-        pending = any(
-            row.info.running and row.info.stage is not ConnectionStage.CONNECTED
-            for row in model.rows.values()
-        )
-        if progress.total and not pending:
-            self._startup_over = True
-            startup.display = False
-            return
-        startup.display = True
-        self._startup_label.update(progress.label())
-        self._startup_bar.update(total=max(1, progress.total), progress=progress.ready)
+        self._startup.show_progress(self.model, stopping=self._shutting_down)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -407,21 +369,13 @@ class ShardTUI(App[int]):
     def _targets(self) -> list[int]:
         return self.model.targets(self.table.selected_shard)
 
-    def _ids_text(self, ids: Iterable[int]) -> str:
-        ids = list(ids)
-        shown = ", ".join(str(i) for i in ids[:12])
-        return shown + (f" and {len(ids) - 12} more" if len(ids) > 12 else "")
-
     def _plan_text(self, action: str, ids: list[int]) -> str:
-        try:
-            plan = self.manager.plan(action, [ShardId(i) for i in ids])
-        except Exception as exc:
-            return f"(no cost estimate: {exc})"
-        return str(plan.text)
+        return self.control.plan_text(action, ids)
 
     def _need_manager(self) -> bool:
-        if self.manager is None:
-            self.notify("The shard manager is not running yet.", severity="warning")
+        problem = self.control.unavailable()
+        if problem is not None:
+            self.notify(problem, severity="warning")
             return False
         return True
 
@@ -480,226 +434,6 @@ class ShardTUI(App[int]):
                 continue
             yield SystemCommand(title, help_text, callback)
 
-    # -- actions: fleet --------------------------------------------------------------------------
-
-    def action_restart(self) -> None:
-        if not self._need_manager():
-            return
-        ids = self._targets()
-        if not ids:
-            self.notify("No shard selected.", severity="warning")
-            return
-        self.model.note(f"restart {shard_ids_phrase(ids)} (resume first): {self._plan_text('restart', ids)}")
-        self.notify(f"Restarting {shard_ids_phrase(ids)} (resume first)")
-        self._run_each("restart", ids, lambda sid: self.manager.restart(ShardId(sid)))
-
-    def action_shutdown(self) -> None:
-        if not self._need_manager():
-            return
-        ids = [i for i in self._targets() if self._is_running(i)]
-        if not ids:
-            self.notify("No running shard selected.", severity="warning")
-            return
-        body = f"Shut down {shard_ids_phrase(ids)}?\n\n{self._plan_text('shutdown', ids)}"
-
-        def done(answer: bool | None) -> None:
-            if answer:
-                self.model.note(f"shut down {shard_ids_phrase(ids)}")
-                self._run_each("shutdown", ids, lambda sid: self.manager.shutdown(ShardId(sid)))
-
-        self.push_screen(ConfirmScreen("Shut down shards", body, yes="Shut down"), done)
-
-    def action_boot(self) -> None:
-        if not self._need_manager():
-            return
-        ids = [i for i in self._targets() if not self._is_running(i)]
-        if not ids:
-            self.notify("Only a stopped shard can be booted; select or mark one.", severity="warning")
-            return
-        self.model.note(f"boot {shard_ids_phrase(ids)}: {self._plan_text('boot', ids)}")
-        self.notify(f"Booting {shard_ids_phrase(ids)}")
-        self._run_each("boot", ids, lambda sid: self.manager.boot(ShardId(sid)))
-
-    def action_rolling_restart(self) -> None:
-        if not self._need_manager():
-            return
-        status = getattr(self.manager, "rolling_status", None)
-        if status is not None and getattr(status.state, "value", "") == "running":
-            # R again while one runs: offer to stop it before its next round.
-            def abort(answer: bool | None) -> None:
-                if answer and self.manager.abort_rolling_restart():
-                    self.model.note("rolling restart abort requested")
-
-            body = f"{status.describe()}\n\nStop it before the next round?"
-            self.push_screen(ConfirmScreen("Abort rolling restart", body, yes="Abort"), abort)
-            return
-        ids = sorted(self.model.rows)
-        if not ids:
-            self.notify("No shards to restart.", severity="warning")
-            return
-        action = "rolling_restart" if hasattr(self.manager, "rolling_restart") else "restart"
-        body = (
-            f"Restart all {len(ids)} shards, a batch at a time, each batch back before the next?\n\n"
-            f"{self._plan_text(action, ids)}"
-        )
-        if action == "rolling_restart":
-            body += "\n\nPress R again while it runs to abort it."
-
-        def done(answer: bool | None) -> None:
-            if answer:
-                self._rolling_restart(ids)
-
-        self.push_screen(ConfirmScreen("Rolling restart", body, yes="Restart all"), done)
-
-    def action_reshard(self) -> None:
-        from shardtui.tui.reshard_screen import ReshardScreen
-
-        if not self._need_manager():
-            return
-        manager = self.manager
-        if not hasattr(manager, "reshard"):
-            self.notify("This shard manager cannot reshard live.", severity="warning")
-            return
-
-        def plan_text(total: int) -> str:
-            return str(manager.plan("reshard", [ShardId(i) for i in range(total)]).text)
-
-        def done(total: int | None) -> None:
-            if total is not None:
-                self._reshard(total)
-
-        current = getattr(manager, "shard_total", None)
-        self.push_screen(ReshardScreen(current, plan_text), done)
-
-    @work(group="reshard", exit_on_error=False, exclusive=True)
-    async def _reshard(self, total: int) -> None:
-        self.model.note(f"reshard to {total} shards started")
-        self.notify(f"Resharding to {total} shards")
-        try:
-            await self.manager.reshard(total)
-        except Exception as exc:
-            self.model.note(f"reshard failed: {exc}", logging.ERROR)
-            self.notify(str(exc), title="Reshard failed", severity="error")
-            return
-        self.model.note(f"reshard to {total} shards finished")
-        self.notify(f"Now running {total} shards")
-
-    def _is_running(self, sid: int) -> bool:
-        row = self.model.rows.get(sid)
-        return row is not None and (row.info.running or row.info.stage is not ConnectionStage.DISCONNECTED)
-
-    @work(group="actions", exit_on_error=False)
-    async def _run_each(self, verb: str, ids: list[int], call: Callable[[int], Any]) -> None:
-        failures: list[str] = []
-        for sid in ids:
-            try:
-                await call(sid)
-            except Exception as exc:
-                failures.append(f"shard {sid}: {exc}")
-        if failures:
-            self.model.note(f"{verb} failed: " + "; ".join(failures), logging.ERROR)
-            self.notify("\n".join(failures), title=f"{verb} failed", severity="error")
-
-    @work(group="actions", exit_on_error=False, exclusive=True)
-    async def _rolling_restart(self, ids: list[int]) -> None:
-        manager = self.manager
-        self.model.note(f"rolling restart of {len(ids)} shards")
-        rolling = getattr(manager, "rolling_restart", None)
-        try:
-            if rolling is not None:
-                status = await rolling()
-                describe = getattr(status, "describe", None)
-                if callable(describe) and getattr(status.state, "value", "") != "finished":
-                    self.model.note(describe(), logging.WARNING)
-                    self.notify(describe(), title="Rolling restart", severity="warning")
-                    return
-            else:
-                limit = getattr(manager, "session_start_limit", None)
-                batch_size = max(1, getattr(limit, "max_concurrency", 1) or 1)
-                for start in range(0, len(ids), batch_size):
-                    batch = ids[start : start + batch_size]
-                    before = {sid: self._starts(sid) for sid in batch}
-                    for sid in batch:
-                        await manager.restart(ShardId(sid))
-                    await self._wait_restarted(batch, before, ROLLING_BATCH_TIMEOUT)
-        except Exception as exc:
-            self.model.note(f"rolling restart failed: {exc}", logging.ERROR)
-            self.notify(str(exc), title="Rolling restart failed", severity="error")
-            return
-        self.model.note("rolling restart finished")
-        self.notify("Rolling restart finished")
-
-    def _starts(self, sid: int) -> int:
-        info = self.manager.runners.get(ShardId(sid))
-        return -1 if info is None else info.resumes + info.identifies
-
-    async def _wait_restarted(self, ids: list[int], starts_before: dict[int, int], limit: float) -> None:
-        """Until every shard in ``ids`` began a new session and is connected (or failed, or time ran out)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        while loop.time() < deadline:
-            done = True
-            for sid in ids:
-                info = self.manager.runners.get(ShardId(sid))
-                if info is None or info.fatal_error:
-                    continue
-                if self._starts(sid) <= starts_before[sid] or info.stage is not ConnectionStage.CONNECTED:
-                    done = False
-                    break
-            if done:
-                return
-            await asyncio.sleep(0.05)
-
-    # -- actions: presence -----------------------------------------------------------------------
-
-    def action_presence(self) -> None:
-        if not self._need_manager():
-            return
-        selected = self.table.selected_shard
-        scopes: list[tuple[str, str]] = []
-        if self.model.marked:
-            scopes.append(("marked", f"the {len(self.model.marked)} marked shards"))
-        if selected is not None:
-            scopes.append(("selected", f"shard {selected}"))
-        scopes.append(("all", f"all {len(self.model.rows)} shards"))
-        initial = self.model.rows[selected].presence if selected in self.model.rows else None
-
-        def done(request: PresenceRequest | None) -> None:
-            if request is not None:
-                self._apply_presence(request.presence, self._scope_ids(request.scope, selected))
-
-        self.push_screen(PresenceScreen(initial=initial, scopes=scopes), done)
-
-    def _scope_ids(self, scope: str, selected: int | None) -> list[int]:
-        if scope == "marked":
-            return sorted(self.model.marked)
-        if scope == "selected":
-            return [] if selected is None else [selected]
-        return sorted(self.model.rows)
-
-    def _apply_presence(self, presence: Presence, ids: list[int]) -> None:
-        sent: list[int] = []
-        skipped: list[int] = []
-        for sid in ids:
-            row = self.model.rows.get(sid)
-            messenger = None if row is None else row.info.runner_tx
-            if messenger is None:
-                skipped.append(sid)
-                continue
-            try:
-                messenger.set_presence(presence)
-            except ValueError as exc:
-                self.notify(f"Presence not sent: {exc}", severity="error")
-                return
-            self.model.record_sent_presence(sid, presence)
-            sent.append(sid)
-        text = presence.describe()
-        if sent:
-            self.model.note(f"presence {text!r} sent to {shard_ids_phrase(sent)}")
-            self.notify(f"Presence sent to {shard_count(len(sent))}: {text}")
-        if skipped:
-            self.notify(f"Not sent to {shard_ids_phrase(skipped)}: not running", severity="warning")
-
     # -- actions: view ---------------------------------------------------------------------------
 
     def action_details(self) -> None:
@@ -725,12 +459,12 @@ class ShardTUI(App[int]):
         self._update_header()
 
     def action_clear(self) -> None:
-        filter_input = self._filter
-        if self.focused is filter_input:
+        filter_bar = self._filter
+        if self.focused is filter_bar:
             # Escape while editing undoes the edit: back to the filter in force before "/".
-            self._set_filter(self._filter_before)
+            self._set_filter(filter_bar.before)
             return
-        if filter_input.display or self.model.filter_text:
+        if filter_bar.display or self.model.filter_text:
             self._set_filter("")
             return
         if self.model.marked:
@@ -739,32 +473,16 @@ class ShardTUI(App[int]):
             self._update_header()
 
     def action_filter(self) -> None:
-        filter_input = self._filter
-        # What escape goes back to: the filter in force before this edit.
-        self._filter_before = self.model.filter_text
-        filter_input.display = True
-        filter_input.value = self.model.filter_text
-        filter_input.focus()
+        self._filter.edit(self.model.filter_text)
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        # Applied as it is typed, but once typing pauses: a 5,000-row table rebuilds per pause, not per key.
-        self._stop_filter_timer()
-        if self.focused is self._filter:
-            self._filter_timer = self.set_timer(self.filter_debounce, self._apply_typed_filter)
+    @property
+    def filter_debounce(self) -> float:
+        """Seconds typing must pause before the filter applies (a test may lengthen it)."""
+        return self._filter.debounce
 
-    def _stop_filter_timer(self) -> None:
-        if self._filter_timer is not None:
-            self._filter_timer.stop()
-            self._filter_timer = None
-
-    def _filter_problem(self, text: str) -> str | None:
-        """Why ``text`` cannot be applied (shown under the box), or None."""
-        try:
-            parse_filter(text)
-        except FilterError as error:
-            return str(error)
-        return None
+    @filter_debounce.setter
+    def filter_debounce(self, seconds: float) -> None:
+        self._filter.debounce = seconds
 
     def _show_filter_problem(self, problem: str | None) -> None:
         label = self._filter_error
@@ -772,26 +490,22 @@ class ShardTUI(App[int]):
         label.display = problem is not None
         self._filter.set_class(problem is not None, "-invalid")
 
-    def _apply_typed_filter(self) -> None:
-        self._filter_timer = None
-        text = self._filter.value
-        problem = self._filter_problem(text)
-        self._show_filter_problem(problem)
-        if problem is not None or text.strip() == self.model.filter_text:
+    @on(FilterBar.Typed)
+    def _filter_typed(self, event: FilterBar.Typed) -> None:
+        self._show_filter_problem(event.problem)
+        if event.problem is not None or event.text.strip() == self.model.filter_text:
             return
-        self.model.filter_text = text.strip()
+        self.model.filter_text = event.text.strip()
         self.table.rebuild()
         self._update_header()
 
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        self._stop_filter_timer()
-        problem = self._filter_problem(event.value)
-        if problem is not None:
+    @on(FilterBar.Chosen)
+    def _filter_chosen(self, event: FilterBar.Chosen) -> None:
+        if event.problem is not None:
             # Keep the box open with what was typed, so it can be fixed.
-            self._show_filter_problem(problem)
+            self._show_filter_problem(event.problem)
             return
-        self._set_filter(event.value)
+        self._set_filter(event.text)
 
     def on_key(self, event: Any) -> None:
         if event.key == "escape" and self.focused is self._filter:
@@ -799,13 +513,9 @@ class ShardTUI(App[int]):
             self.action_clear()
 
     def _set_filter(self, text: str) -> None:
-        self._stop_filter_timer()
-        filter_input = self._filter
         self.model.filter_text = text.strip()
-        self._filter_before = self.model.filter_text
+        self._filter.show(self.model.filter_text)
         self._show_filter_problem(None)
-        filter_input.display = bool(self.model.filter_text)
-        filter_input.value = self.model.filter_text
         self.table.rebuild()
         self.table.focus()
         self._update_header()
@@ -882,14 +592,7 @@ class ShardTUI(App[int]):
 
     def _quit_question(self) -> str | None:
         """What to ask before quitting, or None when nothing live would be shut down."""
-        live = self.model.is_live() and self.manager is not None and not self._runtime_done
-        if not live:
-            return None
-        running = sum(1 for sid in self.model.rows if self._is_running(sid))
-        return (
-            f"{shard_count(running)} {'is' if running == 1 else 'are'} live. "
-            "Quit and shut them all down cleanly (close 1000)?"
-        )
+        return None if self._runtime_done else self.control.quit_question()
 
     def _begin_quit(self) -> None:
         self._shutting_down = self.manager is not None

@@ -3,8 +3,9 @@
 Two ways to run it. A *member* (``[cluster]`` without ``[ui] fleet``) runs its own shards through a
 ``Runtime`` and shows the whole fleet next to them; a *viewer* (``shardtui --fleet``) runs no shard
 and only watches. Either way a worker reads ``FleetView.snapshot()`` once per refresh and every
-action (restart, shutdown, boot, presence) goes through ``FleetControl``, so it reaches whichever
-process owns the shard and comes back as a ``CommandResult`` the operator sees.
+action (restart, shutdown, boot, presence, rolling restart) goes through the app's control, a
+``FleetShardControl`` (``fleet_control.py``), so it reaches whichever process owns the shard and comes
+back as a ``CommandResult`` the operator sees.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,25 +25,16 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from shardtui.config import Config, ConfigError
-from shardtui.gateway.models import ConnectionStage, Presence, ShardId, ShardRunnerInfo
-from shardtui.tui.app import ROLLING_BATCH_TIMEOUT, RuntimeFactory, ShardTUI
-from shardtui.tui.screens import ConfirmScreen
-from shardtui.tui.viewmodel import (
-    COLUMNS,
-    DASH,
-    EMPTY_QUEUE,
-    Cell,
-    Clock,
-    Column,
-    FleetModel,
-    format_age,
-    row_matches,
-    shard_count,
-    shard_ids_phrase,
-)
+from shardtui.gateway.models import ShardId, ShardRunnerInfo
+from shardtui.tui.app import RuntimeFactory, ShardTUI
+from shardtui.tui.columns import COLUMNS, Cell, Column
+from shardtui.tui.filtering import row_matches
+from shardtui.tui.fleet_control import FleetShardControl
+from shardtui.tui.formatting import DASH, format_age
+from shardtui.tui.model import EMPTY_QUEUE, Clock, ConsoleModel
 
 if TYPE_CHECKING:
-    from shardtui.fleet import CommandResult, FleetNode, FleetProcess, FleetSnapshot
+    from shardtui.fleet import FleetNode, FleetProcess, FleetSnapshot
 
 log = logging.getLogger("shardtui.tui.fleet")
 
@@ -63,7 +55,7 @@ def _default_node_factory(config: Config) -> FleetNode:
     return FleetNode(config.cluster)
 
 
-class FleetConsoleModel(FleetModel):
+class FleetConsoleModel(ConsoleModel):
     """The view model plus what only a fleet has: each shard's process, lost processes, and the
     presence other processes publish as text."""
 
@@ -116,16 +108,6 @@ def summary_line(process: FleetProcess, now: float) -> str:
     return f"{process.name}{where} · {state} · {shards} · {stages} · heartbeat {format_age(age)} ago{held}"
 
 
-def result_severity(result: CommandResult) -> str:
-    from shardtui.fleet import CommandStatus
-
-    if result.status is CommandStatus.OK:
-        return "information"
-    if result.status is CommandStatus.UNACKNOWLEDGED:
-        return "warning"
-    return "error"
-
-
 class FleetConsole(ShardTUI):
     """``ShardTUI`` over the whole fleet. ``member`` (default: ``not config.ui.fleet``) runs this
     process's shards too; a viewer runs none. ``startup_error`` holds the one line to print when
@@ -173,6 +155,7 @@ class FleetConsole(ShardTUI):
             identify_window=self.model.identify_window, **({"clock": clock} if clock else {})
         )
         self.model.mode = f"fleet {config.cluster.cluster}" + ("" if self.member else " (viewer)")
+        self.control = FleetShardControl(self)
         self._node_factory = node_factory or _default_node_factory
         self.fleet: FleetNode | None = None
         self.startup_error: str | None = None
@@ -275,7 +258,7 @@ class FleetConsole(ShardTUI):
         self.snapshot = snapshot
         self._snapshot_at = time.time()
         model = self.model
-        local = self._local_name()
+        local = self.local_name()
         seen: set[ShardId] = set()
         for shard in snapshot.shards:
             sid = shard.shard_id
@@ -318,7 +301,7 @@ class FleetConsole(ShardTUI):
             model.lost.discard(sid)
             model.presence_text.pop(sid, None)
 
-    def _local_name(self) -> str | None:
+    def local_name(self) -> str | None:
         return None if self.fleet is None or self.manager is None else self.fleet.name
 
     def shard_infos(self) -> dict[ShardId, ShardRunnerInfo]:
@@ -392,202 +375,6 @@ class FleetConsole(ShardTUI):
         if len(processes) > SUMMARY_LINES:
             lines.append(f"… and {len(processes) - SUMMARY_LINES} more")
         return "\n".join(lines)
-
-    # -- actions ---------------------------------------------------------------------------------
-
-    def _need_manager(self) -> bool:
-        if self.fleet is None:
-            self.notify("Not connected to the fleet yet.", severity="warning")
-            return False
-        return True
-
-    def _plan_text(self, action: str, ids: list[int]) -> str:
-        control = self.fleet.control if self.fleet is not None else None
-        local = [i for i in ids if control is not None and control.is_local(i)]
-        remote = [i for i in ids if i not in local]
-        parts = []
-        if local:
-            parts.append(f"This process runs {shard_ids_phrase(local)}: done here directly, without Redis.")
-        if remote:
-            owners = sorted({self.model.owners.get(i, "?") for i in remote})
-            who = ("process " if len(owners) == 1 else "processes ") + ", ".join(owners)
-            which = "" if not local else f" ({shard_ids_phrase(remote)})"
-            each = "acknowledges" if len(owners) == 1 else "acknowledge"
-            parts.append(f"Sent through Redis to {who}{which}, which {each} each command.")
-        return " ".join(parts)
-
-    def action_restart(self) -> None:
-        if not self._need_manager():
-            return
-        ids = self._targets()
-        if not ids:
-            self.notify("No shard selected.", severity="warning")
-            return
-        self.model.note(f"restart {shard_ids_phrase(ids)} (resume first) through the fleet")
-        self._send_each("restart", ids, lambda sid: self._control().restart(sid))
-
-    def action_shutdown(self) -> None:
-        if not self._need_manager():
-            return
-        ids = [i for i in self._targets() if self._is_running(i)]
-        if not ids:
-            self.notify("No running shard selected.", severity="warning")
-            return
-        body = f"Shut down {shard_ids_phrase(ids)}?\n\n{self._plan_text('shutdown', ids)}"
-
-        def done(answer: bool | None) -> None:
-            if answer:
-                self.model.note(f"shut down {shard_ids_phrase(ids)} through the fleet")
-                self._send_each("shutdown", ids, lambda sid: self._control().shutdown(sid))
-
-        title = "Shut down shard" if len(ids) == 1 else "Shut down shards"
-        self.push_screen(ConfirmScreen(title, body, yes="Shut down"), done)
-
-    def action_boot(self) -> None:
-        if not self._need_manager():
-            return
-        ids = [i for i in self._targets() if not self._is_running(i) and i not in self.model.lost]
-        if not ids:
-            self.notify(
-                "Only a stopped shard of a live process can be booted; select or mark one.",
-                severity="warning",
-            )
-            return
-        self.model.note(f"boot {shard_ids_phrase(ids)} through the fleet")
-        self._send_each("boot", ids, lambda sid: self._control().boot(sid))
-
-    def _apply_presence(self, presence: Presence, ids: list[int]) -> None:
-        # Same editor and scopes as a single process; only the delivery differs: through the fleet.
-        self.model.note(f"presence {presence.describe()!r} to {shard_ids_phrase(ids)}")
-        for sid in ids:
-            self.model.record_sent_presence(sid, presence)
-        self._send_each("presence", ids, lambda sid: self._control().set_presence(sid, presence))
-
-    def action_rolling_restart(self) -> None:
-        if not self._need_manager():
-            return
-        ids = sorted(sid for sid in self.model.rows if sid not in self.model.lost)
-        if not ids:
-            self.notify("No live shards to restart.", severity="warning")
-            return
-        if len(ids) == 1:
-            question = f"Restart the fleet's one live shard ({ids[0]})?"
-        else:
-            question = (
-                f"Restart all {len(ids)} live shards of the fleet, one at a time, each back before the next?"
-            )
-        body = f"{question}\n\n{self._plan_text('restart', ids)}"
-
-        def done(answer: bool | None) -> None:
-            if answer:
-                self._fleet_rolling_restart(ids)
-
-        self.push_screen(ConfirmScreen("Rolling restart", body, yes="Restart all"), done)
-
-    def action_reshard(self) -> None:
-        # A live reshard replaces one manager's whole shard set; a fleet's set spans processes.
-        self.notify(
-            "Live reshard is not available in a fleet: its shards belong to several processes. "
-            "Change gateway.shards and each process's [cluster] shard_range, then restart them one by one.",
-            title="Reshard",
-            severity="warning",
-            timeout=10,
-        )
-
-    def _control(self) -> Any:
-        assert self.fleet is not None
-        return self.fleet.control
-
-    @work(group="actions", exit_on_error=False)
-    async def _send_each(
-        self, verb: str, ids: list[int], call: Callable[[int], Awaitable[CommandResult]]
-    ) -> list[CommandResult]:
-        """Send to every shard at once (each waits for its own acknowledgement) and show what
-        became of them: one notification, worst outcome first."""
-        self.notify(f"{verb}: sending to {shard_ids_phrase(ids)}…", timeout=3)
-        results = await asyncio.gather(*(call(sid) for sid in ids))
-        self.show_results(verb, results)
-        return list(results)
-
-    def show_results(self, verb: str, results: Iterable[CommandResult]) -> None:
-        from shardtui.fleet import CommandStatus
-
-        results = list(results)
-        if not results:
-            return
-        order = {"error": 0, "warning": 1, "information": 2}
-        results.sort(key=lambda r: (order[result_severity(r)], r.shard_id))
-        severity = result_severity(results[0])
-        # Commands Redis could not carry fail for one reason (the error text may differ per
-        # attempt): one line for all their shards.
-        unsent = [r for r in results if r.status is CommandStatus.UNREACHABLE and r.reason]
-        lines: list[str] = []
-        if unsent:
-            ids = [r.shard_id for r in unsent]
-            line = f"{verb} of {shard_ids_phrase(ids)} not sent: {unsent[0].reason}"
-            lines.append(line)
-            self.model.note(line, logging.ERROR, ids[0] if len(ids) == 1 else None)
-        for result in results:
-            if any(result is r for r in unsent):
-                continue
-            level = {"error": logging.ERROR, "warning": logging.WARNING}.get(
-                result_severity(result), logging.INFO
-            )
-            self.model.note(result.message, level, result.shard_id)
-            lines.append(result.message)
-        if len(lines) > 8:
-            lines = [*lines[:8], f"… and {len(lines) - 8} more (see the log pane)"]
-        failed = sum(1 for r in results if not r.ok)
-        unacked = sum(1 for r in results if result_severity(r) == "warning")
-        if not failed:
-            title = f"{verb}: acknowledged"
-        elif unacked == failed:
-            title = f"{verb}: {unacked} unacknowledged"
-        else:
-            title = f"{verb}: {failed} of {len(results)} not done"
-        self.notify("\n".join(lines), title=title, severity=severity, timeout=10)  # type: ignore[arg-type]
-
-    @work(group="actions", exit_on_error=False, exclusive=True)
-    async def _fleet_rolling_restart(self, ids: list[int]) -> None:
-        self.model.note(f"rolling restart of {shard_count(len(ids))} of the fleet")
-        for sid in ids:
-            before = self._starts(sid)
-            result = await self._control().restart(sid)
-            if not result.ok:
-                self.show_results("rolling restart stopped", [result])
-                return
-            await self._wait_back(sid, before, ROLLING_BATCH_TIMEOUT)
-        self.model.note("rolling restart finished")
-        self.notify("Rolling restart finished")
-
-    def _starts(self, sid: int) -> int:
-        info = self.shard_infos().get(ShardId(sid))
-        return -1 if info is None else info.resumes + info.identifies
-
-    async def _wait_back(self, sid: int, before: int, limit: float) -> None:
-        """Until the shard began a new session and shows as connected (or time ran out)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        while loop.time() < deadline:
-            info = self.shard_infos().get(ShardId(sid))
-            if info is None or info.fatal_error:
-                return
-            if self._starts(sid) > before and info.stage is ConnectionStage.CONNECTED:
-                return
-            await asyncio.sleep(0.05)
-
-    # -- quitting ----------------------------------------------------------------------------------
-
-    def _quit_question(self) -> str | None:
-        manager = self.manager
-        running = 0 if manager is None else sum(1 for info in manager.runners.values() if info.running)
-        if not running or self._runtime_done:
-            return None  # a viewer runs no shard: nothing to ask about
-        them, are = ("it", "is") if running == 1 else ("them", "are")
-        return (
-            f"{shard_count(running)} of this process ({self._local_name()}) {are} live. Quit and shut "
-            f"{them} down cleanly (close 1000)? The other processes of the fleet keep running."
-        )
 
 
 __all__ = ["FLEET_COLUMNS", "FleetConsole", "FleetConsoleModel", "summary_line"]

@@ -16,13 +16,9 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select,
 
 from shardtui.gateway.models import Activity, Presence
 from shardtui.gateway.protocol import ActivityType, Status
-from shardtui.tui.viewmodel import (
-    FleetModel,
-    describe_presence,
-    format_age,
-    format_latency,
-    stage_word,
-)
+from shardtui.tui.columns import stage_word
+from shardtui.tui.formatting import describe_presence, format_age, format_latency
+from shardtui.tui.model import ConsoleModel
 
 
 class ScopeButton(RadioButton):
@@ -229,7 +225,7 @@ class DetailsScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,enter,q", "close", "Back", id="details.close")]
 
-    def __init__(self, model: FleetModel, sid: int) -> None:
+    def __init__(self, model: ConsoleModel, sid: int) -> None:
         super().__init__(classes="dialog-screen")
         self.model = model
         self.sid = sid

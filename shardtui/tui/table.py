@@ -17,7 +17,8 @@ from textual.events import Resize
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
 
-from shardtui.tui.viewmodel import SORT_COLUMN, Cell, Column, FleetModel, columns_for_width, sort_arrow
+from shardtui.tui.columns import SORT_COLUMN, Cell, Column, columns_for_width, sort_arrow
+from shardtui.tui.model import ConsoleModel
 
 #: Past this many removals one rebuild is cheaper than removing rows one by one.
 REBUILD_THRESHOLD = 200
@@ -52,7 +53,7 @@ class ShardTable(DataTable):
         Binding("end,G", "last_row", "Last shard", id="last_row", key_display="end G", show=False),
     ]
 
-    def __init__(self, model: FleetModel, *, id: str | None = None) -> None:
+    def __init__(self, model: ConsoleModel, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.model = model
         self.shown_columns: tuple[Column, ...] = ()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
-from redis_helpers import REDIS_SERVER, RedisServer, free_port, need_redis_server
+from support.redis_server import REDIS_SERVER, RedisServer, free_port, need_redis_server
 
 __all__ = ["REDIS_SERVER", "RedisServer", "free_port"]  # tests import these from here too
 

@@ -12,8 +12,11 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
-from fleet_helpers import member_options
+# Run as a script (its folder on the path, not tests/): the shared helpers live in tests/support.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support.fleet import member_options
 
 from shardtui.fleet import ClusterConfig, FleetNode
 

@@ -6,8 +6,9 @@ import asyncio
 import json
 import sys
 
-from fleet_helpers import start_member, stop_member, wait_for_snapshot, wait_until
 from redis.asyncio import Redis
+from support.fleet import start_member, stop_member, wait_for_snapshot
+from support.waiting import wait_until
 
 from shardtui.fleet import FleetView
 from shardtui.gateway.models import ShardId

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from fleet_helpers import member_options, start_member, stop_member, wait_for_snapshot, wait_until
 from redis.asyncio import Redis
+from support.fleet import member_options, start_member, stop_member, wait_for_snapshot
+from support.waiting import wait_until
 
 from shardtui.fleet import (
     LOST,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fleet_helpers import start_member, stop_member, wait_for_snapshot, wait_until
+from support.fleet import start_member, stop_member, wait_for_snapshot
+from support.waiting import wait_until
 
 from shardtui.gateway.models import ConnectionStage, ShardId
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from fleet_helpers import wait_for_snapshot
 from redis.asyncio import Redis
+from support.fleet import wait_for_snapshot
 
 from shardtui.fleet import LOST, CommandStatus, FleetControl, FleetKeys, FleetView, ProcessState
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from fleet_helpers import member_options, start_member, stop_member, wait_for_snapshot, wait_until
 from redis.asyncio import Redis
+from support.fleet import member_options, start_member, stop_member, wait_for_snapshot
+from support.waiting import wait_until
 
 from shardtui.config import Config
 from shardtui.fleet import ClusterConfig, FleetNode, FleetSnapshot

@@ -3,7 +3,8 @@ another process's shard comes back at once as one clear "not sent: Redis unreach
 
 from __future__ import annotations
 
-from fleet_helpers import start_member, stop_member, wait_until
+from support.fleet import start_member, stop_member
+from support.waiting import wait_until
 
 from shardtui.fleet import CommandStatus
 from shardtui.gateway.models import Activity, ConnectionStage, Presence, ShardId

@@ -3,10 +3,7 @@ process's shards gives one line saying Redis is unreachable, and the banner says
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pytest
-from textual.pilot import Pilot
+from support.tui import wait_until
 
 from shardtui.config import Config
 from shardtui.fleet import ClusterConfig
@@ -35,16 +32,8 @@ def member_config(sandbox, redis_url: str, cluster: str, name: str, shard_range:
     return config
 
 
-async def wait_until(pilot: Pilot, condition: Callable[[], object], what: str) -> None:
-    for _ in range(1500):
-        if condition():
-            return
-        await pilot.pause(0.01)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def logged(app: FleetConsole, text: str) -> list[str]:
-    return [line.message for line in app.model.fleet_log if text in line.message]
+    return [line.message for line in app.model.console_log if text in line.message]
 
 
 async def test_member_console_restarts_its_own_shard_without_redis_and_says_why_others_cannot(

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from fleet.conftest import free_port
-from fleet_helpers import wait_for_snapshot, wait_until
 from redis.asyncio import Redis
+from support.fleet import wait_for_snapshot
+from support.waiting import wait_until
 
 from shardtui.config import Config, ConfigError, load_config
 from shardtui.fleet import ClusterConfig, FleetKeys, FleetView, ProcessState, RedisIdentifyGate

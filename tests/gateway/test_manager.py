@@ -8,7 +8,8 @@ import itertools
 import logging
 
 import pytest
-from manager_helpers import eventually, options_for
+from support.manager import options_for
+from support.waiting import eventually
 
 from shardtui.gateway.errors import FatalGatewayError, GatewayError
 from shardtui.gateway.gate import InMemoryIdentifyGate

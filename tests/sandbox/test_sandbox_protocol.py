@@ -566,3 +566,81 @@ async def test_voice_soundboard_and_channel_info_requests_are_answered(sandbox_f
     await client.send({"op": 43, "d": {"guild_id": guild, "fields": ["status"]}})
     info = (await client.recv_until("CHANNEL_INFO"))[-1]["d"]
     assert info["guild_id"] == guild and len(info["channels"]) == 1
+
+
+# -- the GUILD_CREATE burst follows the GUILDS intent (fact sheet §11) ---------------------------------
+# A bot without GUILDS still gets READY with its (unavailable) guild stubs, but no GUILD_CREATE: a
+# client that waits for the burst must meet the same silence here as on Discord.
+
+
+async def test_no_guild_create_without_the_guilds_intent(sandbox, raw):
+    client = await raw(sandbox)
+    ready = await client.ready(sandbox.token, (0, 1), MESSAGES)
+    assert len(ready["d"]["guilds"]) == len(sandbox.guild_ids)  # READY still lists them
+    sandbox.emit(3, "MESSAGE_CREATE")  # guild traffic the intent does allow
+    await client.heartbeat(client.last_seq)
+    seen = await client.recv_until(lambda p: p["op"] == 11)
+    names = [p["t"] for p in seen if p["op"] == 0]
+    assert "GUILD_CREATE" not in names
+    assert names.count("MESSAGE_CREATE") == len(sandbox.event_ids(0)) - 1
+
+
+async def test_guild_create_burst_with_the_guilds_intent(sandbox, raw):
+    client = await raw(sandbox)
+    await client.ready(sandbox.token, (0, 1), GUILDS | MESSAGES)
+    seen = await client.recv_until(
+        lambda p: [q["t"] for q in client.received].count("GUILD_CREATE") == len(sandbox.guild_ids)
+    )
+    assert all(p["t"] == "GUILD_CREATE" for p in seen)
+
+
+# -- going over the daily session start limit (fact sheet §7, §14.4) ----------------------------------
+# On hitting the limit "all active sessions for the app will be terminated, the bot token will be
+# reset": a client that overspends its budget must see its whole fleet go down and the old token
+# refused everywhere, not just one refused IDENTIFY.
+
+
+async def test_over_the_daily_limit_every_session_ends_and_the_token_is_reset(sandbox_factory, raw):
+    sandbox = await sandbox_factory(session_start_total=2, identify_window=0.0)
+    first = await raw(sandbox)
+    ready = await first.ready(sandbox.token, (0, 2), GUILDS)
+    second = await raw(sandbox)
+    await second.ready(sandbox.token, (1, 2), GUILDS)
+
+    third = await raw(sandbox)
+    await third.hello()
+    await third.identify(sandbox.token, (0, 2), GUILDS)
+    assert await third.expect_close() == 4004
+
+    # The sessions that were fine are terminated too ...
+    assert await first.expect_close() == 4004
+    assert await second.expect_close() == 4004
+    # ... cannot be resumed with the old token ...
+    resumer = await raw(sandbox)
+    await resumer.hello()
+    await resumer.send(
+        {"op": 6, "d": {"token": sandbox.token, "session_id": ready["d"]["session_id"], "seq": 1}}
+    )
+    assert await resumer.expect_close() == 4004
+    # ... and REST refuses the old token as well.
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bot {sandbox.token}"}
+        async with http.get(sandbox.rest_url + "/gateway/bot", headers=headers) as response:
+            assert response.status == 401
+    stats = sandbox.stats()
+    assert stats["token_reset"] is True
+    assert not any(s["alive"] for s in stats["sessions"])
+
+
+async def test_within_the_limit_nothing_is_reset(sandbox_factory, raw):
+    sandbox = await sandbox_factory(session_start_total=2, identify_window=0.0)
+    first = await raw(sandbox)
+    await first.ready(sandbox.token, (0, 2), GUILDS)
+    second = await raw(sandbox)
+    await second.ready(sandbox.token, (1, 2), GUILDS)
+    await first.heartbeat(1)
+    try:
+        await first.recv_until(lambda p: p["op"] == 11)
+    except Closed as closed:  # pragma: no cover - the failure message
+        raise AssertionError(f"a session within the budget was closed with {closed.code}") from None
+    assert sandbox.stats()["token_reset"] is False

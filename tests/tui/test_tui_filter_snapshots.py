@@ -10,6 +10,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from shardtui.tui.app import ShardTUI
+from shardtui.tui.filter_bar import FilterBar
 
 
 def test_bad_filter_error_at_80x24(snap_compare) -> None:
@@ -26,7 +27,8 @@ def test_bad_filter_error_at_80x24(snap_compare) -> None:
         # Applied once, as a whole, below: a slow run must not apply a prefix between two keys.
         app.filter_debounce = 3600.0
         await pilot.press(*"colour:red")
-        app._apply_typed_filter()
+        app.query_one(FilterBar).typing_paused()
+        await pilot.pause()
         await pilot.pause()
         assert app.query_one("#filter-error").display
 
@@ -47,7 +49,8 @@ def test_stage_filter_typed_and_sorted_by_health_at_80x24(snap_compare) -> None:
         # Applied once, as a whole, below: a slow run must not apply a prefix between two keys.
         app.filter_debounce = 3600.0
         await pilot.press(*"stage:conn")
-        app._apply_typed_filter()
+        app.query_one(FilterBar).typing_paused()
+        await pilot.pause()
         await pilot.pause()
         assert app.table.row_count == 5
 

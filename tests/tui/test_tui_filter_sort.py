@@ -4,21 +4,13 @@ sorted column's header carries the arrow. Driven with Textual's pilot against th
 from __future__ import annotations
 
 import pytest
+from support.tui import fast_config, wait_until
 from textual.widgets import Input, Label
-from tui_helpers import fast_config, wait_until
 
 from shardtui.tui.app import ShardTUI
+from shardtui.tui.columns import COLUMNS, SORT_COLUMN, SORT_ORDER, SortKey, columns_for_width, sort_arrow
+from shardtui.tui.filtering import FilterError, parse_filter
 from shardtui.tui.screens import ConfirmScreen
-from shardtui.tui.viewmodel import (
-    COLUMNS,
-    SORT_COLUMN,
-    SORT_ORDER,
-    FilterError,
-    SortKey,
-    columns_for_width,
-    parse_filter,
-    sort_arrow,
-)
 
 pytest.importorskip("shardtui.gateway.manager", reason="the ShardManager has not landed yet")
 

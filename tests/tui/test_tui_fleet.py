@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
-from redis_helpers import REDIS_SERVER, RedisServer, free_port
-from tui_helpers import wait_until
+from support.redis_server import REDIS_SERVER, RedisServer, free_port
+from support.tui import wait_until
 
 from shardtui.config import Config
 from shardtui.fleet import ClusterConfig, CommandStatus
 from shardtui.gateway.models import ConnectionStage, ShardId
 from shardtui.runtime import Runtime
 from shardtui.tui.fleet import FleetConsole
+from shardtui.tui.screens import ConfirmScreen
 
 SIZE = (160, 40)
 
@@ -90,7 +91,7 @@ def all_connected(app: FleetConsole, count: int) -> bool:
 
 
 def logged(app: FleetConsole, text: str) -> bool:
-    return any(text in line.message for line in app.model.fleet_log)
+    return any(text in line.message for line in app.model.console_log)
 
 
 async def test_member_console_shows_both_processes_and_restarts_the_others_shard(
@@ -140,6 +141,53 @@ async def test_member_console_shows_both_processes_and_restarts_the_others_shard
     assert app.return_code == 0
 
 
+async def test_member_console_rolling_restart_shutdown_and_boot_reach_every_process(
+    sandbox_factory, redis_url: str, cluster_name: str
+):
+    # The same keys as the one-process console, through the fleet's control: R restarts every live
+    # shard of both processes one at a time; s and b reach a shard of the other process.
+    sandbox = await sandbox_factory(shards=4, max_concurrency=2, identify_window=0.05)
+    beta = Runtime(member_config(sandbox, redis_url, cluster_name, "beta", (2, 3)))
+    app = FleetConsole(member_config(sandbox, redis_url, cluster_name, "alpha", (0, 1)))
+    async with beta:
+        await beta.start()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: all_connected(app, 4), "all 4 fleet shards connected")
+            await wait_until(pilot, lambda: cell(app, 3, "process") == "beta", "the process column")
+
+            before = {sid: sandbox.stats()["shards"][str(sid)]["resumes"] for sid in range(4)}
+            await pilot.press("R")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the rolling confirmation")
+            body = str(app.screen.query_one("#confirm-body").render())
+            assert "Restart all 4 live shards of the fleet" in body
+            assert "This process runs shards 0, 1" in body and "process beta (shards 2, 3)" in body
+            await pilot.press("y")
+            await wait_until(pilot, lambda: logged(app, "rolling restart finished"), "the rolling restart")
+            after = {sid: sandbox.stats()["shards"][str(sid)]["resumes"] for sid in range(4)}
+            assert all(after[sid] == before[sid] + 1 for sid in range(4)), (before, after)
+            assert sandbox.stats()["identify_violations"] == 0
+
+            app.table.select_shard(3)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the shutdown question")
+            assert str(app.screen.query_one(".dialog-title").render()) == "Shut down shard"
+            await pilot.press("y")
+            await wait_until(
+                pilot,
+                lambda: not beta.manager.runners[ShardId(3)].running and cell(app, 3, "stage") == "stopped",
+                "shard 3 stopped in the other process and shown stopped",
+            )
+            assert beta.manager.runners[ShardId(2)].running
+            await pilot.press("b")
+            await wait_until(pilot, lambda: all_connected(app, 4), "shard 3 booted again by beta")
+            assert logged(app, "boot of shard 3: done by process beta")
+
+            await pilot.press("q")
+            await pilot.press("y")
+            await wait_until(pilot, lambda: app.return_code is not None, "the console to exit")
+    assert app.return_code == 0
+
+
 async def test_viewer_banner_while_redis_is_down_and_unacknowledged_commands(
     sandbox_factory, redis_server: RedisServer, cluster_name: str
 ):
@@ -162,7 +210,7 @@ async def test_viewer_banner_while_redis_is_down_and_unacknowledged_commands(
             await wait_until(
                 pilot, lambda: logged(app, "no acknowledgement within 0.5 s"), "the unacknowledged result"
             )
-            note = next(line for line in app.model.fleet_log if "no acknowledgement" in line.message)
+            note = next(line for line in app.model.console_log if "no acknowledgement" in line.message)
             assert note.shard_id == 1 and "sent to process worker" in note.message
 
             redis_server.stop()

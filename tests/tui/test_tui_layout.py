@@ -5,24 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from fleet_fixture import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
+from support.fixed_fleet import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
+from support.fixed_fleet import fixed_app as make_app
 from textual.pilot import Pilot
 
 from shardtui.config import Config
 from shardtui.gateway.models import ShardId, ShardInfoUpdateEvent
 from shardtui.tui.app import ShardTUI
 from shardtui.tui.themes import DEFAULT_THEME, THEMES_DIR
-
-
-def make_app(config: Config | None = None, count: int = 8, **kwargs) -> tuple[ShardTUI, FixedManager]:
-    manager = FixedManager(fixed_fleet(count))
-    app = ShardTUI(
-        config or Config(),
-        runtime_factory=lambda _c: FixedRuntime(manager),
-        clock=lambda: FROZEN_NOW,
-        **kwargs,
-    )
-    return app, manager
 
 
 async def loaded(pilot: Pilot, count: int = 8) -> ShardTUI:

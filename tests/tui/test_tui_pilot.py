@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support.tui import fast_config, wait_until
 from textual.command import CommandPalette
 from textual.widgets import Input, OptionList, RichLog, Select
-from tui_helpers import fast_config, wait_until
 
 from shardtui.config import Config
 from shardtui.gateway.models import ConnectionStage
@@ -169,7 +169,7 @@ async def test_rolling_restart_restarts_every_shard() -> None:
         )
         await wait_until(
             pilot,
-            lambda: any("rolling restart finished" in line.message for line in app.model.fleet_log),
+            lambda: any("rolling restart finished" in line.message for line in app.model.console_log),
             "the rolling restart to report it finished",
         )
 
@@ -370,6 +370,26 @@ async def test_one_failed_shard_does_not_stop_the_console() -> None:
         assert app.model.rows[0].info.stage is ConnectionStage.CONNECTED
         await pilot.press("r")  # the console still takes keys
         await wait_until(pilot, lambda: app.model.rows[0].info.resumes == 1, "shard 0 to resume")
+
+
+@pytest.mark.parametrize("code", [4011, 4012])
+async def test_a_per_shard_fatal_close_fails_that_shard_and_the_console_runs_on(code: int) -> None:
+    # 4011 (sharding required) and 4012 (API version) stop only the shard that got them in the
+    # manager; the console must not stop everything (nor exit 1) for them.
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        assert app.runtime.sandbox.inject("close", shard_id=2, code=code) == 1
+        await wait_until(pilot, lambda: cell(app, 2, "stage") == "failed", "shard 2 to show failed")
+        await pilot.pause()
+        assert not isinstance(app.screen, FatalScreen)
+        assert app.model.fatal is None
+        assert [app.model.rows[sid].info.stage for sid in (0, 1)] == [ConnectionStage.CONNECTED] * 2
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the quit question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert app.return_code == 0
 
 
 async def test_disallowed_intents_show_one_fatal_screen_with_what_to_do() -> None:

@@ -10,7 +10,7 @@ import logging
 import time
 
 import pytest
-from fleet_fixture import FROZEN_NOW, FixedManager, FixedRuntime, fixed_fleet
+from support.fixed_fleet import FROZEN_NOW, FixedManager, FixedRuntime, fixed_app, fixed_fleet
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -32,8 +32,7 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_app(theme: str = "shardtui-dark") -> ShardTUI:
     config = Config()
     config.ui.theme = theme
-    manager = FixedManager(fixed_fleet(8))
-    return ShardTUI(config, runtime_factory=lambda _c: FixedRuntime(manager), clock=lambda: FROZEN_NOW)
+    return fixed_app(config)[0]
 
 
 async def settle(pilot: Pilot) -> None:

@@ -4,7 +4,8 @@ bad one with the reason, and a confirmed reshard ends with the table showing the
 from __future__ import annotations
 
 import pytest
-from test_console_rolling import SIZE, config, wait_until
+from support.tui import wait_until
+from test_console_rolling import SIZE, config
 
 from shardtui.gateway.models import ConnectionStage
 from shardtui.tui.app import ShardTUI
@@ -51,5 +52,5 @@ async def test_reshard_dialog_shows_the_cost_and_moves_the_table_to_the_new_set(
             "the table to show the 3 new shards connected",
         )
         assert all(r.info.total == 3 for r in app.model.rows.values())
-        assert any("reshard to 3 shards finished" in line.message for line in app.model.fleet_log)
+        assert any("reshard to 3 shards finished" in line.message for line in app.model.console_log)
         assert app.runtime.sandbox.stats()["identify_violations"] == 0

@@ -4,12 +4,13 @@ runs offers to abort it; the header counts shards that resumed saved sessions.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+
+from support.tui import wait_until
 
 from shardtui.config import Config
 from shardtui.tui.app import ShardTUI
+from shardtui.tui.model import OverviewStats
 from shardtui.tui.screens import ConfirmScreen
-from shardtui.tui.viewmodel import FleetStats
 
 SIZE = (160, 30)
 
@@ -27,14 +28,6 @@ def config(shards: int) -> Config:
     cfg.sandbox.event_rate = 5.0
     cfg.ui.refresh_interval = 0.05
     return cfg
-
-
-async def wait_until(pilot, condition: Callable[[], object], what: str, polls: int = 400) -> None:
-    for _ in range(polls):
-        if condition():
-            return
-        await pilot.pause(0.025)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def body(app: ShardTUI) -> str:
@@ -63,12 +56,12 @@ async def test_R_runs_the_managers_rolling_restart_and_R_again_aborts_it() -> No
         status = await task
         assert status.state.value == "aborted"
         assert len(status.done) < 4
-        assert any("abort requested" in line.message for line in app.model.fleet_log)
+        assert any("abort requested" in line.message for line in app.model.console_log)
         assert app.runtime.sandbox.stats()["identify_violations"] == 0
 
 
 def test_header_counts_resumed_saved_sessions() -> None:
-    stats = FleetStats(
+    stats = OverviewStats(
         mode="discord",
         bot_user="bot",
         ready=4,
@@ -85,7 +78,7 @@ def test_header_counts_resumed_saved_sessions() -> None:
         max_concurrency=1,
     )
     assert "saved sessions" not in stats.header_lines()[1]
-    resumed = FleetStats(
+    resumed = OverviewStats(
         **{**{f: getattr(stats, f) for f in stats.__dataclass_fields__}, "identifies_saved": 4}
     )
     assert "resumed 4 saved sessions" in resumed.header_lines()[1]

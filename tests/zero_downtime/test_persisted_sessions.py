@@ -10,7 +10,9 @@ import os
 import stat
 
 import orjson
-from zd_helpers import IDENTIFIED_MIX, Recorder, eventually, options_for
+from support.manager import options_for
+from support.waiting import eventually
+from support.zero_downtime import IDENTIFIED_MIX, Recorder
 
 from shardtui.gateway.manager import ShardManager
 from shardtui.gateway.models import ShardId, ShardLogEvent

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from zd_helpers import IDENTIFIED_MIX, Recorder, eventually, options_for
+from support.manager import options_for
+from support.waiting import eventually
+from support.zero_downtime import IDENTIFIED_MIX, Recorder
 
 from shardtui.gateway.manager import ShardManager
 from shardtui.gateway.models import ConnectionStage, ShardId, ShardLogEvent

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from manager_helpers import eventually, options_for
-
 from shardtui.gateway.models import Dispatch
 from shardtui.sandbox.accounting import EVENT_ID_KEY
+from support.manager import options_for
+from support.waiting import eventually
 
 __all__ = ["IDENTIFIED_MIX", "Recorder", "eventually", "options_for"]
 

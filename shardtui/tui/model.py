@@ -1,4 +1,4 @@
-"""The console's view model: shard rows and fleet stats, with no Textual import.
+"""The console's model: shard rows and the overview, with no Textual import.
 
 Manager events land here as they happen and only mark rows dirty; the app's timer asks for the dirty
 rows' cells and pushes them into the table. Keeping this free of widgets lets the bench and the unit
@@ -7,252 +7,48 @@ tests drive it directly, and keeps per-event work to a dict lookup and a set ins
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
-import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from shardtui.gateway.errors import FATAL_CLOSE_KINDS
 from shardtui.gateway.models import (
     ConnectionStage,
     FatalErrorEvent,
     Presence,
-    ShardHealth,
     ShardId,
     ShardInfoUpdateEvent,
     ShardLogEvent,
     ShardRunnerInfo,
     ShardStageUpdateEvent,
 )
+from shardtui.gateway.protocol import CloseCode
+from shardtui.tui.columns import COLUMNS, SORT_ORDER, Cell, Column, SortKey, row_cells, sort_value
+from shardtui.tui.filtering import row_matches
+from shardtui.tui.formatting import DASH, format_age, format_duration, format_latency, format_rate, percentile
 
 Clock = Callable[[], float]
 
 LOG_LINES_PER_SHARD = 200
-LOG_LINES_FLEET = 2_000
+LOG_LINES_CONSOLE = 2_000
 LATENCY_SAMPLES = 60
-DASH = "—"
 
-#: Fatal errors that stop every shard (the token, the intents, the account): one screen, not a toast.
-FLEET_FATAL_KINDS = frozenset(
-    {
-        "authentication",
-        "invalid_intents",
-        "disallowed_intents",
-        "sharding_required",
-        "invalid_api_version",
-        "session_start_limit",
-    }
+#: Close codes after which the manager stops every shard (the token, the intents: Discord refuses
+#: the bot, not one shard); any other fatal close stops only the shard that got it.
+BOT_WIDE_CLOSE_CODES: tuple[int, ...] = (
+    CloseCode.AUTHENTICATION_FAILED,
+    CloseCode.INVALID_INTENTS,
+    CloseCode.DISALLOWED_INTENTS,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """One table cell: plain text (never markup) and an optional theme variable naming its colour."""
-
-    text: str
-    style: str | None = None
-    bold: bool = False
-    reverse: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    key: str
-    label: str
-    width: int
-    #: Lower shows first when the terminal is narrow; columns are added in this order while they fit.
-    priority: int
-
-
-#: Display order. Widths are fixed so updates never re-measure the table, and leave room for the
-#: sort arrow after each sortable column's label ("guilds▼").
-COLUMNS: tuple[Column, ...] = (
-    Column("id", "shard", 10, 0),
-    Column("stage", "stage", 12, 0),
-    Column("health", "health", 7, 0),
-    Column("latency", "latency", 8, 1),
-    Column("guilds", "guilds", 7, 2),
-    Column("eps", "ev/s", 6, 3),
-    Column("events", "events", 7, 5),
-    Column("seq", "seq", 8, 8),
-    Column("resumes", "res", 4, 6),
-    Column("reconnects", "rec", 4, 7),
-    Column("close", "close", 5, 4),
-    Column("dispatch_age", "disp", 5, 4),
-    Column("ack_age", "ack", 5, 9),
-    Column("presence", "presence", 28, 10),
+#: Fatal errors that stop the whole console: one screen, not a toast. The bot-wide close kinds as
+#: the gateway names them, plus the account's spent session start budget.
+CONSOLE_FATAL_KINDS = frozenset(
+    {FATAL_CLOSE_KINDS[code][0] for code in BOT_WIDE_CLOSE_CODES} | {"session_start_limit"}
 )
-COLUMN_KEYS = tuple(c.key for c in COLUMNS)
-#: DataTable pads each cell by one column on both sides.
-CELL_PADDING = 2
-
-
-def shard_count(count: int) -> str:
-    """``1 shard`` / ``8 shards``: dialogs read as sentences, not ``shard(s)``."""
-    return f"{count} shard" + ("" if count == 1 else "s")
-
-
-def shard_ids_phrase(ids: Iterable[int], limit: int = 12) -> str:
-    """``shard 2`` / ``shards 1, 2`` / ``shards 0, 1, ... and 288 more``."""
-    ids = list(ids)
-    shown = ", ".join(str(i) for i in ids[:limit])
-    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
-    return ("shard " if len(ids) == 1 else "shards ") + shown + more
-
-
-PRESENCE_GROWTH_STEP = 8
-PRESENCE_MAX_WIDTH = 96
-
-
-def columns_for_width(width: int, columns: tuple[Column, ...] = COLUMNS) -> tuple[Column, ...]:
-    """The columns that fit ``width`` terminal cells, most important first, in display order."""
-    chosen: set[str] = set()
-    used = 2  # vertical scrollbar
-    for column in sorted(columns, key=lambda c: (c.priority, columns.index(c))):
-        need = column.width + CELL_PADDING
-        if column.priority == 0 or used + need <= width:
-            chosen.add(column.key)
-            used += need
-    shown = tuple(c for c in columns if c.key in chosen)
-    # A wide terminal gives its spare cells to the presence text (the one free-form column) instead of
-    # leaving them blank; in steps, so dragging a window edge rebuilds the table rarely.
-    spare = (width - used) // PRESENCE_GROWTH_STEP * PRESENCE_GROWTH_STEP
-    return tuple(
-        replace(c, width=min(c.width + spare, PRESENCE_MAX_WIDTH)) if c.key == "presence" and spare > 0 else c
-        for c in shown
-    )
-
-
-class SortKey(enum.Enum):
-    ID = "id"
-    STAGE = "stage"
-    HEALTH = "health"
-    LATENCY = "latency"
-    GUILDS = "guilds"
-    EVENTS_PER_SECOND = "ev/s"
-    EVENTS = "events"
-    RESUMES = "resumes"
-    RECONNECTS = "reconnects"
-    DISPATCH_AGE = "dispatch age"
-
-
-SORT_ORDER: tuple[SortKey, ...] = tuple(SortKey)
-#: The column each sort key orders by, for the header's arrow.
-SORT_COLUMN: dict[SortKey, str] = {
-    SortKey.ID: "id",
-    SortKey.STAGE: "stage",
-    SortKey.HEALTH: "health",
-    SortKey.LATENCY: "latency",
-    SortKey.GUILDS: "guilds",
-    SortKey.EVENTS_PER_SECOND: "eps",
-    SortKey.EVENTS: "events",
-    SortKey.RESUMES: "resumes",
-    SortKey.RECONNECTS: "reconnects",
-    SortKey.DISPATCH_AGE: "dispatch_age",
-}
-SORT_ASCENDING = "\u25b2"
-SORT_DESCENDING = "\u25bc"
-
-
-def sort_arrow(key: SortKey) -> str:
-    """▲ for the id (lowest first); ▼ for every other key, which puts the most, slowest, oldest or
-    worst (failed, stopped, wedged ...) first."""
-    return SORT_ASCENDING if key is SortKey.ID else SORT_DESCENDING
-
-
-# Worst first: an operator sorting by stage or health wants the trouble at the top.
-_STAGE_RANK = {
-    "failed": 0,
-    "stopped": 1,
-    "disconnected": 2,
-    "queued": 3,
-    "resuming": 4,
-    "identifying": 5,
-    "handshake": 6,
-    "connecting": 7,
-    "connected": 8,
-}
-_HEALTH_RANK = {ShardHealth.FAILED: 0, ShardHealth.WEDGED: 1, ShardHealth.QUIET: 2, ShardHealth.OK: 3}
-
-
-# ---------------------------------------------------------------------------------------------
-# formatting
-
-
-def format_latency(seconds: float | None) -> str:
-    if seconds is None:
-        return DASH
-    if seconds < 0.01:
-        return f"{seconds * 1000.0:.1f} ms"
-    if seconds < 1.0:
-        return f"{seconds * 1000.0:.0f} ms"
-    return f"{seconds:.1f} s"
-
-
-def format_age(seconds: float | None) -> str:
-    """Coarse ages: exact below 10 s, then 5 s steps, then minutes and hours (fewer cell updates)."""
-    if seconds is None:
-        return DASH
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{int(seconds)}s"
-    if seconds < 60:
-        return f"{int(seconds) // 5 * 5}s"
-    if seconds < 3600:
-        return f"{int(seconds) // 60}m"
-    if seconds < 86400:
-        return f"{int(seconds) // 3600}h"
-    return f"{int(seconds) // 86400}d"
-
-
-def format_count(value: int | None) -> str:
-    if value is None:
-        return DASH
-    if value < 100_000:
-        return str(value)
-    if value < 10_000_000:
-        return f"{value // 1000}k"
-    return f"{value // 1_000_000}M"
-
-
-def format_rate(value: float) -> str:
-    if value <= 0:
-        return "0"
-    if value < 100:
-        return f"{value:.1f}"
-    return f"{value:.0f}"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return DASH
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
-    return f"{int(seconds) // 3600}h{int(seconds) % 3600 // 60:02d}m"
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def describe_presence(presence: Presence | None) -> str:
-    return DASH if presence is None else presence.describe()
-
-
-# ---------------------------------------------------------------------------------------------
-# rows
 
 
 @dataclass(slots=True)
@@ -277,7 +73,7 @@ class ShardRow:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     #: What the console last sent with set_presence, shown until the runner reports it applied.
     sent_presence: Presence | None = None
-    #: The info's fields as last seen by ``FleetModel.scan``.
+    #: The info's fields as last seen by ``ConsoleModel.scan``.
     signature: tuple[Any, ...] = ()
     _last_sample_ack: float | None = None
     _last_latency: float | None = None
@@ -306,138 +102,8 @@ class ShardRow:
             self.latencies.append(latency * 1000.0)
 
 
-def stage_word(info: ShardRunnerInfo, queued: bool = False) -> str:
-    """The stage as one word. Adds three the library leaves implicit: failed, stopped and queued."""
-    if info.fatal_error:
-        return "failed"
-    if info.stage is ConnectionStage.DISCONNECTED:
-        if not info.running:
-            return "stopped"
-        if queued:
-            return "queued"
-    return info.stage.value
-
-
-def health_cell(info: ShardRunnerInfo) -> Cell:
-    health = ShardHealth.FAILED if info.fatal_error else info.health
-    if health is ShardHealth.WEDGED:
-        # The one verdict that must jump out of a thousand rows: shouted, bold and reversed.
-        return Cell("WEDGED", "health-wedged", bold=True, reverse=True)
-    if health is ShardHealth.FAILED:
-        return Cell("failed", "health-failed", bold=True)
-    return Cell(health.value, f"health-{health.value}")
-
-
-def row_cells(row: ShardRow, now: float, *, marked: bool = False, queued: bool = False) -> dict[str, Cell]:
-    info = row.info
-    word = stage_word(info, queued)
-    mark = "*" if marked else " "
-    return {
-        "id": Cell(f"{mark}{info.shard_id.id}/{info.total}", "marked" if marked else None, bold=marked),
-        "stage": Cell(word, f"stage-{word}"),
-        "health": health_cell(info),
-        "latency": Cell(format_latency(info.latency)),
-        "guilds": Cell(format_count(info.guilds)),
-        "eps": Cell(format_rate(info.events_per_second)),
-        "events": Cell(format_count(info.events_received)),
-        "seq": Cell(format_count(info.last_seq)),
-        "resumes": Cell(str(info.resumes)),
-        "reconnects": Cell(str(info.reconnects)),
-        "close": Cell(DASH if info.last_close_code is None else str(info.last_close_code)),
-        "dispatch_age": Cell(
-            format_age(None if info.last_dispatch_at is None else now - info.last_dispatch_at)
-        ),
-        "ack_age": Cell(format_age(None if info.last_ack_at is None else now - info.last_ack_at)),
-        "presence": Cell(describe_presence(row.presence)),
-    }
-
-
-def sort_value(row: ShardRow, key: SortKey, now: float, queued: bool = False) -> tuple[Any, ...]:
-    info = row.info
-    sid = info.shard_id.id
-    if key is SortKey.ID:
-        return (sid,)
-    if key is SortKey.STAGE:
-        return (_STAGE_RANK.get(stage_word(info, queued), 9), sid)
-    if key is SortKey.HEALTH:
-        health = ShardHealth.FAILED if info.fatal_error else info.health
-        return (_HEALTH_RANK[health], sid)
-    if key is SortKey.LATENCY:
-        # Slowest first; shards with no latency yet go last.
-        return (info.latency is None, -(info.latency or 0.0), sid)
-    if key is SortKey.GUILDS:
-        return (-info.guilds, sid)
-    if key is SortKey.EVENTS_PER_SECOND:
-        return (-info.events_per_second, sid)
-    if key is SortKey.EVENTS:
-        return (-info.events_received, sid)
-    if key is SortKey.RESUMES:
-        return (-info.resumes, sid)
-    if key is SortKey.RECONNECTS:
-        return (-info.reconnects, sid)
-    # Longest silence first: that is where a wedged shard hides.
-    age = math.inf if info.last_dispatch_at is None else now - info.last_dispatch_at
-    return (-age, sid)
-
-
-#: ``field:value`` filters; anything else is plain text matched against every field but the id.
-FILTER_FIELDS = ("id", "stage", "health", "close", "error")
-_FIELD_QUERY = re.compile(r"([a-z]+):(.*)", re.DOTALL)
-
-
-class FilterError(ValueError):
-    """A filter the console cannot apply; the message is shown under the filter box as is."""
-
-
-def parse_filter(query: str) -> tuple[str | None, str]:
-    """``(field, value)`` for ``field:value``, ``(None, text)`` for plain text. Raises FilterError."""
-    query = query.strip().lower()
-    found = _FIELD_QUERY.fullmatch(query)
-    if found is None:
-        return None, query
-    field, value = found.group(1), found.group(2).strip()
-    if field not in FILTER_FIELDS:
-        raise FilterError(f"unknown field {field!r} ({', '.join(FILTER_FIELDS)})")
-    if field in ("id", "close") and value and not value.isdigit():
-        raise FilterError(f"{field}: takes a number, not {value!r}")
-    return field, value
-
-
-def row_matches(row: ShardRow, query: str, queued: bool = False) -> bool:
-    """Filter by shard id (a number), stage or health word, close code, or any error text; or by one
-    field with ``stage:conn``, ``health:wedged``, ``close:4000``, ``id:3``, ``error:text``."""
-    try:
-        field, query = parse_filter(query)
-    except FilterError:
-        # The console never applies a bad filter; anything else calling this gets plain text.
-        field, query = None, query.strip().lower()
-    if not query:
-        return True
-    info = row.info
-    close = "" if info.last_close_code is None else str(info.last_close_code)
-    health = "wedged" if info.health is ShardHealth.WEDGED else info.health.value
-    errors = " ".join((info.health_reason, info.last_close_reason, info.fatal_error or "")).lower()
-    if field == "id":
-        return int(query) == info.shard_id.id
-    if field == "close":
-        return close == query
-    if field == "stage":
-        return query in stage_word(info, queued)
-    if field == "health":
-        return query in health
-    if field == "error":
-        return query in errors
-    if query.isdigit():
-        return int(query) == info.shard_id.id or close == query
-    return query in " ".join((stage_word(info, queued), health, errors))
-
-
-# ---------------------------------------------------------------------------------------------
-# fleet
-
-
 @dataclass(frozen=True, slots=True)
-class FleetStats:
+class OverviewStats:
     mode: str
     bot_user: str
     ready: int
@@ -457,7 +123,7 @@ class FleetStats:
     identifies_saved: int = 0
 
     def header_lines(self) -> tuple[str, str]:
-        """Two lines that fit 80 columns for fleets up to thousands of shards."""
+        """Two lines that fit 80 columns for up to thousands of shards."""
         bot = self.bot_user or "(not ready)"
         first = (
             f"{self.mode} · {bot} · ready {self.ready}/{self.total} · "
@@ -538,7 +204,7 @@ class QueueView:
 EMPTY_QUEUE = QueueView(frozenset(), frozenset(), None)
 
 
-class FleetModel:
+class ConsoleModel:
     """All shard rows, the dirty set, marks, filter, sort and logs."""
 
     def __init__(self, *, clock: Clock = time.time, identify_window: float = 5.0) -> None:
@@ -551,7 +217,7 @@ class FleetModel:
         self.marked: set[int] = set()
         self.filter_text = ""
         self.sort_key = SortKey.ID
-        self.fleet_log: deque[LogLine] = deque(maxlen=LOG_LINES_FLEET)
+        self.console_log: deque[LogLine] = deque(maxlen=LOG_LINES_CONSOLE)
         #: Log lines not yet written to the log pane.
         self.pending_log: list[LogLine] = []
         self.fatal: FatalErrorEvent | None = None
@@ -603,8 +269,8 @@ class FleetModel:
             if sid is not None:
                 self.dirty.add(sid)
         elif isinstance(event, FatalErrorEvent):
-            if event.kind not in FLEET_FATAL_KINDS and event.shard_ids:
-                # One shard stopping is news, not the end: the rest of the fleet keeps running.
+            if event.kind not in CONSOLE_FATAL_KINDS and event.shard_ids:
+                # One shard stopping is news, not the end: the other shards keep running.
                 self.alerts.append(event.message)
             else:
                 # The manager reports each bot-wide failure once; a later one (after the operator
@@ -620,7 +286,7 @@ class FleetModel:
         self._log(LogLine(self.clock(), level, shard_id, message))
 
     def _log(self, line: LogLine) -> None:
-        self.fleet_log.append(line)
+        self.console_log.append(line)
         self.pending_log.append(line)
         if line.shard_id is not None:
             row = self.rows.get(line.shard_id)
@@ -662,9 +328,6 @@ class FleetModel:
     def take_log(self) -> list[LogLine]:
         lines, self.pending_log = self.pending_log, []
         return lines
-
-    def mark_all_dirty(self) -> None:
-        self.dirty.update(self.rows)
 
     # -- presentation --------------------------------------------------------------------------
 
@@ -732,9 +395,9 @@ class FleetModel:
             r.info.running or r.info.stage is not ConnectionStage.DISCONNECTED for r in self.rows.values()
         )
 
-    # -- fleet ---------------------------------------------------------------------------------
+    # -- overview ---------------------------------------------------------------------------------
 
-    def stats(self) -> FleetStats:
+    def stats(self) -> OverviewStats:
         now = self.clock()
         infos = [r.info for r in self.rows.values()]
         ready = sum(1 for i in infos if i.stage is ConnectionStage.CONNECTED)
@@ -745,7 +408,7 @@ class FleetModel:
         identifying = len(self.queue.identifying) or sum(
             1 for i in infos if i.stage is ConnectionStage.IDENTIFYING
         )
-        return FleetStats(
+        return OverviewStats(
             mode=self.mode,
             bot_user=self.bot_user,
             ready=ready,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shardtui.config import Config
 from shardtui.gateway.gate import SessionStartLimit
 from shardtui.gateway.models import (
     Activity,
@@ -20,6 +21,7 @@ from shardtui.gateway.models import (
     ShardRunnerInfo,
 )
 from shardtui.gateway.protocol import ActivityType, Status
+from shardtui.tui.app import ShardTUI
 
 FROZEN_NOW = 1_800_000_000.0
 
@@ -130,3 +132,16 @@ def fixed_fleet(total: int = 8) -> list[ShardRunnerInfo]:
         infos[6].running = False
         infos[6].latency = None
     return infos
+
+
+def fixed_app(config: Config | None = None, count: int = 8, **kwargs: Any) -> tuple[ShardTUI, FixedManager]:
+    """A console over ``count`` fixed shards with the clock frozen at ``FROZEN_NOW`` (``kwargs`` go to
+    ``ShardTUI``), and the manager behind it."""
+    manager = FixedManager(fixed_fleet(count))
+    app = ShardTUI(
+        config or Config(),
+        runtime_factory=lambda _c: FixedRuntime(manager),
+        clock=lambda: FROZEN_NOW,
+        **kwargs,
+    )
+    return app, manager

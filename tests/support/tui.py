@@ -1,4 +1,4 @@
-"""Helpers for console tests: a fast embedded-sandbox config and bounded condition waits."""
+"""Console test helpers: a fast embedded-sandbox config and bounded waits between pilot cycles."""
 
 from __future__ import annotations
 

@@ -71,12 +71,3 @@ async def wait_for_snapshot(
         await asyncio.sleep(0.05)
         snapshot = await view.snapshot()
     return snapshot
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)

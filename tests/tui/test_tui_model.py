@@ -1,4 +1,5 @@
-"""The console's view model, driven directly with ShardRunnerInfo objects and manager events."""
+"""The console model (rows, columns, formatting, filtering), driven with ShardRunnerInfo objects
+and manager events."""
 
 from __future__ import annotations
 
@@ -18,21 +19,16 @@ from shardtui.gateway.models import (
     ShardStageUpdateEvent,
 )
 from shardtui.gateway.protocol import ActivityType, Status
-from shardtui.tui.viewmodel import (
-    CELL_PADDING,
-    COLUMNS,
-    FleetModel,
-    QueueView,
-    SortKey,
-    columns_for_width,
+from shardtui.tui.columns import CELL_PADDING, COLUMNS, SortKey, columns_for_width
+from shardtui.tui.formatting import (
     format_age,
     format_count,
     format_latency,
     percentile,
     shard_count,
     shard_ids_phrase,
-    startup_eta,
 )
+from shardtui.tui.model import ConsoleModel, QueueView, startup_eta
 
 NOW = 1_800_000_000.0
 
@@ -44,8 +40,8 @@ def make_info(sid: int, total: int = 4, **changes) -> ShardRunnerInfo:
     return info
 
 
-def fleet(*infos: ShardRunnerInfo) -> FleetModel:
-    model = FleetModel(clock=lambda: NOW, identify_window=0.5)
+def fleet(*infos: ShardRunnerInfo) -> ConsoleModel:
+    model = ConsoleModel(clock=lambda: NOW, identify_window=0.5)
     model.sync({info.shard_id: info for info in infos})
     model.take_dirty()
     return model

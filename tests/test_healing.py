@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from manager_helpers import eventually, options_for
+from support.manager import options_for
+from support.waiting import eventually
 
 from shardtui.config import load_config
 from shardtui.gateway.healing import WedgedHealer

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from manager_helpers import eventually
 from prometheus_client.parser import text_string_to_metric_families
+from support.waiting import eventually
 
 from shardtui.cli import main
 from shardtui.config import ConfigError, load_config

@@ -3,7 +3,8 @@ started with), and the manager's session start budget is the one the new set jus
 
 from __future__ import annotations
 
-from manager_helpers import eventually, options_for
+from support.manager import options_for
+from support.waiting import eventually
 
 from shardtui.gateway.manager import ShardManager
 from shardtui.gateway.models import Activity, Presence, ShardId

@@ -134,7 +134,13 @@ _STAGE_RANK = {
     "connecting": 7,
     "connected": 8,
 }
-_HEALTH_RANK = {ShardHealth.FAILED: 0, ShardHealth.WEDGED: 1, ShardHealth.QUIET: 2, ShardHealth.OK: 3}
+_HEALTH_RANK = {
+    ShardHealth.FAILED: 0,
+    ShardHealth.WEDGED: 1,
+    ShardHealth.DOWN: 2,
+    ShardHealth.QUIET: 3,
+    ShardHealth.OK: 4,
+}
 
 
 def stage_word(info: ShardRunnerInfo, queued: bool = False) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shardtui.gateway.errors import FATAL_CLOSE_KINDS
+from shardtui.gateway.closecodes import Scope, scope_of
 from shardtui.gateway.models import (
     ConnectionStage,
     FatalErrorEvent,
@@ -26,7 +26,6 @@ from shardtui.gateway.models import (
     ShardRunnerInfo,
     ShardStageUpdateEvent,
 )
-from shardtui.gateway.protocol import CloseCode
 from shardtui.tui.columns import COLUMNS, SORT_ORDER, Cell, Column, SortKey, row_cells, sort_value
 from shardtui.tui.filtering import row_matches
 from shardtui.tui.formatting import DASH, format_age, format_duration, format_latency, format_rate, percentile
@@ -37,18 +36,6 @@ LOG_LINES_PER_SHARD = 200
 LOG_LINES_CONSOLE = 2_000
 LATENCY_SAMPLES = 60
 
-#: Close codes after which the manager stops every shard (the token, the intents: Discord refuses
-#: the bot, not one shard); any other fatal close stops only the shard that got it.
-BOT_WIDE_CLOSE_CODES: tuple[int, ...] = (
-    CloseCode.AUTHENTICATION_FAILED,
-    CloseCode.INVALID_INTENTS,
-    CloseCode.DISALLOWED_INTENTS,
-)
-#: Fatal errors that stop the whole console: one screen, not a toast. The bot-wide close kinds as
-#: the gateway names them, plus the account's spent session start budget.
-CONSOLE_FATAL_KINDS = frozenset(
-    {FATAL_CLOSE_KINDS[code][0] for code in BOT_WIDE_CLOSE_CODES} | {"session_start_limit"}
-)
 
 
 @dataclass(slots=True)
@@ -269,7 +256,8 @@ class ConsoleModel:
             if sid is not None:
                 self.dirty.add(sid)
         elif isinstance(event, FatalErrorEvent):
-            if event.kind not in CONSOLE_FATAL_KINDS and event.shard_ids:
+            # The close-code table says what a fatal error stops; the console stops with the bot only.
+            if scope_of(event.kind, event.shard_ids) is Scope.SHARD:
                 # One shard stopping is news, not the end: the other shards keep running.
                 self.alerts.append(event.message)
             else:

@@ -14,7 +14,7 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Sparkline, Static
 
-from shardtui.gateway.models import Activity, Presence
+from shardtui.gateway.models import Presence
 from shardtui.gateway.protocol import ActivityType, Status
 from shardtui.tui.columns import stage_word
 from shardtui.tui.formatting import describe_presence, format_age, format_latency
@@ -83,26 +83,16 @@ ACTIVITY_CHOICES: tuple[tuple[str, ActivityType | None], ...] = (
 
 def build_presence(status: str, activity: str, name: str, state: str, url: str) -> Presence:
     """The presence the form describes; raises ValueError (operator-readable) if Discord would refuse it."""
-    try:
-        status_value = Status(status)
-    except ValueError:
-        raise ValueError(f"unknown status {status!r}") from None
     kinds = dict(ACTIVITY_CHOICES)
     if activity not in kinds:
         raise ValueError(f"unknown activity type {activity!r}")
     kind = kinds[activity]
     name, state, url = name.strip(), state.strip(), url.strip()
-    if kind is None:
-        if name or state or url:
-            raise ValueError("choose an activity type to go with the name, state or url")
-        presence = Presence(status=status_value)
-    else:
-        if url and kind is not ActivityType.STREAMING:
-            raise ValueError("a url is only allowed for streaming")
-        presence = Presence(
-            status=status_value,
-            activity=Activity(name=name, type=kind, state=state or None, url=url or None),
-        )
+    if kind is None and (name or state or url):
+        raise ValueError("choose an activity type to go with the name, state or url")
+    if kind is not None and url and kind is not ActivityType.STREAMING:
+        raise ValueError("a url is only allowed for streaming")
+    presence = Presence.build(status, kind, name, state or None, url or None)
     presence.validate()
     return presence
 

@@ -47,6 +47,7 @@ STAGE_VARIABLES: dict[str, str] = {
     "health-ok": "#58c472",
     "health-quiet": "#d8c27a",
     "health-wedged": "#ff4fa0",
+    "health-down": "#f0a830",
     "health-failed": "#ff5f6d",
     "marked": "#f0a830",
 }

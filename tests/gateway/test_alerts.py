@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from manager_helpers import eventually, options_for
+from support.manager import options_for
+from support.waiting import eventually
 
 from shardtui.gateway.alerts import ZOMBIE_REASON, AlertTracker
 from shardtui.gateway.manager import ShardManager

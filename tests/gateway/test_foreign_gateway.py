@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from manager_helpers import eventually
+from support.waiting import eventually
 
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.models import ConnectionStage, Dispatch, ShardId

@@ -317,7 +317,7 @@ class ShardHub:
         then RESUMED numbered next, all queued on a new link (an older live link is ended). Unknown,
         expired, past the replay buffer, or ``seq`` beyond what was sent: invalid, and the session dropped."""
         self.table.sweep()
-        session = self._sessions.get(session_id)
+        session = self._sessions.get(session_id) if type(session_id) is str else None
         if session is None:
             return ResumeOutcome(None, 0, "unknown or expired session")
         if type(seq) is not int:

@@ -80,10 +80,11 @@ class LinkEnd(enum.Enum):
     CUT_SLOW = "cut_slow"
     #: Another socket resumed this session: close this one with 4000.
     REPLACED = "replaced"
-    #: The session is gone; op 9 ``d=false`` was the last frame. The socket may stay open for a new
-    #: IDENTIFY (what Discord allows) or be closed by the transport.
+    #: The session is gone; op 9 ``d=false`` was the last frame (after the frames already numbered for
+    #: this socket). The socket may stay open for a new IDENTIFY (what Discord allows) or be closed.
     INVALIDATED = "invalidated"
-    #: The proxy ended it with a code of its choice (:meth:`ShardHub.close_all`), e.g. on a reshard.
+    #: The proxy ended it with a code of its choice (:meth:`ShardHub.close_all`), e.g. on a reshard, after
+    #: the frames already numbered; also what :meth:`Link.detach` records (the transport's own end).
     CLOSED = "closed"
 
 
@@ -477,10 +478,14 @@ class ClientSession:
         self.state = SessionState.CLOSED
         link = self._link
         self._link = None
-        if link is not None and end is not None:
+        if link is not None:
+            if end is None:
+                end, final = LinkEnd.INVALIDATED, [INVALID_SESSION_FRAME]
+            if end is LinkEnd.INVALIDATED or end is LinkEnd.CLOSED:
+                # What was already numbered for this socket still goes out before the op 9 or the
+                # close: those events happened, and nothing else would ever deliver them.
+                final = [*self._outbox, *(final or ())]
             link._finish(end, code, reason, final)
-        elif link is not None:
-            link._finish(LinkEnd.INVALIDATED, None, reason, [INVALID_SESSION_FRAME])
         self._clear_outbox()
         self._replay.clear()
         self._replay_bytes = 0

@@ -165,13 +165,18 @@ async def test_a_new_upstream_session_sends_op_9_to_every_client_and_nothing_aft
     away.detach()
     pending = hub.open_session()  # its snapshot is still being taken
     await take(live)
+    last = up.message(1)  # numbered for the live client but not written yet
 
     up.ready("s2")
     up.send("GUILD_CREATE", {"id": "1", "name": "refreshed"})
     hub.begin(pending, snapshot())  # the stale snapshot arrives too late: ignored
 
+    # What the old session already had still goes out, then op 9; nothing of the new session.
+    frames = await live.wait_frames()
+    assert [orjson.loads(f) for f in frames[:-1]] == [{"t": "MESSAGE_CREATE", "s": 4, "op": 0, "d": last}]
+    assert frames[-1] == INVALID_SESSION_FRAME
+    assert await pending.wait_frames() == [INVALID_SESSION_FRAME]
     for link in (live, pending):
-        assert await link.wait_frames() == [INVALID_SESSION_FRAME]
         assert link.end is LinkEnd.INVALIDATED and link.close_code is None
         assert await link.wait_frames() == []
     assert live.session.state is SessionState.CLOSED

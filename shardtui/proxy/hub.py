@@ -189,16 +189,16 @@ class ShardHub:
         subscribers = self._subscribers
         if not subscribers:
             return
-        prefix, suffix = dispatch_parts(name, dispatch.data)
+        head, body = dispatch_parts(name, dispatch.data)
         for session in subscribers:
-            session.push(prefix, suffix)
+            session.push(head, body)
 
     def _broadcast(self, name: str, data: Any) -> None:
         subscribers = self._subscribers
         if subscribers:
-            prefix, suffix = dispatch_parts(name, data)
+            head, body = dispatch_parts(name, data)
             for session in subscribers:
-                session.push(prefix, suffix)
+                session.push(head, body)
 
     def _route(self, name: str, data: Any) -> None:
         if name == "READY":

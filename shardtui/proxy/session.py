@@ -7,7 +7,7 @@ what :meth:`Link.wait_frames` gives it; the :class:`~shardtui.proxy.hub.ShardHub
 Seqs are the client's own: READY is 1 and every frame after it is numbered one more, so the outbox
 always holds the consecutive seqs ``last_sent + 1 .. seq`` and the replay buffer the consecutive seqs
 ``replay_first .. seq``. Storing only the frames (no seq per entry) keeps the per-event cost at one
-bytes join and two deque appends (replay + outbox share the same bytes object).
+%-join and two deque appends (replay + outbox share the same bytes object).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from shardtui.gateway.protocol import CloseCode
 
-from .frames import INVALID_SESSION_FRAME, dispatch_frame
+from .frames import FRAME_FORMAT, INVALID_SESSION_FRAME, dispatch_frame
 
 if TYPE_CHECKING:
     from .hub import ShardHub
@@ -180,11 +180,15 @@ class ClientSession:
         "_exempt_events",
         "_link",
         "_outbox",
+        "_outbox_max_bytes",
+        "_outbox_max_events",
         "_pending",
         "_pending_bytes",
         "_replay",
         "_replay_bytes",
         "_replay_first",
+        "_replay_max_bytes",
+        "_replay_max_events",
         "address",
         "connected_since",
         "cuts",
@@ -212,6 +216,11 @@ class ClientSession:
         self.hub = hub
         self.shard_id = shard_id
         self.limits = limits
+        # Copied out of the limits: read on every event.
+        self._outbox_max_events = limits.outbox_max_events
+        self._outbox_max_bytes = limits.outbox_max_bytes
+        self._replay_max_events = limits.replay_max_events
+        self._replay_max_bytes = limits.replay_max_bytes
         self.address = address
         self.library = library
         self._clock = clock
@@ -231,10 +240,10 @@ class ClientSession:
         # backlog bound applies to what is behind them.
         self._exempt_events = 0
         self._exempt_bytes = 0
-        self._replay: deque[bytes] = deque()
+        self._replay: deque[bytes] = deque(maxlen=limits.replay_max_events)
         self._replay_bytes = 0
         self._replay_first = 1
-        #: Live events (prefix, suffix) that arrived before the snapshot was delivered.
+        #: Live events (head, body) that arrived before the snapshot was delivered.
         self._pending: list[tuple[bytes, bytes]] | None = []
         self._pending_bytes = 0
 
@@ -271,63 +280,87 @@ class ClientSession:
 
     # --- filling (the hub calls these) --------------------------------------------------------------
 
-    def push(self, prefix: bytes, suffix: bytes) -> bool:
-        """Number one live event for this client. True when the session closed itself doing so."""
+    def push(self, head: bytes, body: bytes) -> bool:
+        """Number one live event (:func:`~shardtui.proxy.frames.dispatch_parts`) for this client.
+        True when the session closed itself doing so. The hot path: kept inline on purpose."""
         pending = self._pending
         if pending is not None:
-            pending.append((prefix, suffix))
-            self._pending_bytes += len(prefix) + len(suffix) + 8
-            limits = self.limits
-            if len(pending) > limits.outbox_max_events or self._pending_bytes > limits.outbox_max_bytes:
-                # No READY yet, so nothing to resume: the client must identify again.
-                self.hub._count_cut()
-                self.cuts += 1
-                self._close(LinkEnd.CUT_SLOW, CloseCode.UNKNOWN_ERROR, "backlog bound passed before READY")
-                return True
-            return False
+            return self._hold(pending, head, body)
         seq = self.seq = self.seq + 1
-        return self._append(b"%b%d%b" % (prefix, seq, suffix), False)
-
-    def _append(self, frame: bytes, exempt: bool) -> bool:
+        frame = FRAME_FORMAT % (head, seq, body)
         n = len(frame)
-        limits = self.limits
         replay = self._replay
+        if len(replay) == self._replay_max_events:
+            # The deque's maxlen drops the oldest frame on append, in C; only its accounting is ours.
+            self._replay_bytes -= len(replay[0])
+            self._replay_first += 1
         replay.append(frame)
-        self._replay_bytes += n
-        if (len(replay) > limits.replay_max_events or self._replay_bytes > limits.replay_max_bytes) and (
+        replay_bytes = self._replay_bytes = self._replay_bytes + n
+        if replay_bytes > self._replay_max_bytes:
             self._trim_replay()
-        ):
-            return True
         link = self._link
         if link is None:
+            if self._replay_first > self.last_sent + 1:
+                # Away, and the replay no longer holds what it missed: nothing could deliver it.
+                self._close(None, None, "away past its replay buffer")
+                return True
             return False
-        self._outbox.append(frame)
-        self._backlog_bytes += n
-        if exempt:
-            self._exempt_events += 1
-            self._exempt_bytes += n
-        elif (
-            len(self._outbox) - self._exempt_events > limits.outbox_max_events
-            or self._backlog_bytes - self._exempt_bytes > limits.outbox_max_bytes
+        outbox = self._outbox
+        outbox.append(frame)
+        backlog_bytes = self._backlog_bytes = self._backlog_bytes + n
+        if (
+            len(outbox) - self._exempt_events > self._outbox_max_events
+            or backlog_bytes - self._exempt_bytes > self._outbox_max_bytes
         ):
             self._cut()
             return False
-        link._wake()
+        waiter = link._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return False
 
-    def _trim_replay(self) -> bool:
-        """Drop the oldest replay frames past the bounds; True when that made the session unresumable
-        while it has no socket (it is then closed: nothing could ever deliver what was dropped)."""
-        limits = self.limits
-        replay = self._replay
-        max_events, max_bytes = limits.replay_max_events, limits.replay_max_bytes
-        while replay and (len(replay) > max_events or self._replay_bytes > max_bytes):
-            self._replay_bytes -= len(replay.popleft())
-            self._replay_first += 1
-        if self._link is None and self._replay_first > self.last_sent + 1:
-            self._close(None, None, "away past its replay buffer")
+    def _hold(self, pending: list[tuple[bytes, bytes]], head: bytes, body: bytes) -> bool:
+        pending.append((head, body))
+        self._pending_bytes += len(head) + len(body) + 24
+        if len(pending) > self._outbox_max_events or self._pending_bytes > self._outbox_max_bytes:
+            # No READY yet, so nothing to resume: the client must identify again.
+            self.hub._count_cut()
+            self.cuts += 1
+            self._close(LinkEnd.CUT_SLOW, CloseCode.UNKNOWN_ERROR, "backlog bound passed before READY")
             return True
         return False
+
+    def _append_exempt(self, frame: bytes) -> bool:
+        """A snapshot frame: into the replay and the outbox, not counted against the backlog bound."""
+        n = len(frame)
+        replay = self._replay
+        if len(replay) == self._replay_max_events:
+            self._replay_bytes -= len(replay[0])
+            self._replay_first += 1
+        replay.append(frame)
+        self._replay_bytes += n
+        if self._replay_bytes > self._replay_max_bytes:
+            self._trim_replay()
+        link = self._link
+        if link is None:
+            if self._replay_first > self.last_sent + 1:
+                self._close(None, None, "away past its replay buffer")
+                return True
+        else:
+            self._outbox.append(frame)
+            self._backlog_bytes += n
+            self._exempt_events += 1
+            self._exempt_bytes += n
+            link._wake()
+        return False
+
+    def _trim_replay(self) -> None:
+        """Drop the oldest replay frames past the byte bound (the event bound is the deque's maxlen)."""
+        replay = self._replay
+        max_bytes = self._replay_max_bytes
+        while replay and self._replay_bytes > max_bytes:
+            self._replay_bytes -= len(replay.popleft())
+            self._replay_first += 1
 
     def _cut(self) -> None:
         self.cuts += 1
@@ -360,15 +393,15 @@ class ClientSession:
             self.state = SessionState.DETACHED
             self.detached_at = self._clock()
         self.seq = 1
-        if self._append(dispatch_frame("READY", 1, ready), True):
+        if self._append_exempt(dispatch_frame("READY", 1, ready)):
             return
         for guild in guilds:
             seq = self.seq = self.seq + 1
-            if self._append(dispatch_frame("GUILD_CREATE", seq, guild), True):
+            if self._append_exempt(dispatch_frame("GUILD_CREATE", seq, guild)):
                 return
-        for prefix, suffix in pending:
+        for head, body in pending:
             # A cut while catching up detaches the session; the rest still numbers into its replay.
-            if self.push(prefix, suffix):
+            if self.push(head, body):
                 return
 
     # --- sockets ----------------------------------------------------------------------------------

@@ -258,3 +258,33 @@ def test_limits_are_checked() -> None:
         SessionLimits(outbox_max_events=0)
     with pytest.raises(ValueError, match="resume_window"):
         SessionLimits(resume_window=0)
+
+
+async def test_the_replay_byte_bound_limits_how_far_back_a_resume_reaches() -> None:
+    size = len(b'{"t":"MESSAGE_CREATE","s":2,"op":0,"d":{"id":"0","channel_id":"7","content":"message 0"}}')
+    hub = make_hub(replay_max_bytes=3 * size + size // 2)
+    up = Upstream(hub)
+    first = attach(hub, guilds=0)
+    second = attach(hub, guilds=0)
+    for link in (first, second):
+        await take(link)
+    for n in range(5):
+        up.message(n)  # seqs 2..6; the replay keeps the last three (4..6)
+    await take(first)
+    await take(second)
+    first.detach()
+    second.detach()
+    assert not hub.table.resume(first.session.session_id, 2).ok
+    outcome = hub.table.resume(second.session.session_id, 3)
+    assert outcome.ok and [p["s"] for p in await take(outcome.link)] == [4, 5, 6, 7]
+
+
+async def test_a_small_replay_never_costs_a_live_client_an_event() -> None:
+    hub = make_hub(replay_max_events=2)
+    up = Upstream(hub)
+    link = attach(hub, guilds=3)
+    for n in range(10):
+        up.message(n)
+    payloads = await take(link)
+    assert [p["s"] for p in payloads] == list(range(1, 15))
+    assert link.end is None

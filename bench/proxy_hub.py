@@ -40,27 +40,76 @@ def events(count: int, seed: int = 7) -> list[Dispatch]:
     shard = ShardId(0)
     out = []
     for seq in range(1, count + 1):
-        user = {"id": str(rng.getrandbits(60)), "username": f"user{rng.randrange(10_000)}",
-                "global_name": None, "avatar": "a" * 32, "discriminator": "0", "public_flags": 0}
+        user = {
+            "id": str(rng.getrandbits(60)),
+            "username": f"user{rng.randrange(10_000)}",
+            "global_name": None,
+            "avatar": "a" * 32,
+            "discriminator": "0",
+            "public_flags": 0,
+        }
         kind = rng.choices(("MESSAGE_CREATE", "PRESENCE_UPDATE", "TYPING_START"), (5, 3, 2))[0]
         data: dict[str, Any]
         if kind == "MESSAGE_CREATE":
-            data = {"type": 0, "tts": False, "timestamp": "2026-12-03T07:00:00.000000+00:00",
-                    "pinned": False, "nonce": str(rng.getrandbits(60)), "mentions": [],
-                    "mention_roles": [], "mention_everyone": False, "member": {"roles": [], "mute": False,
-                    "joined_at": "2025-01-01T00:00:00.000000+00:00", "flags": 0, "deaf": False},
-                    "id": str(rng.getrandbits(60)), "flags": 0, "embeds": [], "edited_timestamp": None,
-                    "content": "x" * rng.randrange(20, 120), "components": [], "channel_id": "1234567890123",
-                    "author": user, "attachments": [], "guild_id": "9876543210987"}
+            data = {
+                "type": 0,
+                "tts": False,
+                "timestamp": "2026-12-03T07:00:00.000000+00:00",
+                "pinned": False,
+                "nonce": str(rng.getrandbits(60)),
+                "mentions": [],
+                "mention_roles": [],
+                "mention_everyone": False,
+                "member": {
+                    "roles": [],
+                    "mute": False,
+                    "joined_at": "2025-01-01T00:00:00.000000+00:00",
+                    "flags": 0,
+                    "deaf": False,
+                },
+                "id": str(rng.getrandbits(60)),
+                "flags": 0,
+                "embeds": [],
+                "edited_timestamp": None,
+                "content": "x" * rng.randrange(20, 120),
+                "components": [],
+                "channel_id": "1234567890123",
+                "author": user,
+                "attachments": [],
+                "guild_id": "9876543210987",
+            }
         elif kind == "PRESENCE_UPDATE":
-            data = {"user": {"id": user["id"]}, "status": "online", "guild_id": "9876543210987",
-                    "client_status": {"desktop": "online"}, "broadcast": None,
-                    "activities": [{"type": 0, "name": "a game", "id": "ec0b28a579ecb4bd",
-                                    "created_at": 1764745200000, "timestamps": {"start": 1764745000000}}]}
+            data = {
+                "user": {"id": user["id"]},
+                "status": "online",
+                "guild_id": "9876543210987",
+                "client_status": {"desktop": "online"},
+                "broadcast": None,
+                "activities": [
+                    {
+                        "type": 0,
+                        "name": "a game",
+                        "id": "ec0b28a579ecb4bd",
+                        "created_at": 1764745200000,
+                        "timestamps": {"start": 1764745000000},
+                    }
+                ],
+            }
         else:
-            data = {"user_id": user["id"], "timestamp": 1764745200, "channel_id": "1234567890123",
-                    "guild_id": "9876543210987", "member": {"user": user, "roles": [], "mute": False,
-                    "joined_at": "2025-01-01T00:00:00.000000+00:00", "flags": 0, "deaf": False}}
+            data = {
+                "user_id": user["id"],
+                "timestamp": 1764745200,
+                "channel_id": "1234567890123",
+                "guild_id": "9876543210987",
+                "member": {
+                    "user": user,
+                    "roles": [],
+                    "mute": False,
+                    "joined_at": "2025-01-01T00:00:00.000000+00:00",
+                    "flags": 0,
+                    "deaf": False,
+                },
+            }
         out.append(Dispatch(shard, kind, seq, data))
     return out
 

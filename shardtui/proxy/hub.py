@@ -98,8 +98,9 @@ class Snapshot(NamedTuple):
 class SnapshotSource(Protocol):
     """The cache, as the hub sees it. May answer at once or be awaited (a cache in another process)."""
 
-    def snapshot(self, shard_id: int) -> Snapshot | tuple[Mapping[str, Any], Sequence[Any]] | Awaitable[Any]:
-        ...
+    def snapshot(
+        self, shard_id: int
+    ) -> Snapshot | tuple[Mapping[str, Any], Sequence[Any]] | Awaitable[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

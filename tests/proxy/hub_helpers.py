@@ -39,22 +39,29 @@ class Upstream:
 
     def ready(self, session_id: str) -> None:
         self.seq = 0
-        self.send("READY", {"v": 10, "session_id": session_id, "user": {"id": BOT_ID, "username": "bot"},
-                            "guilds": [{"id": "1", "unavailable": True}]})
+        self.send(
+            "READY",
+            {
+                "v": 10,
+                "session_id": session_id,
+                "user": {"id": BOT_ID, "username": "bot"},
+                "guilds": [{"id": "1", "unavailable": True}],
+            },
+        )
 
 
-def make_hub(
-    shard_id: int = 0, total: int = 2, clock: FakeClock | None = None, **limits: Any
-) -> ShardHub:
+def make_hub(shard_id: int = 0, total: int = 2, clock: FakeClock | None = None, **limits: Any) -> ShardHub:
     table = SessionTable(SessionLimits(**limits), clock=clock or FakeClock())
     return ShardHub(shard_id, total, table, resume_gateway_url="ws://127.0.0.1:9999", bot_user_id=BOT_ID)
 
 
 def snapshot(guilds: int = 2) -> Snapshot:
     return Snapshot(
-        {"v": 10, "user": {"id": BOT_ID, "username": "bot"}, "guilds": [
-            {"id": str(g), "unavailable": True} for g in range(1, guilds + 1)
-        ]},
+        {
+            "v": 10,
+            "user": {"id": BOT_ID, "username": "bot"},
+            "guilds": [{"id": str(g), "unavailable": True} for g in range(1, guilds + 1)],
+        },
         [{"id": str(g), "name": f"guild {g}", "channels": []} for g in range(1, guilds + 1)],
     )
 

@@ -30,7 +30,11 @@ async def test_each_client_gets_every_dispatch_numbered_from_its_own_ready() -> 
     assert [p["d"] for p in a[3:]] == sent
     # The late client starts at 1 too; the upstream seq (501...) never leaks.
     assert names_and_seqs(b) == [
-        ("READY", 1), ("GUILD_CREATE", 2), ("GUILD_CREATE", 3), ("MESSAGE_CREATE", 4), ("MESSAGE_CREATE", 5)
+        ("READY", 1),
+        ("GUILD_CREATE", 2),
+        ("GUILD_CREATE", 3),
+        ("MESSAGE_CREATE", 4),
+        ("MESSAGE_CREATE", 5),
     ]
     assert [p["d"] for p in b[3:]] == sent[3:]
     assert all(p["op"] == 0 for p in a + b)
@@ -113,7 +117,11 @@ async def test_events_during_the_snapshot_come_once_right_after_it() -> None:
     up.message(102)
     payloads = await take(link)
     assert names_and_seqs(payloads) == [
-        ("READY", 1), ("GUILD_CREATE", 2), ("MESSAGE_CREATE", 3), ("MESSAGE_CREATE", 4), ("MESSAGE_CREATE", 5)
+        ("READY", 1),
+        ("GUILD_CREATE", 2),
+        ("MESSAGE_CREATE", 3),
+        ("MESSAGE_CREATE", 4),
+        ("MESSAGE_CREATE", 5),
     ]
     assert [p["d"]["id"] for p in payloads[2:]] == ["100", "101", "102"]
     assert link.session.library == "discord.py" and link.session.address == "10.0.0.1:4"

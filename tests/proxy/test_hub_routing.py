@@ -10,8 +10,12 @@ from shardtui.proxy import ShardHub
 
 
 def chunk(nonce: str | None, index: int = 0, count: int = 1, guild: str = "1") -> dict[str, Any]:
-    data: dict[str, Any] = {"guild_id": guild, "members": [{"user": {"id": "5"}}], "chunk_index": index,
-                            "chunk_count": count}
+    data: dict[str, Any] = {
+        "guild_id": guild,
+        "members": [{"user": {"id": "5"}}],
+        "chunk_index": index,
+        "chunk_count": count,
+    }
     if nonce is not None:
         data["nonce"] = nonce
     return data
@@ -77,8 +81,9 @@ async def test_rate_limited_answers_go_to_the_requester() -> None:
     await take(a)
     await take(b)
     req = hub.request_members(a.session, {"guild_id": "1", "query": "", "limit": 0, "nonce": "mine"})
-    up.send("RATE_LIMITED", {"opcode": 8, "retry_after": 12.5,
-                             "meta": {"guild_id": "1", "nonce": req["nonce"]}})
+    up.send(
+        "RATE_LIMITED", {"opcode": 8, "retry_after": 12.5, "meta": {"guild_id": "1", "nonce": req["nonce"]}}
+    )
     (got,) = await take(a)
     assert got["t"] == "RATE_LIMITED" and got["d"]["meta"] == {"guild_id": "1", "nonce": "mine"}
     assert await take(b) == []
@@ -117,11 +122,15 @@ async def test_voice_updates_for_the_bot_go_to_the_guilds_voice_owner() -> None:
     up.send("VOICE_SERVER_UPDATE", voice_server(guild="2"))  # a guild nobody owns
 
     assert [p["t"] for p in await take(owner)] == [
-        "VOICE_STATE_UPDATE", "VOICE_SERVER_UPDATE", "VOICE_STATE_UPDATE", "VOICE_SERVER_UPDATE"
+        "VOICE_STATE_UPDATE",
+        "VOICE_SERVER_UPDATE",
+        "VOICE_STATE_UPDATE",
+        "VOICE_SERVER_UPDATE",
     ]
     got = await take(other)
     assert [(p["t"], p["d"]["guild_id"]) for p in got] == [
-        ("VOICE_STATE_UPDATE", "1"), ("VOICE_SERVER_UPDATE", "2")
+        ("VOICE_STATE_UPDATE", "1"),
+        ("VOICE_SERVER_UPDATE", "2"),
     ]
     assert got[0]["d"]["user_id"] == "77"
 

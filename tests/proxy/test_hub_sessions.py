@@ -83,7 +83,10 @@ async def test_resume_replays_what_was_missed_with_the_original_seqs_then_resume
     assert outcome.ok and outcome.replayed == 3
     payloads = await take(outcome.link)
     assert names_and_seqs(payloads) == [
-        ("MESSAGE_CREATE", 4), ("MESSAGE_CREATE", 5), ("MESSAGE_CREATE", 6), ("RESUMED", 7)
+        ("MESSAGE_CREATE", 4),
+        ("MESSAGE_CREATE", 5),
+        ("MESSAGE_CREATE", 6),
+        ("RESUMED", 7),
     ]
     assert [p["d"]["id"] for p in payloads[:3]] == ["2", "3", "4"]
     assert outcome.link.session.state is SessionState.LIVE

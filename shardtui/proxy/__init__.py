@@ -7,7 +7,7 @@ resume); ``frames`` builds the bytes they receive. Nothing here opens a socket: 
 from __future__ import annotations
 
 from .frames import INVALID_SESSION_FRAME, dispatch_frame, dispatch_parts
-from .hub import HubStats, ShardHub, Snapshot, SnapshotSource, library_of
+from .hub import CacheSnapshots, HubStats, ShardHub, ShardStateView, Snapshot, SnapshotSource, library_of
 from .session import (
     ClientSession,
     ClientStats,
@@ -21,6 +21,7 @@ from .session import (
 
 __all__ = [
     "INVALID_SESSION_FRAME",
+    "CacheSnapshots",
     "ClientSession",
     "ClientStats",
     "HubStats",
@@ -31,6 +32,7 @@ __all__ = [
     "SessionState",
     "SessionTable",
     "ShardHub",
+    "ShardStateView",
     "Snapshot",
     "SnapshotSource",
     "dispatch_frame",

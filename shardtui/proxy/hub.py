@@ -6,7 +6,9 @@ Sans-I/O: no sockets, no aiohttp. A transport drives it::
     hub = ShardHub(shard_id, shard_total, table, resume_gateway_url="ws://127.0.0.1:7878")
     manager event handler:  hubs[dispatch.shard_id.id].publish(dispatch)   # after the cache took it
 
-    IDENTIFY:  link = await hub.identify(cache, address=peer, library=library_of(identify_d))
+    snapshots = CacheSnapshots(guild_state_cache.shard)      # the cache (shardtui.proxy.cache)
+    IDENTIFY:  link = await hub.identify(snapshots, intents=identify_d["intents"],
+                                         address=peer, library=library_of(identify_d))
     RESUME:    outcome = table.resume(d["session_id"], d["seq"])
                if not outcome.ok: send INVALID_SESSION_FRAME        (never a lossy RESUMED)
                else: link = outcome.link                            (replay + RESUMED already queued)
@@ -59,7 +61,7 @@ from __future__ import annotations
 
 import inspect
 import secrets
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -88,19 +90,58 @@ _ROUTED: Final = frozenset(
 
 
 class Snapshot(NamedTuple):
-    """What a new client is shown first: READY fields (``user``, ``application``, ``guilds`` as unavailable,
-    anything else the cache keeps) and one GUILD_CREATE payload per guild of the shard."""
+    """What a new client is shown first: READY's fields (``user``, ``application``, ``guilds`` as
+    unavailable, anything else the cache keeps) and the dispatches that follow READY, as ``(name, data)``:
+    a GUILD_CREATE per available guild, ``GUILD_DELETE {id, unavailable}`` per guild in an outage."""
 
     ready: Mapping[str, Any]
-    guilds: Sequence[Any]
+    dispatches: Sequence[tuple[str, Any]]
+
+    @classmethod
+    def of_guilds(cls, ready: Mapping[str, Any], guild_creates: Iterable[Any]) -> Snapshot:
+        """A snapshot whose READY is followed by one GUILD_CREATE per given payload."""
+        return cls(ready, [("GUILD_CREATE", guild) for guild in guild_creates])
 
 
 class SnapshotSource(Protocol):
-    """The cache, as the hub sees it. May answer at once or be awaited (a cache in another process)."""
+    """The cache, as the hub sees it. May answer at once or be awaited (a cache in another process).
+    ``intents``: the client's IDENTIFY intents, to narrow the snapshot the way Discord would (None: all)."""
 
-    def snapshot(
-        self, shard_id: int
-    ) -> Snapshot | tuple[Mapping[str, Any], Sequence[Any]] | Awaitable[Any]: ...
+    def snapshot(self, shard_id: int, intents: int | None) -> Snapshot | Awaitable[Snapshot]: ...
+
+
+class ShardStateView(Protocol):
+    """One shard's cache as :class:`CacheSnapshots` reads it (``shardtui.proxy.cache.ShardCache``)."""
+
+    def ready_fields(self) -> Mapping[str, Any]: ...
+
+    def guild_events(self, intents: int | None = None) -> Iterable[tuple[str, Any]]: ...
+
+
+class CacheSnapshots:
+    """A :class:`SnapshotSource` over an in-process cache: ``CacheSnapshots(guild_state_cache.shard)``."""
+
+    def __init__(self, shard_cache: Callable[[int], ShardStateView]) -> None:
+        self._shard_cache = shard_cache
+
+    def snapshot(self, shard_id: int, intents: int | None) -> Snapshot:
+        cache = self._shard_cache(shard_id)
+        return Snapshot(cache.ready_fields(), list(cache.guild_events(intents)))
+
+
+#: READY keys real bot READYs carry (fact sheet §4.2) that a cache may not hold; some libraries read
+#: them unconditionally (hikari reads ``v``).
+_READY_DEFAULTS: Final = (
+    ("v", 10),
+    ("user_settings", {}),
+    ("session_type", "normal"),
+    ("relationships", []),
+    ("private_channels", []),
+    ("presences", []),
+    ("guild_join_requests", []),
+    ("geo_ordered_rtc_regions", []),
+    ("auth", {}),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,25 +327,30 @@ class ShardHub:
         self._subscribers = tuple(self._sessions.values())
         return link
 
-    def begin(self, link: Link, snapshot: Snapshot | tuple[Mapping[str, Any], Sequence[Any]]) -> None:
+    def begin(self, link: Link, snapshot: Snapshot) -> None:
         """READY (seq 1, with the session's own session_id, ``resume_gateway_url`` and ``shard``) and the
-        GUILD_CREATEs, then the live events that arrived since :meth:`open_session`."""
-        ready_fields, guilds = snapshot
+        snapshot's dispatches, then the live events that arrived since :meth:`open_session`."""
+        ready_fields, dispatches = snapshot
         session = link.session
         if self.bot_user_id is None:
             self._learn_user(ready_fields)
         ready = dict(ready_fields)
+        for key, value in _READY_DEFAULTS:
+            if key not in ready:
+                ready[key] = value.copy() if isinstance(value, list | dict) else value
         ready["session_id"] = session.session_id
         ready["resume_gateway_url"] = self.resume_gateway_url
         ready["shard"] = [self.shard_id, self.shard_total]
-        session.begin(ready, guilds)
+        session.begin(ready, dispatches)
 
-    async def identify(self, source: SnapshotSource, *, address: str = "", library: str = "") -> Link:
+    async def identify(
+        self, source: SnapshotSource, *, intents: int | None = None, address: str = "", library: str = ""
+    ) -> Link:
         """:meth:`open_session`, the snapshot from ``source`` (awaited if it must be), :meth:`begin`.
         If the snapshot fails the session is dropped (op 9 on the link) and the error propagates."""
         link = self.open_session(address=address, library=library)
         try:
-            snapshot = source.snapshot(self.shard_id)
+            snapshot = source.snapshot(self.shard_id, intents)
             if inspect.isawaitable(snapshot):
                 snapshot = await snapshot
         except BaseException:

@@ -379,9 +379,9 @@ class ClientSession:
         self._outbox.clear()
         self._backlog_bytes = self._exempt_events = self._exempt_bytes = 0
 
-    def begin(self, ready: Mapping[str, Any], guilds: Iterable[Any]) -> None:
-        """Deliver READY (seq 1) and a GUILD_CREATE per guild, then the live events queued meanwhile
-        (after the snapshot, each exactly once)."""
+    def begin(self, ready: Mapping[str, Any], dispatches: Iterable[tuple[str, Any]]) -> None:
+        """Deliver READY (seq 1) and the snapshot's ``(name, data)`` dispatches, then the live events queued
+        meanwhile (after the snapshot, each exactly once)."""
         pending = self._pending
         if pending is None or self.state is SessionState.CLOSED:
             return
@@ -395,9 +395,9 @@ class ClientSession:
         self.seq = 1
         if self._append_exempt(dispatch_frame("READY", 1, ready)):
             return
-        for guild in guilds:
+        for name, data in dispatches:
             seq = self.seq = self.seq + 1
-            if self._append_exempt(dispatch_frame("GUILD_CREATE", seq, guild)):
+            if self._append_exempt(dispatch_frame(name, seq, data)):
                 return
         for head, body in pending:
             # A cut while catching up detaches the session; the rest still numbers into its replay.

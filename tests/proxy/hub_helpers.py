@@ -56,9 +56,8 @@ def make_hub(shard_id: int = 0, total: int = 2, clock: FakeClock | None = None, 
 
 
 def snapshot(guilds: int = 2) -> Snapshot:
-    return Snapshot(
+    return Snapshot.of_guilds(
         {
-            "v": 10,
             "user": {"id": BOT_ID, "username": "bot"},
             "guilds": [{"id": str(g), "unavailable": True} for g in range(1, guilds + 1)],
         },

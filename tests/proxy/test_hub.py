@@ -11,7 +11,14 @@ import pytest
 from hub_helpers import BOT_ID, Upstream, attach, make_hub, names_and_seqs, snapshot, take
 
 import shardtui.proxy.frames as frames_module
-from shardtui.proxy import INVALID_SESSION_FRAME, LinkEnd, SessionState, Snapshot, library_of
+from shardtui.proxy import (
+    INVALID_SESSION_FRAME,
+    CacheSnapshots,
+    LinkEnd,
+    SessionState,
+    Snapshot,
+    library_of,
+)
 
 
 async def test_each_client_gets_every_dispatch_numbered_from_its_own_ready() -> None:
@@ -89,6 +96,7 @@ async def test_ready_is_the_clients_own() -> None:
     assert d["resume_gateway_url"] == "ws://127.0.0.1:9999"
     assert d["shard"] == [1, 4]
     assert d["user"]["id"] == BOT_ID
+    assert d["v"] == 10 and d["private_channels"] == [] and d["session_type"] == "normal"
     assert d["guilds"] == [{"id": "1", "unavailable": True}, {"id": "2", "unavailable": True}]
     assert attach(hub).session.session_id != link.session.session_id
 
@@ -100,7 +108,7 @@ class SlowCache:
         self.up = up
         self.during: list[dict[str, Any]] = []
 
-    async def snapshot(self, shard_id: int) -> Snapshot:
+    async def snapshot(self, shard_id: int, intents: int | None) -> Snapshot:
         await asyncio.sleep(0)
         self.during.append(self.up.message(100))
         await asyncio.sleep(0)
@@ -131,7 +139,7 @@ async def test_a_failed_snapshot_drops_the_session_with_op_9() -> None:
     hub = make_hub()
 
     class Broken:
-        def snapshot(self, shard_id: int) -> Snapshot:
+        def snapshot(self, shard_id: int, intents: int | None) -> Snapshot:
             raise RuntimeError("cache unavailable")
 
     opened: list[Any] = []
@@ -206,6 +214,38 @@ async def test_the_first_upstream_ready_is_not_forwarded() -> None:
     up.message(1)
     assert names_and_seqs(await take(link)) == [("READY", 1), ("MESSAGE_CREATE", 2)]
     assert hub.stats().invalidated_total == 0
+
+
+class FakeShardCache:
+    """The two reads CacheSnapshots makes of shardtui.proxy.cache.ShardCache, with its shapes."""
+
+    def __init__(self) -> None:
+        self.asked: list[int | None] = []
+
+    def ready_fields(self) -> dict[str, Any]:
+        return {
+            "user": {"id": BOT_ID},
+            "application": {"id": BOT_ID, "flags": 0},
+            "guilds": [{"id": "1", "unavailable": True}, {"id": "2", "unavailable": True}],
+        }
+
+    def guild_events(self, intents: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        self.asked.append(intents)
+        return [
+            ("GUILD_CREATE", {"id": "1", "name": "one"}),
+            ("GUILD_DELETE", {"id": "2", "unavailable": True}),
+        ]
+
+
+async def test_a_snapshot_from_the_cache_follows_ready_with_its_dispatches_for_the_clients_intents() -> None:
+    hub = make_hub()
+    cache = FakeShardCache()
+    link = await hub.identify(CacheSnapshots(lambda shard_id: cache), intents=513)
+    payloads = await take(link)
+    assert names_and_seqs(payloads) == [("READY", 1), ("GUILD_CREATE", 2), ("GUILD_DELETE", 3)]
+    assert payloads[0]["d"]["application"] == {"id": BOT_ID, "flags": 0}
+    assert payloads[2]["d"] == {"id": "2", "unavailable": True}
+    assert cache.asked == [513]
 
 
 def test_library_comes_from_identify_properties() -> None:

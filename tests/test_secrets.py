@@ -80,7 +80,9 @@ async def test_library_logs_events_reprs_and_errors_never_hold_the_token(sandbox
         ]:
             sandbox.inject(kind, 1, **params)
             await asyncio.sleep(0.1)
-        manager.runners[ShardId(0)].runner_tx.set_presence(Presence(status=Status.DND))
+        messenger = manager.messenger(ShardId(0))
+        assert messenger is not None
+        messenger.set_presence(Presence(status=Status.DND))
         assert await manager.wait_until_connected(20)
         runners = list(manager._runner_objects.values())
         assert runners, "no runner objects to look at"

@@ -37,6 +37,7 @@ from shardtui.gateway.healing import WedgedHealer
 from shardtui.gateway.health import HealthPolicy, RateTracker, assess_health, connection_verdict
 from shardtui.gateway.http import fetch_gateway_bot
 from shardtui.gateway.messages import ShardManagerMessageT, ShardQueuerMessage
+from shardtui.gateway.messenger import ShardMessenger
 from shardtui.gateway.models import (
     ConnectionStage,
     Dispatch,
@@ -428,7 +429,6 @@ class ShardManager:
         )
         runner = ShardRunner(start.shard_id, start.total, options, info, self._manager_tx, self._emit)
         info.running = True
-        info.runner_tx = runner.messenger
         self._runner_objects[start.shard_id] = runner
         self._tasks[start.shard_id] = asyncio.create_task(
             self._run_runner(start.shard_id, runner), name=f"shardtui-shard-{start.shard_id}"
@@ -729,6 +729,12 @@ class ShardManager:
         """True while the shard has a runner (connecting, connected or reconnecting)."""
         task = self._tasks.get(ShardId(int(shard_id)))
         return task is not None and not task.done()
+
+    def messenger(self, shard_id: ShardId) -> ShardMessenger | None:
+        """The handle for commands to the shard's runner (presence, chunking, raw commands), or None
+        while the shard has no runner (queued, stopped)."""
+        runner = self._runner_objects.get(ShardId(int(shard_id)))
+        return None if runner is None else runner.messenger
 
     def shards_instantiated(self) -> list[ShardId]:
         return sorted(sid for sid, task in self._tasks.items() if not task.done())

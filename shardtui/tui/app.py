@@ -682,7 +682,7 @@ class ShardTUI(App[int]):
         skipped: list[int] = []
         for sid in ids:
             row = self.model.rows.get(sid)
-            messenger = None if row is None else row.info.runner_tx
+            messenger = None if row is None or self.manager is None else self.manager.messenger(ShardId(sid))
             if messenger is None:
                 skipped.append(sid)
                 continue

@@ -3,19 +3,38 @@ and a shard without a runner has none (a command to a stopped runner would go no
 
 from __future__ import annotations
 
-from manager_helpers import eventually, options_for
+import asyncio
+from collections.abc import Callable
 
-from shardtui.gateway.manager import ShardManager
+from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.messenger import ShardMessenger
 from shardtui.gateway.models import ConnectionStage, Presence, ShardId
-from shardtui.gateway.protocol import Status
+from shardtui.gateway.protocol import GatewayIntents, Status
 from shardtui.sandbox import Sandbox
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        assert loop.time() < deadline, "condition never became true"
+        await asyncio.sleep(0.02)
 
 
 async def test_messenger_reaches_the_live_runner_and_is_gone_while_the_shard_is_stopped(
     sandbox: Sandbox,
 ) -> None:
-    manager = ShardManager(options_for(sandbox))
+    # Options spelled out here: the shared test helpers are moving (tests/support on main).
+    manager = ShardManager(
+        ShardManagerOptions(
+            token=sandbox.token,
+            intents=GatewayIntents.default(),
+            rest_url=sandbox.rest_url,
+            identify_window=sandbox.settings.identify_window,
+            shutdown_timeout=3.0,
+            health_interval=0.0,
+        )
+    )
     assert manager.messenger(ShardId(0)) is None  # nothing queued yet
     await manager.initialize()
     try:

@@ -17,6 +17,26 @@ from shardtui.gateway.protocol import (
     MAX_GUILDS_PER_SHARD,
 )
 
+#: Fault kind -> what it does (shown by the control API and in error messages); the kinds a
+#: ``ScheduledFault`` may name. Here rather than in faults.py so reading settings (config does)
+#: imports none of the server.
+FAULT_KINDS: dict[str, str] = {
+    "drop": "drop the TCP connection without a close frame (session stays resumable)",
+    "zombie": "stop answering: no ACKs, no dispatches, the socket stays open",
+    "wedge": "keep ACKing heartbeats but stop sending dispatches (they wait in the replay buffer)",
+    "reconnect": "send op 7 Reconnect",
+    "invalid_session": "send op 9; params: resumable (bool, default false; false ends the session)",
+    "close": "close with a code; params: code (default 4000), reason",
+    "malformed": "send a frame that is not JSON (through the compression stream)",
+    "truncated": "send a compressed frame cut in half (breaks the compression stream)",
+    "split": "zlib-stream: send the next payload as two WebSocket frames (valid; clients must buffer)",
+    "oversized": "send a valid dispatch of several MB; params: size (bytes, default 2 MiB)",
+    "heartbeat_request": "send op 1, asking the client to heartbeat now",
+    "delay_hello": "delay HELLO on the next new connections; params: seconds (default 2), count (default 1)",
+    "refuse": "refuse new connections (HTTP 503); params: seconds (default 2)",
+    "outage": "drop every connection and refuse new ones; params: seconds (default 1)",
+}
+
 #: Relative weights of the generated traffic.
 DEFAULT_EVENT_MIX: dict[str, float] = {
     "MESSAGE_CREATE": 5.0,
@@ -43,7 +63,7 @@ DEFAULT_EVENT_MIX: dict[str, float] = {
 class ScheduledFault:
     """A fault fired every ``every`` seconds, on ``shard`` or on a random live shard when None.
 
-    ``kind`` is one of :data:`shardtui.sandbox.faults.FAULT_KINDS`, or ``"random"`` to pick one of
+    ``kind`` is one of :data:`FAULT_KINDS`, or ``"random"`` to pick one of
     ``choices`` (or of all transient kinds) each time.
     """
 

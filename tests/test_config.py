@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from shardtui.cli import main
-from shardtui.config import Config, ConfigError, FaultRule, load_config, resolve_token
+from shardtui.config import Config, ConfigError, FaultRule, load_config
+from shardtui.credentials import resolve_token
 from shardtui.gateway.models import Activity, Presence
 from shardtui.gateway.protocol import ActivityType, GatewayIntents, Status
 

@@ -6,7 +6,7 @@ resumable) is a setting here, so tests can run the same rules in milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from shardtui.gateway.protocol import (
@@ -141,37 +141,15 @@ class SandboxSettings:
             raise ValueError("invalid sandbox settings: " + "; ".join(problems))
 
     @classmethod
-    def from_config(cls, cfg: Any, **overrides: Any) -> SandboxSettings:
-        """Build settings from a ``shardtui.config.SandboxConfig`` (duck-typed), plus overrides."""
-        values: dict[str, Any] = {}
-        names = {f.name for f in fields(cls)}
-        for name in (
-            "guilds",
-            "shards",
-            "max_concurrency",
-            "identify_window",
-            "heartbeat_interval_ms",
-            "resume_window",
-            "event_rate",
-            "session_start_total",
-            "privileged_intents",
-            "token",
-        ):
-            if hasattr(cfg, name):
-                values[name] = getattr(cfg, name)
-        values["privileged_intents"] = list(values.get("privileged_intents") or [])
-        values["faults"] = [
-            ScheduledFault(
-                kind=rule.kind,
-                every=float(rule.every),
-                shard=rule.shard,
-                params=dict(getattr(rule, "params", None) or {}),
-                choices=tuple(getattr(rule, "choices", None) or ()),
-            )
-            for rule in getattr(cfg, "faults", None) or []
-        ]
-        unknown = set(overrides) - names
+    def from_config(cls, cfg: SandboxSettings, **overrides: Any) -> SandboxSettings:
+        """A copy of ``cfg`` (``Config.sandbox``, the ``[sandbox]`` section) with ``overrides``; the
+        copy's lists and fault rules are its own, so the running sandbox never shares them with config."""
+        unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise TypeError(f"unknown sandbox setting(s): {', '.join(sorted(unknown))}")
-        values.update(overrides)
-        return cls(**values)
+        copies: dict[str, Any] = {
+            "privileged_intents": list(cfg.privileged_intents),
+            "faults": [replace(rule, params=dict(rule.params)) for rule in cfg.faults],
+            "event_mix": dict(cfg.event_mix),
+        }
+        return replace(cfg, **{**copies, **overrides})

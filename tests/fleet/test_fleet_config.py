@@ -9,8 +9,7 @@ import tomllib
 
 import pytest
 
-from shardtui.config import ConfigError
-from shardtui.fleet.config import ClusterConfig, describe_redis_url, parse_cluster_config
+from shardtui.config import ClusterConfig, ConfigError, describe_redis_url, parse_cluster_config
 
 
 def parse(text: str) -> ClusterConfig | None:

@@ -12,29 +12,12 @@ import orjson
 from shardtui.gateway.protocol import CloseCode, Opcode
 
 from .gateway import control
-from .settings import ScheduledFault
+from .settings import FAULT_KINDS, ScheduledFault
 from .state import SandboxState
 from .transport import Connection
 
 log = logging.getLogger("shardtui.sandbox")
 
-#: kind -> what it does (shown by the control API and in error messages).
-FAULT_KINDS: dict[str, str] = {
-    "drop": "drop the TCP connection without a close frame (session stays resumable)",
-    "zombie": "stop answering: no ACKs, no dispatches, the socket stays open",
-    "wedge": "keep ACKing heartbeats but stop sending dispatches (they wait in the replay buffer)",
-    "reconnect": "send op 7 Reconnect",
-    "invalid_session": "send op 9; params: resumable (bool, default false; false ends the session)",
-    "close": "close with a code; params: code (default 4000), reason",
-    "malformed": "send a frame that is not JSON (through the compression stream)",
-    "truncated": "send a compressed frame cut in half (breaks the compression stream)",
-    "split": "zlib-stream: send the next payload as two WebSocket frames (valid; clients must buffer)",
-    "oversized": "send a valid dispatch of several MB; params: size (bytes, default 2 MiB)",
-    "heartbeat_request": "send op 1, asking the client to heartbeat now",
-    "delay_hello": "delay HELLO on the next new connections; params: seconds (default 2), count (default 1)",
-    "refuse": "refuse new connections (HTTP 503); params: seconds (default 2)",
-    "outage": "drop every connection and refuse new ones; params: seconds (default 1)",
-}
 #: Faults a "random" schedule draws from (those that hit one live connection and heal by reconnecting).
 RANDOM_KINDS: tuple[str, ...] = (
     "drop",

@@ -13,9 +13,10 @@ from aiohttp import WSMsgType, web
 
 from shardtui.gateway.errors import PayloadTooLarge
 from shardtui.gateway.messages import ShardManagerMessage
-from shardtui.gateway.models import Activity, ConnectionStage, Presence
+from shardtui.gateway.models import Activity, ConnectionStage, Dispatch, Presence, ShardLogEvent
 from shardtui.gateway.protocol import ActivityType, GatewayIntents, Status
 from shardtui.gateway.shard import SessionState
+from shardtui.sandbox.accounting import EVENT_ID_KEY
 
 C = ConnectionStage
 FIRST_CONNECT = [C.CONNECTING, C.HANDSHAKE, C.IDENTIFYING, C.CONNECTED]
@@ -524,3 +525,26 @@ async def test_runner_gets_past_a_resume_node_that_never_says_hello(sandbox_fact
         assert h.event_ids() == sandbox.event_ids(0)
     finally:
         await runner.cleanup()
+
+
+async def test_rebind_hands_dispatches_and_logs_to_the_new_owner(sandbox_factory, harness_factory) -> None:
+    # The reshard's switch: the manager that stays takes over a running shard, without a reconnect.
+    sandbox = await sandbox_factory()
+    h = harness_factory(sandbox)
+    await h.wait_connected()
+    old_received, old_logs = len(h.received), len(h.logs)
+    switched_at = len(sandbox.event_ids(0))
+    received: list[Dispatch] = []
+    logs: list[ShardLogEvent] = []
+    h.runner.rebind(lambda e: logs.append(e) if isinstance(e, ShardLogEvent) else None, received.append)
+    sandbox.emit(3, "DM_MESSAGE_CREATE")
+
+    def new_ids() -> list[int]:
+        return [d.data[EVENT_ID_KEY] for d in received if isinstance(d.data, dict) and EVENT_ID_KEY in d.data]
+
+    await h.wait_for(lambda: len(new_ids()) >= 3, what="the events after the switch")
+    assert new_ids() == sandbox.event_ids(0)[switched_at:]
+    sandbox.inject("drop", 0)
+    await h.wait_connected(count=2)
+    assert any("closed" in e.message for e in logs)
+    assert (len(h.received), len(h.logs)) == (old_received, old_logs)

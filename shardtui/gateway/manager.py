@@ -709,8 +709,7 @@ class ShardManager:
                 on_waiting_change=self._on_waiting_change,
             )
         for runner in shards.runner_objects.values():
-            runner._emit_cb = self.events.emit
-            runner._handler = self._handle_dispatch
+            runner.rebind(self.events.emit, self._handle_dispatch)
         if other.session_start_limit is not None:
             # The new set read /gateway/bot just now: its budget is the one the header must show.
             self.session_start_limit = other.session_start_limit

@@ -185,13 +185,10 @@ class ShardRunner:
         """The session a later runner could RESUME, or None."""
         return self._shard.session_state()
 
-    @property
-    def _handler(self) -> Callable[[Dispatch], Any] | None:
-        # The reshard hands a runner to another manager by replacing its handler (and _emit_cb).
-        return self._delivery.handler
-
-    @_handler.setter
-    def _handler(self, handler: Callable[[Dispatch], Any] | None) -> None:
+    def rebind(self, emit: Callable[[ManagerEvent], None], handler: Callable[[Dispatch], Any] | None) -> None:
+        """Report to another manager from now on: its event sink and its dispatch handler (the
+        reshard's switch hands the new set's running shards to the manager that stays)."""
+        self._emit_cb = emit
         self._delivery.handler = handler
 
     async def run(self) -> None:

@@ -258,9 +258,11 @@ class ShardRunner:
         token): a server or proxy that routes another path answers 404 or a plain 200 for ever, and
         the operator must see where we knocked. Repeated refusals become an error on the shard."""
         if not isinstance(exc, HandshakeError) or exc.status is None:
+            # Named with the url too: an untrusted certificate or a dead host is only actionable when the
+            # operator sees which host it was (the REST host and the gateway host can differ).
             self._log(
                 logging.WARNING,
-                f"could not connect to the gateway ({describe_exc(exc)}); retrying in {delay:.1f} s",
+                f"could not connect to the gateway at {url} ({describe_exc(exc)}); retrying in {delay:.1f} s",
             )
             return
         self._refusals += 1

@@ -229,7 +229,11 @@ async def test_presence_editor_rejects_bad_input_and_sends_nothing() -> None:
 
 
 async def test_view_keys_details_filter_sort_log_theme_refresh_help() -> None:
-    app = ShardTUI(fast_config())
+    config = fast_config()
+    # "No shard resumed" below proves the typed 'r' restarted nothing; with 500 ms heartbeats a loaded
+    # machine misses an ACK now and then, and that zombie's resume failed the test.
+    config.sandbox.heartbeat_interval_ms = 5000
+    app = ShardTUI(config)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
         await pilot.press("down", "enter")

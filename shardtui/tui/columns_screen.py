@@ -32,8 +32,9 @@ class ColumnsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         choices = [
             Selection(
-                f"{column.label:<10} {column_meaning(column)}"
-                + (" (always shown)" if column.key in ESSENTIAL_COLUMNS else ""),
+                f"{column.label:<10} "
+                + ("always shown · " if column.key in ESSENTIAL_COLUMNS else "")
+                + column_meaning(column),
                 column.key,
                 column.key not in self.hidden,
                 id=column.key,

@@ -64,8 +64,10 @@ class LogScreen(Screen[None]):
         total = len(self.lines)
         if self.query_text:
             status = f"log · {self.shown:,} of {total:,} lines match {self.query_text!r}"
-        else:
+        elif total:
             status = f"log · {total:,} lines"
+        else:
+            status = "log · no lines yet (stage changes, closes and operator actions land here)"
         self.query_one("#logview-status", Label).update(Text(status))
 
     def add_lines(self, lines: Iterable[LogLine]) -> None:

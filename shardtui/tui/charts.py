@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.screen import ModalScreen
 from textual.widgets import Label, Sparkline
 
 from shardtui.tui.formatting import format_duration, format_latency, format_rate
@@ -26,8 +26,9 @@ def _summary(values: Sequence[float], unit: str) -> str:
     return f"now {now} · min {low} · max {high}"
 
 
-class ChartScreen(Screen[None]):
-    """Three charts from ``ConsoleModel.fleet_samples``; the app's tick calls :meth:`refresh_charts`."""
+class ChartScreen(ModalScreen[None]):
+    """Three charts from ``ConsoleModel.fleet_samples``; the app's tick calls :meth:`refresh_charts`.
+    Modal (full screen by its CSS), so the table's keys do nothing here."""
 
     BINDINGS = [Binding("escape,c,q", "close", "Back", id="charts.close")]
 

@@ -8,15 +8,18 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen
 from textual.widgets import Input, Label, RichLog
 
 from shardtui.tui.model import LogLine
 
 
-class LogScreen(Screen[None]):
+class LogScreen(ModalScreen[None]):
     """Every console log line (newest at the bottom); ``/`` searches, enter goes back to the lines,
-    esc leaves. New lines arrive through :meth:`add_lines` while it is open."""
+    esc leaves. New lines arrive through :meth:`add_lines` while it is open.
+
+    Modal although it fills the terminal: the table's keys (r, s, b ...) must not act on a shard
+    the operator cannot see from here."""
 
     BINDINGS = [
         Binding("escape", "close", "Back", id="logview.close"),

@@ -615,7 +615,7 @@ class ShardTUI(ShardActions):
         self.push_screen(ColumnsScreen(self.model.columns, self.model.hidden_columns, apply))
 
     def action_log_view(self) -> None:
-        self.push_screen(LogScreen(self.model.console_log))
+        self.push_screen(LogScreen(self.model.delivered_log()))
 
     def action_export(self) -> None:
         def done(path: Path | None) -> None:

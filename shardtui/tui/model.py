@@ -354,6 +354,12 @@ class ConsoleModel:
         dirty, self.dirty = self.dirty, set()
         return dirty
 
+    def delivered_log(self) -> list[LogLine]:
+        """The console log without the lines still waiting for ``take_log`` (a view opened now gets
+        those from the next tick, and must not show them twice)."""
+        lines = list(self.console_log)
+        return lines[: max(0, len(lines) - len(self.pending_log))]
+
     def take_log(self) -> list[LogLine]:
         lines, self.pending_log = self.pending_log, []
         return lines

@@ -183,6 +183,8 @@ async def test_log_view_searches_as_it_is_typed_and_escape_goes_back() -> None:
     app = ShardTUI(fast_config())
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
+        # Still waiting for the tick that writes it to the log pane when the view opens: shown once.
+        app.model.note("just before the log view", shard_id=1)
         await pilot.press("L")
         screen = app.screen
         assert isinstance(screen, LogScreen)
@@ -204,6 +206,7 @@ async def test_log_view_searches_as_it_is_typed_and_escape_goes_back() -> None:
         assert len(pane.lines) == screen.shown and screen.shown == sum(
             "shard 1:" in line.lower() for line in screen.lines
         )
+        assert sum("just before the log view" in line for line in screen.lines) == 1
         await pilot.press("enter")
         assert app.focused is pane
         # The table's keys do nothing here: no shutdown of a shard the operator cannot see.

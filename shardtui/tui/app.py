@@ -31,6 +31,7 @@ from shardtui.tui.columns_screen import ColumnsScreen
 from shardtui.tui.control import LocalControl, ShardControl
 from shardtui.tui.export import ExportScreen
 from shardtui.tui.filter_bar import FilterBar
+from shardtui.tui.formatting import fit_items
 from shardtui.tui.jump import JumpScreen
 from shardtui.tui.legend import legend_text
 from shardtui.tui.log_screen import LogScreen
@@ -370,17 +371,22 @@ class ShardTUI(ShardActions):
     def _update_header(self) -> None:
         model = self.model
         first, second = model.stats().header_lines()
-        view = [f"refresh {self.refresh_interval:g}s", f"sort {model.sort_key.value}"]
-        if model.sort_reverse:
-            view[-1] += " reversed"
+        # (text, shorter text or "" to drop): at 80 columns the match count and the marks must not be
+        # wrapped out of the three-line header, so the refresh rate goes first, then the filter's text
+        # (the filter box under the header shows it).
+        view: list[tuple[str, str | None]] = [
+            (f"refresh {self.refresh_interval:g}s", ""),
+            (f"sort {model.sort_key.value}" + (" reversed" if model.sort_reverse else ""), None),
+        ]
         if model.filter_text:
-            view.append(f"filter {model.filter_text!r}")
-            view.append(f"{self._table.row_count:,} of {len(model.rows):,} match")
+            view.append((f"filter {model.filter_text!r}", "filter"))
+            view.append((f"{self._table.row_count:,} of {len(model.rows):,} match", None))
         if model.marked:
-            view.append(f"{len(model.marked)} marked")
+            view.append((f"{len(model.marked)} marked", None))
         if self.readonly:
-            view.append("READ-ONLY")
-        self._fleet.update(Text(f"{first}\n{second}\n{' · '.join(view)}"))
+            view.append(("READ-ONLY", None))
+        line = fit_items(view, max(0, self._fleet.size.width - 2))
+        self._fleet.update(Text(f"{first}\n{second}\n{line}"))
         self._update_startup()
 
     def _update_startup(self) -> None:

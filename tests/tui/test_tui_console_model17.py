@@ -187,3 +187,19 @@ def test_legend_names_every_column_and_the_filter_syntax() -> None:
     text = legend_text(COLUMNS).plain
     for needle in ("lat trend", "WEDGED", "latency>200ms", "stage:conn", "seq>=100"):
         assert needle in text
+
+
+def test_fit_items_shortens_in_order_until_the_line_fits() -> None:
+    from shardtui.tui.formatting import fit_items
+
+    items = [
+        ("refresh 1s", ""),
+        ("sort id", None),
+        ("filter 'stage:connected'", "filter"),
+        ("3 marked", None),
+    ]
+    assert fit_items(items, 0) == "refresh 1s · sort id · filter 'stage:connected' · 3 marked"
+    assert fit_items(items, 50) == "sort id · filter 'stage:connected' · 3 marked"
+    assert fit_items(items, 30) == "sort id · filter · 3 marked"
+    # Nothing shorter left: the line is as short as it gets.
+    assert fit_items(items, 5) == "sort id · filter · 3 marked"

@@ -283,3 +283,15 @@ async def test_at_80x24_essential_columns_and_the_footer_stay_with_the_filter_an
         assert table.height >= 4  # header and three shards
         footer = app.query_one(Footer).region
         assert footer.bottom == 24 and footer.height == 1 and table.bottom <= footer.y
+
+
+async def test_at_80_columns_the_header_keeps_match_count_marks_and_read_only_in_its_three_lines() -> None:
+    app = ShardTUI(fast_config(), readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await apply_filter(pilot, "stage:connected")
+        await pilot.press("enter", "ctrl+a")
+        lines = header(app).splitlines()
+        width = app.query_one("#fleet").content_region.width
+        assert len(lines) == 3 and all(len(line) <= width for line in lines)
+        assert "3 of 3 match" in lines[2] and "3 marked" in lines[2] and "READ-ONLY" in lines[2]

@@ -602,7 +602,8 @@ class ShardTUI(ShardActions):
                 return f"no shard {sid}: no shards yet"
             return f"no shard {sid} (shards {min(model.rows)} to {max(model.rows)})"
         if sid not in self.table.rendered:
-            return f"shard {sid} is hidden by the filter {model.filter_text!r} (esc clears it)"
+            filter_text = model.filter_text
+            return f"shard {sid} is hidden by the filter {filter_text!r} (esc on the table clears it)"
         return None
 
     def action_jump(self) -> None:

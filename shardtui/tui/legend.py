@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from rich.text import Text
 
 from shardtui.tui.columns import Column
@@ -42,16 +44,27 @@ def column_meaning(column: Column) -> str:
     return COLUMN_MEANINGS.get(column.key, column.label)
 
 
+#: The help dialog's text width (its 76 cells less border, padding and scrollbar).
+LEGEND_WIDTH = 66
+
+
+def _entry(text: Text, term: str, meaning: str, term_width: int) -> None:
+    # Wrapped by hand so a long meaning continues under itself, not under the term.
+    lines = textwrap.wrap(meaning, LEGEND_WIDTH - term_width - 2) or [""]
+    text.append(f"{term:>{term_width}}  ", style="bold")
+    text.append(lines[0] + "\n")
+    for line in lines[1:]:
+        text.append(" " * (term_width + 2) + line + "\n")
+
+
 def legend_text(columns: tuple[Column, ...]) -> Text:
     """The help screen's legend: every column, then the filter syntax."""
     text = Text()
     text.append("Columns\n", style="bold")
     for column in columns:
-        text.append(f"{column.label:>10}  ", style="bold")
-        text.append(f"{column_meaning(column)}\n")
+        _entry(text, column.label, column_meaning(column), 10)
     text.append("\nFilter (/)\n", style="bold")
     for example, meaning in FILTER_SYNTAX:
-        text.append(f"{example:>20}  ", style="bold")
-        text.append(f"{meaning}\n")
+        _entry(text, example, meaning, 18)
     text.append("An unknown field or value is not applied: the line under the box says why.\n", style="dim")
     return text

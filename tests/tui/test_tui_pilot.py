@@ -401,7 +401,12 @@ async def test_disallowed_intents_show_one_fatal_screen_with_what_to_do() -> Non
     config.bot.intents = ["default", "message_content"]  # privileged, not enabled in the sandbox's portal
     app = ShardTUI(config)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, FatalScreen), "the fatal-error screen")
+        # Pushed a frame before its widgets are built: wait for the title, not only the push.
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, FatalScreen) and bool(app.screen.query(".dialog-title")),
+            "the fatal-error screen",
+        )
         assert "intents" in str(app.screen.query_one(".dialog-title").render()).lower()
         assert "4014" in str(app.screen.query_one("#fatal-body").render())
         await wait_until(pilot, lambda: not app.model.is_live(), "every shard to stop")

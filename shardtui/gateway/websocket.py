@@ -145,6 +145,38 @@ def _retry_after(value: str | None) -> float | None:
 class GatewaySocket(asyncio.Protocol):
     """One client WebSocket connection. Made by :func:`connect`; one reader, any number of senders."""
 
+    # One per connected shard, idle most of its life: no instance dict (asyncio.Protocol has slots too).
+    __slots__ = (
+        "_close_frame_seen",
+        "_close_sent",
+        "_close_timeout",
+        "_drain_waiters",
+        "_fragment_opcode",
+        "_fragments",
+        "_handshaking",
+        "_head",
+        "_key",
+        "_loop",
+        "_lost",
+        "_need",
+        "_pending",
+        "_pending_len",
+        "_queue",
+        "_queued_bytes",
+        "_reading_paused",
+        "_receiving",
+        "_server_closed",
+        "_take",
+        "_take_text",
+        "_transport",
+        "_waiter",
+        "_write_paused",
+        "close_code",
+        "close_reason",
+        "closed",
+        "handshake",
+    )
+
     def __init__(self, key: str, close_timeout: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._key = key

@@ -159,7 +159,8 @@ def print_breakdown(compressions: list[str], loop_name: str) -> None:
         print(
             f"  RSS {r['per_shard'] / 1024:.1f} KiB/shard (with tracemalloc's own overhead); "
             f"traced {r['traced_per_shard'] / 1024:.1f} KiB/shard; "
-            f"inflater alone {infl['per'] / 1024:.1f} KiB RSS; tasks/shard {r['tasks_per_shard']:.2f}; timer handles/shard {r['timers_per_shard']:.2f}"
+            f"inflater alone {infl['per'] / 1024:.1f} KiB RSS; tasks/shard {r['tasks_per_shard']:.2f}; "
+            f"timer handles/shard {r['timers_per_shard']:.2f}"
         )
         rows = [[where, f"{size / 1024:.2f}", f"{count:.1f}"] for where, size, count in r["top_lines"]]
         print(table(["where (file:line)", "KiB/shard", "blocks/shard"], rows))

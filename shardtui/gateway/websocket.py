@@ -331,6 +331,7 @@ class GatewaySocket(asyncio.Protocol):
     def _parse(self, data: bytes) -> None:
         pos = 0
         end_of_data = len(data)
+        queue = self._queue
         while True:
             left = end_of_data - pos
             if left < 2:
@@ -362,7 +363,22 @@ class GatewaySocket(asyncio.Protocol):
             payload = data[start:end]
             pos = end
             if (b0 == _FIN_BINARY or b0 == _FIN_TEXT) and self._fragments is None:
-                if not self._deliver(payload, b0 == _FIN_BINARY):
+                # _deliver's fast path inlined: one Python call per event fewer on the hot path.
+                take = self._take
+                if (
+                    take is not None
+                    and not queue
+                    and self._waiter is not None
+                    and (b0 == _FIN_BINARY or self._take_text)
+                ):
+                    try:
+                        out = take(payload)
+                    except Exception as exc:
+                        self._taker_failed(exc)
+                        return
+                    if out is not None:
+                        self._enqueue(out, len(payload))
+                elif not self._deliver(payload, b0 == _FIN_BINARY):
                     return
             elif not self._other_frame(b0, payload) or self._lost:
                 return
@@ -379,15 +395,18 @@ class GatewaySocket(asyncio.Protocol):
             try:
                 out = take(data)
             except Exception as exc:
-                self._take = None
-                self._enqueue(Message(MessageKind.ERROR, exc), 0)
-                self._fail(1011)
+                self._taker_failed(exc)
                 return False
             if out is not None:
                 self._enqueue(out, len(data))
         else:
             self._enqueue(Message(MessageKind.BINARY if binary else MessageKind.TEXT, data), len(data))
         return True
+
+    def _taker_failed(self, exc: Exception) -> None:
+        self._take = None
+        self._enqueue(Message(MessageKind.ERROR, exc), 0)
+        self._fail(1011)
 
     def _other_frame(self, b0: int, payload: bytes) -> bool:
         """Control frames, fragments and everything wrong. False when the connection is ending."""

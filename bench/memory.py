@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -135,6 +136,25 @@ def inflater_rss(compression: str, count: int = 1000) -> float:
     return (rss_bytes() - start) / count
 
 
+def inflater_rss_after_traffic(compression: str, mib: int = 4, count: int = 10) -> float:
+    """Bytes of RSS per inflater after ``mib`` MiB of ~0.6 KB messages: what a shard that has been busy
+    keeps while idle (a stream's window, once filled, stays touched)."""
+    from shardtui.gateway.compression import make_inflater
+    from shardtui.server.transport import Compressor
+
+    message = b'{"op":0,"s":1,"t":"MESSAGE_CREATE","d":{"content":"' + os.urandom(300).hex().encode() + b'"}}'
+    compressor = Compressor(compression)
+    blobs = [compressor.compress(message) for _ in range(mib * 2**20 // len(message))]
+    inflaters = [make_inflater(compression) for _ in range(count)]
+    gc.collect()
+    start = rss_bytes()
+    for inflater in inflaters:
+        for blob in blobs:
+            inflater.feed(blob)
+    gc.collect()
+    return (rss_bytes() - start) / count
+
+
 def run_child(*args: str) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -154,12 +174,15 @@ def print_breakdown(compressions: list[str], loop_name: str) -> None:
             "--loop",
             loop_name,
         )
-        infl = run_child("--inflater", compression) if compression != "none" else {"per": 0.0}
+        infl = {"per": 0.0, "busy": 0.0}
+        if compression != "none":
+            infl = run_child("--inflater", compression)
         print(f"\nbreakdown {compression} ({BREAKDOWN_SHARDS} shards, tracemalloc on, {loop_name}):")
         print(
             f"  RSS {r['per_shard'] / 1024:.1f} KiB/shard (with tracemalloc's own overhead); "
             f"traced {r['traced_per_shard'] / 1024:.1f} KiB/shard; "
-            f"inflater alone {infl['per'] / 1024:.1f} KiB RSS; tasks/shard {r['tasks_per_shard']:.2f}; "
+            f"inflater alone {infl['per'] / 1024:.1f} KiB RSS (after 4 MiB of traffic "
+            f"{infl['busy'] / 1024:.1f} KiB); tasks/shard {r['tasks_per_shard']:.2f}; "
             f"timer handles/shard {r['timers_per_shard']:.2f}"
         )
         rows = [[where, f"{size / 1024:.2f}", f"{count:.1f}"] for where, size, count in r["top_lines"]]
@@ -181,7 +204,8 @@ def main() -> int:
     parser.add_argument("--inflater", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inflater:
-        print(json.dumps({"per": inflater_rss(args.inflater)}))
+        per = inflater_rss(args.inflater)
+        print(json.dumps({"per": per, "busy": inflater_rss_after_traffic(args.inflater)}))
         return 0
     if args.child:
         loop = new_event_loop(args.loop)

@@ -127,3 +127,14 @@ def sandbox_manager(
             **options,
         )
     )
+
+
+def new_event_loop(name: str = "asyncio") -> asyncio.AbstractEventLoop:
+    """A fresh event loop: the standard one, or uvloop's (``pip install shardtui[fast]``)."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    if name != "asyncio":
+        raise ValueError(f"unknown event loop {name!r} (asyncio or uvloop)")
+    return asyncio.new_event_loop()

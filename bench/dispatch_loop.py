@@ -5,7 +5,10 @@ counters, the manager's hand-off and a counting handler), next to the decode flo
 ``orjson.loads`` of the same frames). The difference is what our WebSocket framing and protocol layer
 cost per event; ``bench/dispatch.py`` adds the socket and the kernel on top.
 
-    python3 bench/dispatch_loop.py [--events 20000] [--compression zstd-stream|zlib-stream]
+``--calls`` also counts the Python-level and C-level calls per event (``sys.setprofile``): unlike the
+timings, a count that does not depend on how busy the machine is.
+
+    python3 bench/dispatch_loop.py [--events 20000] [--compression zstd-stream|zlib-stream] [--calls]
 """
 
 from __future__ import annotations
@@ -77,8 +80,25 @@ class Counter:
             self.count += 1
 
 
-async def runner_loop(reads: list[bytes], events: int, compression: str, counter: Counter) -> float:
-    """CPU microseconds per event for the socket and the runner taking in ``reads``."""
+class CallCounter:
+    """A ``sys.setprofile`` hook counting Python function calls and C calls."""
+
+    def __init__(self) -> None:
+        self.python = 0
+        self.c = 0
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            self.python += 1
+        elif event == "c_call":
+            self.c += 1
+
+
+async def runner_loop(
+    reads: list[bytes], events: int, compression: str, counter: Counter, calls: CallCounter | None = None
+) -> float:
+    """CPU microseconds per event for the socket and the runner taking in ``reads`` (with ``calls``, the
+    calls are counted instead and the time means nothing)."""
     options = ShardRunnerOptions(
         token="bench",
         gateway_url="ws://bench.invalid/",
@@ -95,10 +115,13 @@ async def runner_loop(reads: list[bytes], events: int, compression: str, counter
     socket.connection_made(NullTransport())  # type: ignore[arg-type]
     reader = asyncio.create_task(runner._run_connection(socket))
     await asyncio.sleep(0)  # the runner now waits in receive(): the fast path is open
+    if calls is not None:
+        sys.setprofile(calls)
     started = time.process_time()
     for chunk in reads:
         socket.data_received(chunk)
     elapsed = time.process_time() - started
+    sys.setprofile(None)
     socket.connection_lost(None)
     await reader
     return elapsed / events * 1e6
@@ -125,6 +148,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--compression", choices=["zstd-stream", "zlib-stream"], default=None)
+    parser.add_argument("--calls", action="store_true", help="also count calls per event")
     args = parser.parse_args()
     print(f"dispatch loop bench: {args.events} events, best of 5; {machine()}")
     layers = []
@@ -141,6 +165,13 @@ async def main() -> int:
             f"protocol layer {ours - floor:.2f} us/event ({floor / ours:.2f} of the floor)"
         )
         layers.append(f"{compression} {ours - floor:.2f}")
+        if args.calls:
+            calls = CallCounter()
+            await runner_loop(reads, len(blobs), compression, Counter(), calls)
+            print(
+                f"  {compression}: {calls.python / len(blobs):.2f} Python calls and "
+                f"{calls.c / len(blobs):.2f} C calls per event (socket + runner + handler)"
+            )
     print(f"SUMMARY dispatch_loop: protocol layer us/event {', '.join(layers)} (diagnostic, no target)")
     return 0
 

@@ -35,10 +35,10 @@ async def _flood(sandbox: Sandbox, count: int, batch: int) -> dict[str, Any]:
         sandbox.emit(step)
         emitted += step
         # The writers' queues have no "drained" event to wait on; polling them is the bench's cost only.
-        while any(c._queue.qsize() > BACKLOG for c in state.connections.values()):  # noqa: ASYNC110
+        while any(c.socket.writer.queued_messages > BACKLOG for c in state.connections.values()):  # noqa: ASYNC110
             await asyncio.sleep(0.001)
         await asyncio.sleep(0)
-    while any(c._queue.qsize() for c in state.connections.values()):  # noqa: ASYNC110
+    while any(c.socket.writer.queued_messages for c in state.connections.values()):  # noqa: ASYNC110
         await asyncio.sleep(0.001)
     seconds = time.perf_counter() - started
     return {"emitted": emitted, "seconds": seconds, "cpu": time.process_time() - cpu}

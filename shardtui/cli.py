@@ -34,6 +34,7 @@ from shardtui.config import (
 from shardtui.logsafe import LEVELS, setup_logging
 
 EXIT_OK = 0
+EVENT_LOOPS = ("asyncio", "uvloop", "auto")
 EXIT_CONFIG = 2
 RUN_EPILOG = """\
 exit status (headless):
@@ -124,6 +125,11 @@ def _common_parser() -> argparse.ArgumentParser:
     group.add_argument("--print-config", action="store_true", help="print every setting and its source, exit")
     group.add_argument("--log-level", choices=LEVELS, help="log level (default: warning)")
     group.add_argument("--log-file", metavar="PATH", help="write logs to PATH instead of stderr")
+    group.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        help="asyncio (default), uvloop (pip install 'shardtui[fast]') or auto (uvloop when installed)",
+    )
     for spec in CONFIG_FLAGS:
         dest = "cfg:" + spec.key
         if spec.switch:
@@ -208,6 +214,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def select_event_loop(choice: str) -> str:
+    """Install the event loop policy ``--event-loop`` asks for and return the loop's name: asyncio's own
+    (the default; bench/README.md has the figures behind that), uvloop, or auto (uvloop when installed).
+    A missing uvloop asked for by name is a ValueError with one line."""
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "auto":
+            return "asyncio"
+        raise ValueError(
+            "--event-loop uvloop: uvloop is not installed (pip install 'shardtui[fast]')"
+        ) from None
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
@@ -226,6 +250,12 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         print(f"shardtui: {log_file}: cannot open log file: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        loop_name = select_event_loop(getattr(args, "event_loop", "asyncio"))
+    except ValueError as exc:
+        print(f"shardtui: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log.info("event loop: %s", loop_name)
     if command == "soak":  # self-contained: its own sandbox and options, no shards.toml
         from shardtui.soak import run_from_args
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -38,6 +38,9 @@ class CommandLimiter:
     ``clock`` and ``sleep`` are injectable so tests can drive time without waiting.
     """
 
+    # Every connected shard holds one: slots and two short lists (an empty deque is ~0.75 KiB).
+    __slots__ = ("_clock", "_commands", "_sent", "_sleep", "delayed", "limit", "reserved", "window")
+
     def __init__(
         self,
         limit: int = COMMANDS_PER_WINDOW,
@@ -54,9 +57,10 @@ class CommandLimiter:
         self.window = window
         self._clock = clock
         self._sleep = sleep
-        #: Send times in the window: everything, and the non-heartbeat commands among them.
-        self._sent: deque[float] = deque()
-        self._commands: deque[float] = deque()
+        #: Send times in the window, oldest first: everything, and the non-heartbeat commands among them.
+        #: Lists, not deques: at most ``limit`` entries each, pruned from the front in one slice.
+        self._sent: list[float] = []
+        self._commands: list[float] = []
         self.reserved = min(DEFAULT_HEARTBEAT_RESERVE, limit // 2)
         #: Commands that had to wait for the window, for the operator's curiosity.
         self.delayed = 0
@@ -82,8 +86,8 @@ class CommandLimiter:
     def _prune(self, now: float) -> None:
         horizon = now - self.window
         for log in (self._sent, self._commands):
-            while log and log[0] <= horizon:
-                log.popleft()
+            if log and log[0] <= horizon:
+                del log[: bisect_right(log, horizon)]
 
     def in_window(self) -> int:
         """Sends (heartbeats included) in the current window."""

@@ -154,6 +154,9 @@ class Connection:
         binary = MessageKind.BINARY
         text = MessageKind.TEXT
         while True:
+            # An idle shard waits here for minutes: the last slow-path message (a READY, a whole
+            # GUILD_CREATE) must not stay alive in this frame's locals meanwhile.
+            msg = payload = data = dispatch = actions = None
             msg = await receive()
             kind = msg.kind
             try:
@@ -191,7 +194,13 @@ class Connection:
             if actions:
                 if len(actions) == 1 and type(actions[0]) is Dispatch:
                     deliver(actions[0])
+                    actions.clear()
                 else:
-                    await apply(list(actions))
+                    batch = list(actions)
+                    # The Shard reuses this list: emptied now, it no longer holds the READY (or any
+                    # other payload) until the next message.
+                    actions.clear()
+                    await apply(batch)
+                    del batch
             if self.outcome is not None:
                 break

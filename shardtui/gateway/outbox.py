@@ -49,7 +49,8 @@ class Outbox:
         #: The connection commands go out on; None between connections.
         self._ws: GatewaySocket | None = None
         self._limiter = CommandLimiter()
-        self._deferred: deque[dict[str, Any]] = deque()
+        #: Made on first use: an empty deque is 0.75 KiB per shard.
+        self._deferred: deque[dict[str, Any]] | None = None
         self._presence_pending: Presence | None = None
         self._sender: asyncio.Task[None] | None = None
 
@@ -79,10 +80,13 @@ class Outbox:
     # -- queueing ---------------------------------------------------------------------------------
 
     def defer(self, payload: dict[str, Any]) -> None:
-        if len(self._deferred) >= MAX_DEFERRED_COMMANDS:
-            self._deferred.popleft()
+        deferred = self._deferred
+        if deferred is None:
+            deferred = self._deferred = deque()
+        if len(deferred) >= MAX_DEFERRED_COMMANDS:
+            deferred.popleft()
             self._log(logging.WARNING, "too many gateway commands waiting to be sent; dropped the oldest")
-        self._deferred.append(payload)
+        deferred.append(payload)
 
     def want_presence(self, presence: Presence) -> None:
         self._presence_pending = presence
@@ -146,11 +150,12 @@ class Outbox:
                 if result is SendResult.SENT:
                     self._info.presence = presence
                 continue
-            if not self._deferred:
+            deferred = self._deferred
+            if not deferred:
                 return
-            payload = self._deferred[0]
+            payload = deferred[0]
             result = await self.send(payload)
             if result is SendResult.NO_CONNECTION:
                 return
-            if self._deferred and self._deferred[0] is payload:
-                self._deferred.popleft()
+            if deferred and deferred[0] is payload:
+                deferred.popleft()

@@ -120,6 +120,8 @@ class UiConfig:
     readonly: bool = False
     #: Fleet console: watch every shard of every ``[cluster]`` process through Redis, run none here.
     fleet: bool = False
+    #: Ring the terminal bell when an alert is raised (not when it clears).
+    bell: bool = False
 
 
 @dataclass(slots=True)
@@ -638,6 +640,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "refresh_interval": _positive_float,
         "readonly": _p_bool,
         "fleet": _p_bool,
+        "bell": _p_bool,
     },
     "metrics": {
         "listen": _p_listen,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ log = logging.getLogger("shardtui.tui")
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 #: Actions that change the fleet; ``--readonly`` hides them everywhere (footer, help, palette).
 MUTATING_ACTIONS = frozenset({"restart", "shutdown", "boot", "rolling_restart", "presence", "reshard"})
+#: Exit status after a fatal error stopped the fleet: the same as headless mode's.
+EXIT_FATAL = 3
 
 RuntimeFactory = Callable[[Config], Any]
 
@@ -62,7 +65,8 @@ def _default_runtime_factory(config: Config) -> Any:
 
 
 class ShardTUI(ShardActions):
-    """The console. ``return_code`` is 0 after a clean quit, 1 when a fatal error stopped the fleet."""
+    """The console. ``return_code`` is 0 after a clean quit, 3 (``EXIT_FATAL``) when a fatal error
+    stopped the fleet; ``fatal_report()`` is then the line to print once the terminal is back."""
 
     CSS_PATH = "console.tcss"
     TITLE = "shardtui"
@@ -136,6 +140,8 @@ class ShardTUI(ShardActions):
         self._tick_timer: Timer | None = None
         #: Ticks that raised; tests assert it stays 0.
         self.refresh_errors = 0
+        #: Terminal bells rung for new alerts (``[ui] bell``).
+        self.bells = 0
         super().__init__()
         for theme in self._theme_load.themes.values():
             self.register_theme(theme)
@@ -152,6 +158,7 @@ class ShardTUI(ShardActions):
 
     def compose(self) -> ComposeResult:
         yield Static(id="fleet")
+        yield Static(id="outage-banner")
         yield StartupBar(id="startup")
         yield FilterBar(id="filter")
         yield Label(id="filter-error")
@@ -163,6 +170,7 @@ class ShardTUI(ShardActions):
         # Kept as references: app-level queries search the active screen, which may be a dialog.
         self._table = self.query_one(ShardTable)
         self._fleet = self.query_one("#fleet", Static)
+        self._outage_banner = self.query_one("#outage-banner", Static)
         self._startup = self.query_one(StartupBar)
         self._filter = self.query_one(FilterBar)
         self._filter_error = self.query_one("#filter-error", Label)
@@ -272,7 +280,7 @@ class ShardTUI(ShardActions):
             return
         self.model.fatal_is_new = False
         self._fatal_from_manager = True
-        self._exit_code = 1
+        self._exit_code = EXIT_FATAL
         if any(isinstance(screen, FatalScreen) for screen in self.screen_stack):
             return
         title = {
@@ -338,9 +346,11 @@ class ShardTUI(ShardActions):
                     pane.write(Text(line.format()))
             if isinstance(self.screen, DetailsScreen):
                 self.screen.refresh_details()
-        if model.alerts:
-            alerts, model.alerts = model.alerts, []
-            self.notify("\n".join(alerts), title="Shard stopped", severity="error", timeout=15)
+        for toast in model.take_toasts():
+            self.notify(toast.message, title=toast.title, severity=toast.severity, timeout=toast.timeout)  # type: ignore[arg-type]
+            if toast.raised and self.config.ui.bell:
+                self.bells += 1
+                self.bell()
         if model.fatal_is_new:
             self._show_fatal()
 
@@ -355,7 +365,24 @@ class ShardTUI(ShardActions):
         if self.readonly:
             view.append("READ-ONLY")
         self._fleet.update(Text(f"{first}\n{second}\n{' · '.join(view)}"))
+        self._update_outage_banner()
         self._update_startup()
+
+    def _update_outage_banner(self) -> None:
+        outage = self.model.outage
+        banner = self._outage_banner
+        if outage is not None:
+            since = time.strftime("%H:%M:%S", time.localtime(outage.at))
+            banner.update(Text(f"OUTAGE since {since} — {outage.message}"))
+        banner.set_class(outage is not None, "visible")
+
+    def fatal_report(self) -> str | None:
+        """What stopped the fleet, in one line for the terminal after the UI closed (None: nothing did)."""
+        fatal = self.model.fatal
+        if fatal is None or self._exit_code != EXIT_FATAL:
+            return None
+        code = f" (close code {fatal.close_code})" if fatal.close_code is not None else ""
+        return f"fatal {fatal.kind}{code}: {fatal.message}"
 
     def _update_startup(self) -> None:
         self._startup.show_progress(self.model, stopping=self._shutting_down)

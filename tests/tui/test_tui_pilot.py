@@ -356,7 +356,9 @@ async def test_bad_token_shows_one_fatal_screen(sandbox_factory) -> None:
         assert len(app.screen_stack) == 2  # exactly one fatal screen over the table
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
-    assert app.return_code == 1
+    assert app.return_code == 3  # as in headless mode
+    report = app.fatal_report()
+    assert report is not None and "token" in report.lower() and "not-the-sandbox-token" not in report
 
 
 async def test_one_failed_shard_does_not_stop_the_console() -> None:
@@ -414,7 +416,9 @@ async def test_disallowed_intents_show_one_fatal_screen_with_what_to_do() -> Non
         await wait_until(pilot, lambda: not app.model.is_live(), "every shard to stop again")
         await pilot.press("q")  # nothing is live any more: quits without asking
         await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
-    assert app.return_code == 1
+    assert app.return_code == 3
+    report = app.fatal_report()
+    assert report is not None and report.startswith("fatal disallowed_intents (close code 4014):")
 
 
 async def test_presence_scope_choice_is_visible_without_colour() -> None:

@@ -207,6 +207,39 @@ async def test_presence_editor_sends_to_all_and_rows_show_it() -> None:
         assert presence["activities"][0]["name"] == "[deploy] v2"
 
 
+async def test_presence_editor_applies_with_enter_from_a_select_and_an_input() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
+        screen = app.screen
+        status = screen.query_one("#status", Select)
+        status.focus()
+        await pilot.press("down")  # space and the arrows open a select's list; enter there picks
+        await wait_until(pilot, lambda: status.expanded, "the status list to open")
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: not status.expanded, "the status list to close")
+        assert status.value == "idle" and isinstance(app.screen, PresenceScreen)
+        await pilot.press("enter")  # on the closed select: applies
+        await wait_until(pilot, lambda: not isinstance(app.screen, PresenceScreen), "the editor to close")
+        await wait_until(pilot, lambda: shard_stats(app, 0)["presence_updates"] >= 1, "op 3 on shard 0")
+        assert shard_stats(app, 0)["presence"]["status"] == "idle"
+        assert shard_stats(app, 1)["presence_updates"] == 0  # the scope was the selected shard
+
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
+        app.screen.query_one("#kind", Select).value = "watching"
+        await pilot.press(*"logs")  # the name input has the focus
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, PresenceScreen), "the editor to close")
+        await wait_until(
+            pilot,
+            lambda: shard_stats(app, 0)["presence"]["activities"][:1] == [{"name": "logs", "type": 3}],
+            "the activity on shard 0",
+        )
+
+
 async def test_presence_editor_rejects_bad_input_and_sends_nothing() -> None:
     app = ShardTUI(fast_config())
     async with app.run_test(size=SIZE) as pilot:
@@ -433,7 +466,7 @@ async def test_presence_scope_choice_is_visible_without_colour() -> None:
         chosen, other = glyphs()
         assert chosen != other
         scope.focus()
-        await pilot.press("down", "enter")
+        await pilot.press("down", "space")  # space picks a scope; enter would pick it and apply
         await pilot.pause()
         assert glyphs() == [other, chosen]
 

@@ -113,8 +113,8 @@ class FleetShardControl:
         self, verb: str, ids: Sequence[int], call: Callable[[int], Awaitable[CommandResult]]
     ) -> list[CommandResult]:
         """Send to every shard at once (each waits for its own acknowledgement) and show what
-        became of them: one notification, worst outcome first."""
-        self.host.notify(f"{verb}: sending to {shard_ids_phrase(ids)}…", timeout=3)
+        became of them: one notification per command, worst outcome first (the command itself is
+        already a line in the log pane, so no "sending…" toast goes before it)."""
         results = await asyncio.gather(*(call(sid) for sid in ids))
         self.show_results(verb, results)
         return list(results)

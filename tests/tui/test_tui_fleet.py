@@ -114,6 +114,7 @@ async def test_member_console_shows_both_processes_and_restarts_the_others_shard
 
             resumes = sandbox.stats()["shards"]["2"]["resumes"]
             app.table.select_shard(2)
+            app.clear_notifications()
             await pilot.press("r")
             await wait_until(
                 pilot,
@@ -123,6 +124,21 @@ async def test_member_console_shows_both_processes_and_restarts_the_others_shard
             await wait_until(
                 pilot, lambda: logged(app, "restart of shard 2: done by process beta"), "the acknowledgement"
             )
+            await pilot.pause()
+            # One notification per command: its outcome (no "sending…" before it, nothing after).
+            assert [(n.title, n.message) for n in app._notifications] == [
+                ("restart: acknowledged", "restart of shard 2: done by process beta")
+            ]
+            # This process's own shard: the same one notification.
+            app.clear_notifications()
+            app.table.select_shard(0)
+            await pilot.press("r")
+            await wait_until(pilot, lambda: len(app._notifications) >= 1, "the local restart's outcome")
+            await wait_until(
+                pilot, lambda: app.manager.runners[ShardId(0)].resumes == 1, "shard 0 to resume here"
+            )
+            await pilot.pause()
+            assert [n.title for n in app._notifications] == ["restart: acknowledged"]
             # The sandbox counts the RESUME before beta's runner has read the RESUMED answering it.
             await wait_until(
                 pilot, lambda: beta.manager.runners[ShardId(2)].resumes == 1, "beta's runner to resume"

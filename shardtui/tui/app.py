@@ -364,6 +364,9 @@ class ShardTUI(ShardActions):
             view.append(f"{len(model.marked)} marked")
         if self.readonly:
             view.append("READ-ONLY")
+        rolling = self.control.rolling_progress()
+        if rolling is not None:
+            view.append(rolling.describe())
         self._fleet.update(Text(f"{first}\n{second}\n{' · '.join(view)}"))
         self._update_outage_banner()
         self._update_startup()

@@ -228,28 +228,13 @@ class ShardTUI(ShardActions):
 
     # -- the runtime worker ----------------------------------------------------------------------
 
+    #: The log line when quitting shuts the shards down (the fleet console says whose).
+    shutdown_note = "shutting down every shard"
+
     @work(exclusive=True, group="runtime", exit_on_error=False, name="runtime")
     async def _own_runtime(self) -> None:
         try:
-            runtime = self._runtime_factory(self.config)
-            async with runtime:
-                self.runtime = runtime
-                manager = runtime.manager
-                self.manager = manager
-                self.model.mode = str(getattr(runtime, "mode", self.config.gateway.mode))
-                unsubscribe = manager.subscribe(self._on_manager_event)
-                try:
-                    try:
-                        await runtime.start()
-                    except Exception as exc:
-                        self._fatal_from_exception(exc)
-                    self._tick()
-                    await self._quit_requested.wait()
-                    self._shutting_down = True
-                    self.model.note("shutting down every shard")
-                    await manager.shutdown_all()
-                finally:
-                    unsubscribe()
+            await self._run()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -258,6 +243,49 @@ class ShardTUI(ShardActions):
         finally:
             self._runtime_done = True
         self.exit(self._exit_code, return_code=self._exit_code)
+
+    async def _run(self) -> None:
+        """What the runtime worker does until quit (a fleet viewer runs no shards instead)."""
+        await self._run_runtime()
+
+    async def _run_runtime(self) -> None:
+        """Own a Runtime from start to clean shutdown: one worker for this and the fleet console."""
+        runtime = self._runtime_factory(self.config)
+        async with runtime:
+            self._adopt_runtime(runtime)
+            manager = runtime.manager
+            unsubscribe = manager.subscribe(self._on_manager_event)
+            try:
+                try:
+                    await runtime.start()
+                except Exception as exc:
+                    if not self._start_failed(exc):
+                        return
+                self._runtime_started()
+                self._tick()
+                await self._quit_requested.wait()
+                self._runtime_stopping()
+                self._shutting_down = True
+                self.model.note(self.shutdown_note)
+                await manager.shutdown_all()
+            finally:
+                unsubscribe()
+
+    def _adopt_runtime(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.manager = runtime.manager
+        self.model.mode = str(getattr(runtime, "mode", self.config.gateway.mode))
+
+    def _start_failed(self, exc: Exception) -> bool:
+        """Show why the start failed; True keeps the console open (on its fatal screen) until quit."""
+        self._fatal_from_exception(exc)
+        return True
+
+    def _runtime_started(self) -> None:
+        """The shards are starting (hook: the fleet console starts reading Redis)."""
+
+    def _runtime_stopping(self) -> None:
+        """Quit was asked for, the shards are about to shut down (hook)."""
 
     def _on_manager_event(self, event: Any) -> None:
         # Runs on every event: only the model is touched; the timer does the drawing.

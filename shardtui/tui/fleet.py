@@ -24,6 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Static
+from textual.worker import Worker
 
 from shardtui.config import Config, ConfigError
 from shardtui.gateway.alerts import AlertTracker
@@ -209,6 +210,7 @@ class FleetConsole(ShardTUI):
         #: sees what changed (a fresh object per poll would redraw every row).
         self._remote: dict[ShardId, ShardRunnerInfo] = {}
         self.polls = 0
+        self._poller: Worker[None] | None = None
         #: Lost-process incidents when no manager runs here (a viewer); a member uses its manager's.
         self._own_alerts = AlertTracker(self.model.apply)
         #: Lost processes with an open lost_process incident (raised through the alert tracker).
@@ -232,21 +234,13 @@ class FleetConsole(ShardTUI):
 
     # -- the fleet worker ------------------------------------------------------------------------
 
-    @work(exclusive=True, group="runtime", exit_on_error=False, name="runtime")
-    async def _own_runtime(self) -> None:
-        try:
-            if self.member:
-                await self._run_member()
-            else:
-                await self._run_viewer()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._fatal_from_exception(exc)
-            await self._quit_requested.wait()
-        finally:
-            self._runtime_done = True
-        self.exit(self._exit_code, return_code=self._exit_code)
+    shutdown_note = "shutting down this process's shards"
+
+    async def _run(self) -> None:
+        if self.member:
+            await self._run_runtime()
+        else:
+            await self._run_viewer()
 
     async def _run_viewer(self) -> None:
         node = self._node_factory(self.config)
@@ -258,35 +252,27 @@ class FleetConsole(ShardTUI):
         finally:
             await node.close()
 
-    async def _run_member(self) -> None:
-        runtime = self._runtime_factory(self.config)
-        async with runtime:
-            self.runtime = runtime
-            manager = runtime.manager
-            self.manager = manager
-            self.fleet = runtime.fleet
-            unsubscribe = manager.subscribe(self._on_manager_event)
-            try:
-                try:
-                    await runtime.start()
-                except ConfigError as exc:
-                    # Refused by the fleet (Redis away, name or shards taken): the CLI says it in
-                    # one line once the terminal is back.
-                    self.startup_error = str(exc)
-                    self._exit_code = EXIT_CONFIG
-                    return
-                except Exception as exc:
-                    self._fatal_from_exception(exc)
-                poller = self._poll_fleet(self.fleet) if self.fleet is not None else None
-                self._tick()
-                await self._quit_requested.wait()
-                if poller is not None:
-                    poller.cancel()
-                self._shutting_down = True
-                self.model.note("shutting down this process's shards")
-                await manager.shutdown_all()
-            finally:
-                unsubscribe()
+    def _adopt_runtime(self, runtime: Any) -> None:
+        # The mode stays the fleet's ("fleet NAME"), not the runtime's.
+        self.runtime = runtime
+        self.manager = runtime.manager
+        self.fleet = runtime.fleet
+
+    def _start_failed(self, exc: Exception) -> bool:
+        if isinstance(exc, ConfigError):
+            # Refused by the fleet (Redis away, name or shards taken): the CLI says it in one line
+            # once the terminal is back.
+            self.startup_error = str(exc)
+            self._exit_code = EXIT_CONFIG
+            return False
+        return super()._start_failed(exc)
+
+    def _runtime_started(self) -> None:
+        self._poller = self._poll_fleet(self.fleet) if self.fleet is not None else None
+
+    def _runtime_stopping(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
 
     @work(group="fleet-poll", exit_on_error=False, name="fleet-poll")
     async def _poll_fleet(self, node: FleetNode) -> None:

@@ -323,6 +323,8 @@ class ShardTUI(ShardActions):
     # -- the tick ----------------------------------------------------------------------------------
 
     def _tick(self) -> None:
+        if not self.screen_stack:
+            return  # closing: a last poll of the fleet has nothing left to draw on
         # A drawing bug must not end the console (and with it every shard): log it, say so once.
         try:
             self._refresh_view()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -11,7 +12,7 @@ from support.redis_server import REDIS_SERVER, RedisServer, free_port
 from support.tui import wait_until
 
 from shardtui.config import Config
-from shardtui.fleet import ClusterConfig, CommandStatus
+from shardtui.fleet import ClusterConfig, CommandResult, CommandStatus
 from shardtui.gateway.models import ConnectionStage, ShardId
 from shardtui.runtime import Runtime
 from shardtui.tui.fleet import FleetConsole
@@ -318,6 +319,35 @@ async def test_viewer_header_rolling_plan_and_progress_lost_replaced_and_forgott
             progress = [line for line in lines if "rolling restart running" in line]
             assert progress and all("(" in line and "/4 shards" in line for line in progress), drawn[-3:]
             del fleet_header.update
+
+            # R again while one runs offers to stop it; it stops before its next shard. The second
+            # shard's command is held until the question is answered, so the run is surely mid-way.
+            release = asyncio.Event()
+            sent: list[int] = []
+            fleet_control = app.fleet.control
+            send = fleet_control.restart
+
+            async def held(sid: int, **kw: bool) -> CommandResult:
+                sent.append(sid)
+                if len(sent) == 2:
+                    await release.wait()
+                return await send(sid, **kw)
+
+            fleet_control.restart = held
+            await pilot.press("R")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the rolling plan")
+            await pilot.press("y")
+            await wait_until(pilot, lambda: len(sent) == 2, "the second shard's command")
+            await pilot.press("R")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the abort question")
+            body = str(app.screen.query_one("#confirm-body").render())
+            assert "rolling restart running: 1/4 shards" in body and "Stop it" in body
+            await pilot.press("y")
+            release.set()
+            await wait_until(pilot, lambda: logged(app, "rolling restart aborted"), "the run to stop")
+            del fleet_control.restart
+            aborted = app.control.rolling
+            assert aborted is not status and aborted.done == [ShardId(0), ShardId(1)] and sent == [0, 1]
 
             # beta stops beating without a goodbye: one lost_process alert, raised once.
             await beta.fleet.publisher.close(forget=False)

@@ -82,7 +82,6 @@ class GatewaySocket:
         self.writer = WebSocketWriter(
             ws, compression, limits=options.queue_limits, close=self._close_handshake
         )
-        self.opened_at = asyncio.get_running_loop().time()
         #: Nothing but close frames leaves any more: no ACKs, no dispatches (a zombie server).
         self.muted = False
         #: Seconds to hold each op 11 back (0: answer at once).

@@ -465,7 +465,8 @@ class FleetConsole(ShardTUI):
         if snapshot is None:
             return []
         lost = [p.name for p in snapshot.processes if not p.alive and p.name not in self.replaced]
-        owner = self.model.owners.get(self.table.selected_shard or -1)
+        selected = self.table.selected_shard
+        owner = None if selected is None else self.model.owners.get(selected)
         return [owner] if owner in lost else lost
 
     def action_forget_lost(self) -> None:

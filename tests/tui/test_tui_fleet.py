@@ -398,3 +398,6 @@ def test_a_shard_range_clash_is_reported_under_the_process_that_clashes() -> Non
     assert lines[1].startswith("alpha") and lines[2] == f"{clash} beta"
     assert lines[3].startswith("beta") and lines[4] == f"{clash} alpha"
     assert lines[5].startswith("gamma") and len(lines) == 6
+    # Forgetting changes the fleet: --readonly hides it like the other mutating keys.
+    assert app.check_action("forget_lost", ()) is True
+    assert FleetConsole(config, readonly=True).check_action("forget_lost", ()) is False

@@ -370,6 +370,11 @@ def _run_tui(config: Config) -> int:
         # the terminal is back.
         print(f"shardtui: {startup_error}", file=sys.stderr)
         return EXIT_CONFIG
+    report = app.fatal_report()
+    if report:
+        # The fatal screen went with the UI: the reason stays on the terminal (no token in it:
+        # fatal messages are built from close codes and the gateway's reasons).
+        print(f"shardtui: {report}", file=sys.stderr)
     code = getattr(app, "return_code", None)
     return 0 if code is None else int(code)
 

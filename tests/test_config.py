@@ -637,3 +637,28 @@ def test_an_identify_window_shorter_than_the_servers_is_refused(tmp_path: Path) 
         "gateway.rest_url": "http://127.0.0.1:9",
     }
     assert load_config(None, overrides, environ=environ).gateway.identify_window == 1.0
+
+
+def test_an_unknown_theme_name_is_a_config_error_listing_the_themes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, '[ui]\ntheme = "nope"\n')
+    assert main(["--config", path, "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"shardtui: {path}: ui.theme: expected one of ")
+    for name in ("shardtui-dark", "shardtui-light", "shardtui-high-contrast"):
+        assert name in err
+    assert err.rstrip().endswith("found 'nope'")
+    # The flag is named as the source when it was the flag.
+    assert main(["--theme", "nope", "--print-config"]) == 2
+    assert "--theme: ui.theme: expected one of" in capsys.readouterr().err
+
+
+def test_a_theme_file_path_is_left_to_the_console(tmp_path: Path) -> None:
+    # A file that cannot be used is the console's notification (and the default theme), not exit 2.
+    broken = tmp_path / "mine.toml"
+    broken.write_text("primary = 12\n")
+    config = load_config(_write(tmp_path, f'[ui]\ntheme = "{broken}"\n'), {})
+    assert config.ui.theme == str(broken)
+    assert load_config(_write(tmp_path, '[ui]\ntheme = "shardtui-light"\n'), {}).ui.theme == "shardtui-light"

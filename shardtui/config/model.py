@@ -75,6 +75,8 @@ class UiConfig:
     readonly: bool = False
     #: Fleet console: watch every shard of every ``[cluster]`` process through Redis, run none here.
     fleet: bool = False
+    #: Ring the terminal bell when an alert is raised (not when it clears).
+    bell: bool = False
 
 
 @dataclass(slots=True)

@@ -85,6 +85,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "refresh_interval": positive_float,
         "readonly": parse_bool,
         "fleet": parse_bool,
+        "bell": parse_bool,
     },
     "metrics": {
         "listen": parse_listen_address,

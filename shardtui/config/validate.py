@@ -45,6 +45,7 @@ def validate(config: Config, environ: Mapping[str, str], *, check_token: bool) -
                 f"{first}-{last}",
             )
     _check_identify_window(config, where)
+    _check_theme(config, where)
     if config.ui.fleet and config.cluster is None:
         raise ConfigError(
             where("ui.fleet"),
@@ -90,6 +91,24 @@ def _check_presence(config: Config, where: Callable[..., str]) -> None:
             f"a valid presence for a {config.presence.activity_type} activity ({message})",
             "nothing" if value is None else describe(value),
         ) from None
+
+
+def _check_theme(config: Config, where: Callable[..., str]) -> None:
+    """A theme name no theme file declares is a typo, refused like any bad value. A file path is only
+    read by the console (a file it cannot use is a notification there, and the default theme)."""
+    from shardtui.tui.theme_names import is_theme_path, theme_names
+
+    choice = config.ui.theme.strip()
+    if not choice or is_theme_path(choice):
+        return
+    names = theme_names()
+    if choice not in names:
+        raise ConfigError(
+            where("ui.theme"),
+            "ui.theme",
+            f"one of {', '.join(sorted(names))} or a path to a theme file",
+            repr(choice),
+        )
 
 
 def _check_identify_window(config: Config, where: Callable[..., str]) -> None:

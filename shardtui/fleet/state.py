@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from shardtui.fleet.keys import FleetKeys, describe_redis_error
 from shardtui.gateway.aio import cancel_and_wait, wait_for
+from shardtui.gateway.gate import SessionStartLimit
 from shardtui.gateway.models import ConnectionStage, ShardHealth, ShardId, ShardRunnerInfo
 from shardtui.gateway.queuer import QueueStatus
 
@@ -239,6 +240,25 @@ class FleetView:
             removed, _ = await pipe.execute()
         return bool(removed)
 
+    async def session_budget(self) -> SessionStartLimit | None:
+        """The fleet's daily session start budget as the shared identify gate counts it (None until
+        a process seeded it, or when Redis cannot say). ``max_concurrency`` is not kept there: 0."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(self.keys.budget, "remaining", "total", "reset_at")
+                pipe.time()
+                (remaining, total, reset_at), (seconds, micros) = await pipe.execute()
+        except (RedisError, OSError):
+            return None
+        if remaining is None or total is None or reset_at is None:
+            return None
+        # reset_at is on Redis's clock (ms): moved onto ours by the difference between the two.
+        offset = time.time() - (int(seconds) + int(micros) / 1e6)
+        return SessionStartLimit(
+            total=int(total), remaining=max(0, int(remaining)), reset_at=int(reset_at) / 1000.0 + offset,
+            max_concurrency=0,
+        )  # fmt: skip
+
     async def snapshot(self) -> FleetSnapshot:
         try:
             return await self._read()
@@ -257,6 +277,7 @@ class FleetView:
             replies = await pipe.execute()
         processes: list[FleetProcess] = []
         by_id: dict[int, FleetShard] = {}
+        beats: dict[str, float] = {}
         forgotten: list[str] = []
         for index, name in enumerate(names):
             beat, shard_hash = replies[2 * index], replies[2 * index + 1]
@@ -267,6 +288,8 @@ class FleetView:
                 forgotten.append(name)
                 continue
             beat_info = _loads(beat) if beat is not None else None
+            heartbeat_at = beat_info.get("at") if isinstance(beat_info, dict) else meta.get("heartbeat_at")
+            beats[name] = float(heartbeat_at) if isinstance(heartbeat_at, int | float) else 0.0
             shards: list[FleetShard] = []
             for raw_id, raw_info in shard_hash.items():
                 info = _loads(raw_info)
@@ -277,11 +300,15 @@ class FleetView:
             for shard in shards:
                 stages[shard.stage] = stages.get(shard.stage, 0) + 1
                 current = by_id.get(shard.shard_id)
-                # A shard moved to a live process (the lost one was replaced): show the live one.
-                if current is None or (current.lost and not shard.lost):
+                # A shard moved to a live process (the lost one was replaced): show the live one. Of
+                # two lost owners, the one that beat last had it last.
+                if (
+                    current is None
+                    or (current.lost and not shard.lost)
+                    or (current.lost and shard.lost and beats[name] > beats[current.process])
+                ):
                     by_id[shard.shard_id] = shard
             shard_range = meta.get("shard_range")
-            heartbeat_at = beat_info.get("at") if isinstance(beat_info, dict) else meta.get("heartbeat_at")
             processes.append(
                 FleetProcess(
                     name=name,

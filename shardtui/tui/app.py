@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ log = logging.getLogger("shardtui.tui")
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 #: Actions that change the fleet; ``--readonly`` hides them everywhere (footer, help, palette).
 MUTATING_ACTIONS = frozenset({"restart", "shutdown", "boot", "rolling_restart", "presence", "reshard"})
+#: Exit status after a fatal error stopped the fleet: the same as headless mode's.
+EXIT_FATAL = 3
 
 RuntimeFactory = Callable[[Config], Any]
 
@@ -69,7 +72,8 @@ def _default_runtime_factory(config: Config) -> Any:
 
 
 class ShardTUI(ShardActions):
-    """The console. ``return_code`` is 0 after a clean quit, 1 when a fatal error stopped the fleet."""
+    """The console. ``return_code`` is 0 after a clean quit, 3 (``EXIT_FATAL``) when a fatal error
+    stopped the fleet; ``fatal_report()`` is then the line to print once the terminal is back."""
 
     CSS_PATH = "console.tcss"
     TITLE = "shardtui"
@@ -154,6 +158,8 @@ class ShardTUI(ShardActions):
         self._tick_timer: Timer | None = None
         #: Ticks that raised; tests assert it stays 0.
         self.refresh_errors = 0
+        #: Terminal bells rung for new alerts (``[ui] bell``).
+        self.bells = 0
         super().__init__()
         for theme in self._theme_load.themes.values():
             self.register_theme(theme)
@@ -170,6 +176,7 @@ class ShardTUI(ShardActions):
 
     def compose(self) -> ComposeResult:
         yield Static(id="fleet")
+        yield Static(id="outage-banner")
         yield StartupBar(id="startup")
         yield FilterBar(id="filter")
         yield Label(id="filter-error")
@@ -181,6 +188,7 @@ class ShardTUI(ShardActions):
         # Kept as references: app-level queries search the active screen, which may be a dialog.
         self._table = self.query_one(ShardTable)
         self._fleet = self.query_one("#fleet", Static)
+        self._outage_banner = self.query_one("#outage-banner", Static)
         self._startup = self.query_one(StartupBar)
         self._filter = self.query_one(FilterBar)
         self._filter_error = self.query_one("#filter-error", Label)
@@ -238,28 +246,13 @@ class ShardTUI(ShardActions):
 
     # -- the runtime worker ----------------------------------------------------------------------
 
+    #: The log line when quitting shuts the shards down (the fleet console says whose).
+    shutdown_note = "shutting down every shard"
+
     @work(exclusive=True, group="runtime", exit_on_error=False, name="runtime")
     async def _own_runtime(self) -> None:
         try:
-            runtime = self._runtime_factory(self.config)
-            async with runtime:
-                self.runtime = runtime
-                manager = runtime.manager
-                self.manager = manager
-                self.model.mode = str(getattr(runtime, "mode", self.config.gateway.mode))
-                unsubscribe = manager.subscribe(self._on_manager_event)
-                try:
-                    try:
-                        await runtime.start()
-                    except Exception as exc:
-                        self._fatal_from_exception(exc)
-                    self._tick()
-                    await self._quit_requested.wait()
-                    self._shutting_down = True
-                    self.model.note("shutting down every shard")
-                    await manager.shutdown_all()
-                finally:
-                    unsubscribe()
+            await self._run()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -268,6 +261,49 @@ class ShardTUI(ShardActions):
         finally:
             self._runtime_done = True
         self.exit(self._exit_code, return_code=self._exit_code)
+
+    async def _run(self) -> None:
+        """What the runtime worker does until quit (a fleet viewer runs no shards instead)."""
+        await self._run_runtime()
+
+    async def _run_runtime(self) -> None:
+        """Own a Runtime from start to clean shutdown: one worker for this and the fleet console."""
+        runtime = self._runtime_factory(self.config)
+        async with runtime:
+            self._adopt_runtime(runtime)
+            manager = runtime.manager
+            unsubscribe = manager.subscribe(self._on_manager_event)
+            try:
+                try:
+                    await runtime.start()
+                except Exception as exc:
+                    if not self._start_failed(exc):
+                        return
+                self._runtime_started()
+                self._tick()
+                await self._quit_requested.wait()
+                self._runtime_stopping()
+                self._shutting_down = True
+                self.model.note(self.shutdown_note)
+                await manager.shutdown_all()
+            finally:
+                unsubscribe()
+
+    def _adopt_runtime(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.manager = runtime.manager
+        self.model.mode = str(getattr(runtime, "mode", self.config.gateway.mode))
+
+    def _start_failed(self, exc: Exception) -> bool:
+        """Show why the start failed; True keeps the console open (on its fatal screen) until quit."""
+        self._fatal_from_exception(exc)
+        return True
+
+    def _runtime_started(self) -> None:
+        """The shards are starting (hook: the fleet console starts reading Redis)."""
+
+    def _runtime_stopping(self) -> None:
+        """Quit was asked for, the shards are about to shut down (hook)."""
 
     def _on_manager_event(self, event: Any) -> None:
         # Runs on every event: only the model is touched; the timer does the drawing.
@@ -290,7 +326,7 @@ class ShardTUI(ShardActions):
             return
         self.model.fatal_is_new = False
         self._fatal_from_manager = True
-        self._exit_code = 1
+        self._exit_code = EXIT_FATAL
         if any(isinstance(screen, FatalScreen) for screen in self.screen_stack):
             return
         title = {
@@ -305,6 +341,8 @@ class ShardTUI(ShardActions):
     # -- the tick ----------------------------------------------------------------------------------
 
     def _tick(self) -> None:
+        if not self.screen_stack:
+            return  # closing: a last poll of the fleet has nothing left to draw on
         # A drawing bug must not end the console (and with it every shard): log it, say so once.
         try:
             self._refresh_view()
@@ -362,9 +400,11 @@ class ShardTUI(ShardActions):
                 for screen in self.screen_stack:
                     if isinstance(screen, LogScreen):
                         screen.add_lines(lines)
-        if model.alerts:
-            alerts, model.alerts = model.alerts, []
-            self.notify("\n".join(alerts), title="Shard stopped", severity="error", timeout=15)
+        for toast in model.take_toasts():
+            self.notify(toast.message, title=toast.title, severity=toast.severity, timeout=toast.timeout)  # type: ignore[arg-type]
+            if toast.raised and self.config.ui.bell:
+                self.bells += 1
+                self.bell()
         if model.fatal_is_new:
             self._show_fatal()
 
@@ -385,9 +425,29 @@ class ShardTUI(ShardActions):
             view.append((f"{len(model.marked)} marked", None))
         if self.readonly:
             view.append(("READ-ONLY", None))
+        rolling = self.control.rolling_progress()
+        if rolling is not None:
+            view.append((rolling.describe(), f"rolling {len(rolling.done)}/{rolling.total}"))
         line = fit_items(view, max(0, self._fleet.size.width - 2))
         self._fleet.update(Text(f"{first}\n{second}\n{line}"))
+        self._update_outage_banner()
         self._update_startup()
+
+    def _update_outage_banner(self) -> None:
+        outage = self.model.outage
+        banner = self._outage_banner
+        if outage is not None:
+            since = time.strftime("%H:%M:%S", time.localtime(outage.at))
+            banner.update(Text(f"OUTAGE since {since} — {outage.message}"))
+        banner.set_class(outage is not None, "visible")
+
+    def fatal_report(self) -> str | None:
+        """What stopped the fleet, in one line for the terminal after the UI closed (None: nothing did)."""
+        fatal = self.model.fatal
+        if fatal is None or self._exit_code != EXIT_FATAL:
+            return None
+        code = f" (close code {fatal.close_code})" if fatal.close_code is not None else ""
+        return f"fatal {fatal.kind}{code}: {fatal.message}"
 
     def _update_startup(self) -> None:
         self._startup.show_progress(self.model, stopping=self._shutting_down)

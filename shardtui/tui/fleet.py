@@ -14,24 +14,28 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Static
+from textual.worker import Worker
 
 from shardtui.config import Config, ConfigError
-from shardtui.gateway.models import ShardId, ShardRunnerInfo
+from shardtui.gateway.alerts import AlertTracker
+from shardtui.gateway.models import AlertKind, ShardId, ShardRunnerInfo
 from shardtui.tui.app import RuntimeFactory, ShardTUI
 from shardtui.tui.columns import COLUMNS, Cell, Column
 from shardtui.tui.filtering import row_matches
 from shardtui.tui.fleet_control import FleetShardControl
-from shardtui.tui.formatting import DASH, format_age
-from shardtui.tui.model import EMPTY_QUEUE, Clock, ConsoleModel
+from shardtui.tui.formatting import DASH, format_age, shard_ids_phrase
+from shardtui.tui.model import EMPTY_QUEUE, Clock, ConsoleModel, OverviewStats
+from shardtui.tui.screens import ConfirmScreen
 
 if TYPE_CHECKING:
     from shardtui.fleet import FleetNode, FleetProcess, FleetSnapshot
@@ -71,6 +75,15 @@ class FleetConsoleModel(ConsoleModel):
         #: Other processes' shards they have queued for an identify slot (this process's own
         #: queued shards come from its manager's queue status).
         self.remote_queued: frozenset[int] = frozenset()
+        #: Processes alive in the fleet (the header names them while no bot user is known here).
+        self.processes_alive = 0
+
+    def stats(self) -> OverviewStats:
+        stats = super().stats()
+        if stats.bot_user:
+            return stats
+        alive = self.processes_alive
+        return dataclasses.replace(stats, bot_user=f"{alive} process{'es' if alive != 1 else ''} alive")
 
     def cells(self, sid: int) -> dict[str, Cell]:
         cells = super().cells(sid)
@@ -94,6 +107,31 @@ class FleetConsoleModel(ConsoleModel):
         return row_matches(self.rows[sid], self.filter_text, sid in self.queue.queued)
 
 
+def replaced_processes(snapshot: FleetSnapshot, seen: Iterable[str] = ()) -> set[str]:
+    """Lost processes whose every shard a live process runs now (nothing of theirs is missing), and
+    those of ``seen`` (replaced earlier) that are still lost: a replacement that is lost in turn does
+    not bring them back."""
+    live = {sid for p in snapshot.processes if p.alive for sid in p.shard_ids}
+    earlier = set(seen)
+    return {
+        p.name for p in snapshot.processes if not p.alive and (set(p.shard_ids) <= live or p.name in earlier)
+    }
+
+
+def clashes(snapshot: FleetSnapshot) -> dict[str, dict[str, list[int]]]:
+    """For each live process, the shards another live process claims too, by that other process."""
+    found: dict[str, dict[str, list[int]]] = {}
+    alive = [p for p in snapshot.processes if p.alive]
+    for process in alive:
+        mine = set(process.shard_ids)
+        for other in alive:
+            if other is not process:
+                shared = sorted(mine & set(other.shard_ids))
+                if shared:
+                    found.setdefault(process.name, {})[other.name] = shared
+    return found
+
+
 def summary_line(process: FleetProcess, now: float) -> str:
     """One process: name, alive or LOST, its range, shards per stage and its heartbeat's age."""
     state = "alive" if process.alive else "LOST"
@@ -112,6 +150,11 @@ class FleetConsole(ShardTUI):
     """``ShardTUI`` over the whole fleet. ``member`` (default: ``not config.ui.fleet``) runs this
     process's shards too; a viewer runs none. ``startup_error`` holds the one line to print when
     this process was refused by the fleet (the app then exits with status 2)."""
+
+    BINDINGS = [
+        *ShardTUI.BINDINGS,
+        Binding("F", "forget_lost", "Forget lost", id="forget_lost", key_display="F", show=False),
+    ]
 
     CSS = """
     #fleet-banner {
@@ -167,6 +210,13 @@ class FleetConsole(ShardTUI):
         #: sees what changed (a fresh object per poll would redraw every row).
         self._remote: dict[ShardId, ShardRunnerInfo] = {}
         self.polls = 0
+        self._poller: Worker[None] | None = None
+        #: Lost-process incidents when no manager runs here (a viewer); a member uses its manager's.
+        self._own_alerts = AlertTracker(self.model.apply)
+        #: Lost processes with an open lost_process incident (raised through the alert tracker).
+        self.lost_alerted: set[str] = set()
+        #: Lost processes seen replaced: out of the summary until they beat again or expire.
+        self.replaced: set[str] = set()
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -184,21 +234,13 @@ class FleetConsole(ShardTUI):
 
     # -- the fleet worker ------------------------------------------------------------------------
 
-    @work(exclusive=True, group="runtime", exit_on_error=False, name="runtime")
-    async def _own_runtime(self) -> None:
-        try:
-            if self.member:
-                await self._run_member()
-            else:
-                await self._run_viewer()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._fatal_from_exception(exc)
-            await self._quit_requested.wait()
-        finally:
-            self._runtime_done = True
-        self.exit(self._exit_code, return_code=self._exit_code)
+    shutdown_note = "shutting down this process's shards"
+
+    async def _run(self) -> None:
+        if self.member:
+            await self._run_runtime()
+        else:
+            await self._run_viewer()
 
     async def _run_viewer(self) -> None:
         node = self._node_factory(self.config)
@@ -210,41 +252,36 @@ class FleetConsole(ShardTUI):
         finally:
             await node.close()
 
-    async def _run_member(self) -> None:
-        runtime = self._runtime_factory(self.config)
-        async with runtime:
-            self.runtime = runtime
-            manager = runtime.manager
-            self.manager = manager
-            self.fleet = runtime.fleet
-            unsubscribe = manager.subscribe(self._on_manager_event)
-            try:
-                try:
-                    await runtime.start()
-                except ConfigError as exc:
-                    # Refused by the fleet (Redis away, name or shards taken): the CLI says it in
-                    # one line once the terminal is back.
-                    self.startup_error = str(exc)
-                    self._exit_code = EXIT_CONFIG
-                    return
-                except Exception as exc:
-                    self._fatal_from_exception(exc)
-                poller = self._poll_fleet(self.fleet) if self.fleet is not None else None
-                self._tick()
-                await self._quit_requested.wait()
-                if poller is not None:
-                    poller.cancel()
-                self._shutting_down = True
-                self.model.note("shutting down this process's shards")
-                await manager.shutdown_all()
-            finally:
-                unsubscribe()
+    def _adopt_runtime(self, runtime: Any) -> None:
+        # The mode stays the fleet's ("fleet NAME"), not the runtime's.
+        self.runtime = runtime
+        self.manager = runtime.manager
+        self.fleet = runtime.fleet
+
+    def _start_failed(self, exc: Exception) -> bool:
+        if isinstance(exc, ConfigError):
+            # Refused by the fleet (Redis away, name or shards taken): the CLI says it in one line
+            # once the terminal is back.
+            self.startup_error = str(exc)
+            self._exit_code = EXIT_CONFIG
+            return False
+        return super()._start_failed(exc)
+
+    def _runtime_started(self) -> None:
+        self._poller = self._poll_fleet(self.fleet) if self.fleet is not None else None
+
+    def _runtime_stopping(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
 
     @work(group="fleet-poll", exit_on_error=False, name="fleet-poll")
     async def _poll_fleet(self, node: FleetNode) -> None:
         while not self._quit_requested.is_set():
             snapshot = await node.view.snapshot()
             self.adopt(snapshot)
+            if snapshot.problem is None and self.manager is None:
+                # A viewer has no gate of its own: the shared gate's count in Redis is the fleet's.
+                self.model.session_start_limit = await node.view.session_budget()
             self._tick()
             await asyncio.sleep(self.refresh_interval)
 
@@ -259,8 +296,10 @@ class FleetConsole(ShardTUI):
         self._snapshot_at = time.time()
         model = self.model
         local = self.local_name()
+        self.replaced = replaced_processes(snapshot, self.replaced)
         seen: set[ShardId] = set()
-        for shard in snapshot.shards:
+        shown = [s for s in snapshot.shards if not (s.lost and s.process in self.replaced)]
+        for shard in shown:
             sid = shard.shard_id
             owner_changed = model.owners.get(sid) != shard.process
             lost_changed = (sid in model.lost) != shard.lost
@@ -293,13 +332,41 @@ class FleetConsole(ShardTUI):
         # rows whose queued state changed.
         model.dirty.update(remote_queued ^ model.remote_queued)
         model.remote_queued = remote_queued
-        known = {shard.shard_id for shard in snapshot.shards}
+        known = {shard.shard_id for shard in shown}
         if self.manager is not None:
             known.update(int(sid) for sid in self.manager.runners)
         for sid in set(model.owners) - known:
             del model.owners[sid]
             model.lost.discard(sid)
             model.presence_text.pop(sid, None)
+        model.processes_alive = sum(1 for p in snapshot.processes if p.alive)
+        self._watch_processes(snapshot)
+
+    def _alert_tracker(self) -> AlertTracker:
+        alerts = getattr(self.manager, "alerts", None)
+        return alerts if isinstance(alerts, AlertTracker) else self._own_alerts
+
+    def _watch_processes(self, snapshot: FleetSnapshot) -> None:
+        """One lost_process incident per lost process, cleared when it is back, replaced or forgotten."""
+        tracker = self._alert_tracker()
+        replaced = self.replaced
+        lost = {p.name: p for p in snapshot.processes if not p.alive and p.name not in replaced}
+        for name, process in lost.items():
+            if name not in self.lost_alerted:
+                shards = shard_ids_phrase(list(process.shard_ids)) if process.shard_ids else "no shards"
+                message = f"process {name} lost (no heartbeat): {shards} unaccounted for"
+                tracker.raise_alert(AlertKind.LOST_PROCESS, None, message, process=name)
+                self.lost_alerted.add(name)
+        for name in sorted(self.lost_alerted - set(lost)):
+            process = snapshot.process(name)
+            if name in replaced:
+                how = "replaced: its shards run in live processes"
+            elif process is not None and process.alive:
+                how = "back (heartbeat again)"
+            else:
+                how = "forgotten"
+            tracker.clear_alert(AlertKind.LOST_PROCESS, None, f"process {name} {how}", process=name)
+            self.lost_alerted.discard(name)
 
     def local_name(self) -> str | None:
         return None if self.fleet is None or self.manager is None else self.fleet.name
@@ -365,16 +432,76 @@ class FleetConsole(ShardTUI):
         snapshot = self.snapshot
         if snapshot is None:
             return "processes: waiting for the fleet's state from Redis"
-        processes = list(snapshot.processes)
+        # A lost process whose shards all run elsewhere now has nothing left to report.
+        replaced = self.replaced
+        processes = [p for p in snapshot.processes if p.name not in replaced]
         if not processes:
             return "processes: none has joined the fleet yet"
         now = time.time()
         alive = sum(1 for p in processes if p.alive)
         head = f"processes: {alive} alive, {len(processes) - alive} lost"
-        lines = [head, *(summary_line(p, now) for p in processes[:SUMMARY_LINES])]
+        if alive < len(processes):
+            head += " (F forgets a lost one)"
+        clashing = clashes(snapshot)
+        lines = [head]
+        for process in processes[:SUMMARY_LINES]:
+            lines.append(summary_line(process, now))
+            for other, shared in sorted(clashing.get(process.name, {}).items()):
+                lines.append(f"  ⚠ shard range clash: {shard_ids_phrase(shared)} also claimed by {other}")
         if len(processes) > SUMMARY_LINES:
             lines.append(f"… and {len(processes) - SUMMARY_LINES} more")
         return "\n".join(lines)
+
+    # -- forgetting lost processes -----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "forget_lost" and self.readonly:
+            return False
+        return super().check_action(action, parameters)
+
+    def forget_candidates(self) -> list[str]:
+        """The lost process of the selected shard, else every lost process still shown."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return []
+        lost = [p.name for p in snapshot.processes if not p.alive and p.name not in self.replaced]
+        selected = self.table.selected_shard
+        owner = None if selected is None else self.model.owners.get(selected)
+        return [owner] if owner in lost else lost
+
+    def action_forget_lost(self) -> None:
+        names = self.forget_candidates()
+        if self.fleet is None or not names:
+            self.notify("No lost process to forget.", severity="warning")
+            return
+        them = ", ".join(names)
+        body = (
+            f"Forget lost process{'es' if len(names) > 1 else ''} {them}? Its shards leave the table; "
+            "do this for a process that was decommissioned or replaced. A process that comes back "
+            "publishes itself again."
+        )
+
+        def done(answer: bool | None) -> None:
+            if answer:
+                self._forget(names)
+
+        self.push_screen(ConfirmScreen("Forget lost processes", body, yes="Forget"), done)
+
+    @work(group="actions", exit_on_error=False)
+    async def _forget(self, names: list[str]) -> None:
+        assert self.fleet is not None
+        forgotten: list[str] = []
+        for name in names:
+            try:
+                if await self.fleet.view.forget(name):
+                    forgotten.append(name)
+            except ValueError as exc:  # it came back meanwhile
+                self.notify(str(exc), title="Not forgotten", severity="warning")
+            except Exception as exc:
+                self.notify(f"{name}: {exc}", title="Not forgotten", severity="error")
+        if forgotten:
+            self.model.note(f"forgot lost process{'es' if len(forgotten) > 1 else ''} {', '.join(forgotten)}")
+            self.notify(f"Forgot {', '.join(forgotten)}", timeout=5)
 
 
 __all__ = ["FLEET_COLUMNS", "FleetConsole", "FleetConsoleModel", "summary_line"]

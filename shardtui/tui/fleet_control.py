@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,6 +57,9 @@ class FleetShardControl:
 
     def __init__(self, host: FleetHost) -> None:
         self.host = host
+        #: The fleet rolling restart in progress (or the last one), shown in the header while it runs.
+        self.rolling: RollingRestartStatus | None = None
+        self._abort = False
 
     def _control(self) -> FleetControl:
         assert self.host.fleet is not None
@@ -113,8 +117,8 @@ class FleetShardControl:
         self, verb: str, ids: Sequence[int], call: Callable[[int], Awaitable[CommandResult]]
     ) -> list[CommandResult]:
         """Send to every shard at once (each waits for its own acknowledgement) and show what
-        became of them: one notification, worst outcome first."""
-        self.host.notify(f"{verb}: sending to {shard_ids_phrase(ids)}…", timeout=3)
+        became of them: one notification per command, worst outcome first (the command itself is
+        already a line in the log pane, so no "sending…" toast goes before it)."""
         results = await asyncio.gather(*(call(sid) for sid in ids))
         self.show_results(verb, results)
         return list(results)
@@ -169,28 +173,83 @@ class FleetShardControl:
             question = (
                 f"Restart all {len(ids)} live shards of the fleet, one at a time, each back before the next?"
             )
-        return f"{question}\n\n{self.plan_text('restart', ids)}"
+        return f"{question}\n\n{self.plan_text('restart', ids)}\n\n{self.rolling_plan(ids)}"
+
+    def rolling_plan(self, ids: Sequence[int]) -> str:
+        """The batches in order: one shard per batch, listed per process as they come."""
+        owners = self.host.model.owners
+        runs: list[tuple[str, list[int]]] = []
+        for sid in ids:
+            owner = owners.get(sid, "?")
+            if runs and runs[-1][0] == owner:
+                runs[-1][1].append(sid)
+            else:
+                runs.append((owner, [sid]))
+        lines = [f"Plan: {len(ids)} batches of one shard, each back before the next:"]
+        first = 1
+        for owner, run in runs[:8]:
+            last = first + len(run) - 1
+            which = f"batch {first}" if first == last else f"batches {first}-{last}"
+            lines.append(f"  {which}: {shard_ids_phrase(run)} on {owner}")
+            first = last + 1
+        if len(runs) > 8:
+            lines.append(f"  … then {len(ids) - first + 1} more shards")
+        lines.append("Press R again while it runs to stop it after the current shard.")
+        return "\n".join(lines)
 
     def rolling_progress(self) -> RollingRestartStatus | None:
-        # The fleet's rolling restart is the console's own loop below; it offers no abort.
-        return None
+        from shardtui.gateway.rolling import RollingState
+
+        status = self.rolling
+        return status if status is not None and status.state is RollingState.RUNNING else None
 
     def abort_rolling_restart(self) -> bool:
-        return False
+        from shardtui.gateway.rolling import RollingState
+
+        status = self.rolling_progress()
+        if status is None:
+            return False
+        # The loop stops before its next shard; the one being restarted comes back first.
+        status.reason = "abort requested"
+        self._abort = True
+        return status.state is RollingState.RUNNING
 
     async def rolling_restart(self, ids: Sequence[int]) -> None:
         """One shard at a time, wherever it runs, each back before the next; stops at the first
         command that was not done."""
+        from shardtui.gateway.rolling import RollingRestartStatus, RollingState
+
         model = self.host.model
         model.note(f"rolling restart of {shard_count(len(ids))} of the fleet")
         control = self._control()
+        status = RollingRestartStatus(force_identify=False, rounds=[(ShardId(sid),) for sid in ids])
+        self.rolling = status
+        self._abort = False
         for sid in ids:
+            if self._abort:
+                status.state = RollingState.ABORTED
+                status.finished_at = time.time()
+                model.note(status.describe(), logging.WARNING)
+                self.host.notify(status.describe(), title="Rolling restart", severity="warning")
+                return
             before = starts(self.host.shard_infos(), sid)
             result = await control.restart(sid)
             if not result.ok:
+                status.state = RollingState.FAILED
+                status.reason = result.message
+                status.finished_at = time.time()
                 self.show_results("rolling restart stopped", [result])
                 return
             await self._wait_back(sid, before, ROLLING_SHARD_TIMEOUT)
+            info = self.host.shard_infos().get(ShardId(sid))
+            status.done.append(ShardId(sid))
+            status.round_index += 1
+            if info is not None and info.last_start == "identify":
+                status.identifies += 1
+            else:
+                status.resumes += 1
+        status.state = RollingState.FINISHED
+        status.finished_at = time.time()
         model.note("rolling restart finished")
         self.host.notify("Rolling restart finished")
 

@@ -17,6 +17,9 @@ from typing import Any
 
 from shardtui.gateway.closecodes import Scope, scope_of
 from shardtui.gateway.models import (
+    AlertClearedEvent,
+    AlertEvent,
+    AlertKind,
     ConnectionStage,
     FatalErrorEvent,
     Presence,
@@ -35,6 +38,15 @@ Clock = Callable[[], float]
 LOG_LINES_PER_SHARD = 200
 LOG_LINES_CONSOLE = 2_000
 LATENCY_SAMPLES = 60
+#: How loud each incident is as a toast (and in the log pane).
+ALERT_SEVERITY: dict[AlertKind, str] = {
+    AlertKind.WEDGED: "warning",
+    AlertKind.ZOMBIE: "warning",
+    AlertKind.FATAL: "error",
+    AlertKind.OUTAGE: "error",
+    AlertKind.LOST_PROCESS: "error",
+}
+_LOG_LEVEL = {"warning": logging.WARNING, "error": logging.ERROR, "information": logging.INFO}
 #: Fleet-wide chart samples: one per FLEET_SAMPLE_INTERVAL seconds, ten minutes of them.
 FLEET_SAMPLE_INTERVAL = 2.0
 FLEET_SAMPLES = 300
@@ -51,6 +63,27 @@ class LogLine:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
         where = "fleet" if self.shard_id is None else f"shard {self.shard_id}"
         return f"{stamp} {logging.getLevelName(self.level):<7} {where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Toast:
+    """One notification the app shows at its next tick (the model has no widgets to show it on)."""
+
+    title: str
+    message: str
+    severity: str
+    timeout: float
+    #: A newly raised incident (rings the terminal bell when ``[ui] bell`` is on); a clearing does not.
+    raised: bool = False
+
+
+def alert_title(event: AlertEvent | AlertClearedEvent) -> str:
+    where = f" · shard {int(event.shard_id)}" if event.shard_id is not None else ""
+    if event.process is not None:
+        where = f" · process {event.process}"
+    if isinstance(event, AlertClearedEvent):
+        return f"Cleared: {event.kind.value}{where} (after {format_duration(event.duration)})"
+    return f"Alert: {event.kind.value}{where}"
 
 
 @dataclass(slots=True)
@@ -228,8 +261,10 @@ class ConsoleModel:
         self.pending_log: list[LogLine] = []
         self.fatal: FatalErrorEvent | None = None
         self.fatal_is_new = False
-        #: Per-shard failures to show once as notifications.
-        self.alerts: list[str] = []
+        #: Notifications (alerts and their clearing) the app has not shown yet.
+        self.toasts: list[Toast] = []
+        #: Open incidents by (kind, shard, process), as the manager's alert events reported them.
+        self.open_alerts: dict[tuple[AlertKind, int | None, str | None], AlertEvent] = {}
         self.queue = EMPTY_QUEUE
         self.mode = "sandbox"
         self.bot_user = ""
@@ -274,12 +309,13 @@ class ConsoleModel:
             self._log(LogLine(event.at, event.level, sid, event.message))
             if sid is not None:
                 self.dirty.add(sid)
+        elif isinstance(event, AlertEvent | AlertClearedEvent):
+            self._alert(event)
         elif isinstance(event, FatalErrorEvent):
             # The close-code table says what a fatal error stops; the console stops with the bot only.
-            if scope_of(event.kind, event.shard_ids) is Scope.SHARD:
-                # One shard stopping is news, not the end: the other shards keep running.
-                self.alerts.append(event.message)
-            else:
+            # One shard stopping is news, not the end (its "fatal" alert is the toast); a bot-wide
+            # stop is the fatal screen.
+            if scope_of(event.kind, event.shard_ids) is not Scope.SHARD:
                 # The manager reports each bot-wide failure once; a later one (after the operator
                 # booted shards again) is news again.
                 self.fatal = event
@@ -287,6 +323,43 @@ class ConsoleModel:
             for shard_id in event.shard_ids:
                 self.dirty.add(shard_id.id)
             self._log(LogLine(self.clock(), logging.CRITICAL, None, event.message))
+
+    def _alert(self, event: AlertEvent | AlertClearedEvent) -> None:
+        sid = None if event.shard_id is None else int(event.shard_id)
+        key = (event.kind, sid, event.process)
+        title = alert_title(event)
+        if isinstance(event, AlertEvent):
+            self.open_alerts[key] = event
+            severity = ALERT_SEVERITY.get(event.kind, "warning")
+            self.toasts.append(Toast(title, event.message, severity, 15.0, raised=True))
+            self._log(
+                LogLine(event.at, _LOG_LEVEL[severity], sid, f"ALERT {event.kind.value}: {event.message}")
+            )
+        else:
+            self.open_alerts.pop(key, None)
+            self.toasts.append(Toast(title, event.message, "information", 5.0))
+            self._log(
+                LogLine(
+                    event.at,
+                    logging.INFO,
+                    sid,
+                    f"cleared {event.kind.value} after {format_duration(event.duration)}: {event.message}",
+                )
+            )
+        if sid is not None:
+            self.dirty.add(sid)
+
+    @property
+    def outage(self) -> AlertEvent | None:
+        """The open outage incident (every shard down), or None."""
+        for (kind, _sid, _process), event in self.open_alerts.items():
+            if kind is AlertKind.OUTAGE:
+                return event
+        return None
+
+    def take_toasts(self) -> list[Toast]:
+        toasts, self.toasts = self.toasts, []
+        return toasts
 
     def note(self, message: str, level: int = logging.INFO, shard_id: int | None = None) -> None:
         """A console-side log line (an operator action and its outcome)."""

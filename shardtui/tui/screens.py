@@ -98,11 +98,15 @@ def build_presence(status: str, activity: str, name: str, state: str, url: str) 
 
 
 class PresenceScreen(ModalScreen[PresenceRequest | None]):
-    """Edit status and activity; validates before anything is sent."""
+    """Edit status and activity; validates before anything is sent. Enter applies from any field: an
+    input, a closed select (space or the arrows open its list) and the scope (taking the highlighted
+    one); only a button keeps enter for itself, and an open select's list for choosing."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="presence.cancel"),
         Binding("ctrl+s", "apply", "Apply", id="presence.apply"),
+        # Priority, or the focused select and radio set would take enter for themselves.
+        Binding("enter", "apply_from_field", "Apply", id="presence.apply_enter", show=False, priority=True),
     ]
 
     def __init__(self, *, initial: Presence | None, scopes: Iterable[tuple[str, str]]) -> None:
@@ -174,7 +178,26 @@ class PresenceScreen(ModalScreen[PresenceRequest | None]):
         pressed = radio.pressed_button
         return pressed.name if pressed is not None and pressed.name else self.scopes[0][0]
 
-    def action_apply(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "apply_from_field":
+            # False lets the key through to the button or the open list.
+            open_list = any(select.expanded for select in self.query(Select))
+            return not open_list and not isinstance(self.focused, Button)
+        return True
+
+    def action_apply_from_field(self) -> None:
+        radio = self.query_one("#scope", RadioSet)
+        if self.focused is radio:
+            # Enter on the scope takes the highlighted one (a radio set's enter would press it), then
+            # applies. RadioSet names the highlighted button only in its private ``_selected``.
+            highlighted = radio._selected
+            buttons = list(radio.query(ScopeButton))
+            if highlighted is not None and 0 <= highlighted < len(buttons) and buttons[highlighted].name:
+                self.action_apply(buttons[highlighted].name)
+                return
+        self.action_apply()
+
+    def action_apply(self, scope: str | None = None) -> None:
         error = self.query_one("#presence-error", Static)
         try:
             presence = build_presence(
@@ -188,7 +211,7 @@ class PresenceScreen(ModalScreen[PresenceRequest | None]):
             error.update(Text(f"Not sent: {exc}"))
             error.add_class("visible")
             return
-        self.dismiss(PresenceRequest(presence, self._scope()))
+        self.dismiss(PresenceRequest(presence, scope or self._scope()))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

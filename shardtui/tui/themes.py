@@ -14,24 +14,7 @@ from pathlib import Path
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
-import shardtui
-
-DEFAULT_THEME = "shardtui-dark"
-
-
-def _shipped_themes_dir() -> Path:
-    """The theme files' one home is the repository's top-level ``themes/``; a wheel (``pip install .``)
-    carries them as ``shardtui/themes`` (pyproject maps the directory there), an editable checkout
-    reads them where they are."""
-    package = Path(shardtui.__file__).resolve().parent
-    installed = package / "themes"
-    if installed.is_dir():
-        return installed
-    return package.parent / "themes"
-
-
-#: Where the shipped theme files are read from: the installed package's, else the checkout's ``themes/``.
-THEMES_DIR = _shipped_themes_dir()
+from shardtui.tui.theme_names import DEFAULT_THEME, THEMES_DIR, is_theme_path
 
 #: Fallbacks for every variable the console uses; a theme file overrides any of them.
 STAGE_VARIABLES: dict[str, str] = {
@@ -177,7 +160,7 @@ def resolve_theme(choice: str, loaded: ThemeLoad) -> tuple[Theme, str | None]:
     choice = (choice or DEFAULT_THEME).strip()
     if choice in loaded.themes:
         return loaded.themes[choice], None
-    if choice.endswith(".toml") or "/" in choice:
+    if is_theme_path(choice):
         try:
             return load_theme_file(Path(choice).expanduser()), None
         except ThemeError as exc:

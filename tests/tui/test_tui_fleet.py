@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -11,7 +12,7 @@ from support.redis_server import REDIS_SERVER, RedisServer, free_port
 from support.tui import wait_until
 
 from shardtui.config import Config
-from shardtui.fleet import ClusterConfig, CommandStatus
+from shardtui.fleet import ClusterConfig, CommandResult, CommandStatus
 from shardtui.gateway.models import ConnectionStage, ShardId
 from shardtui.runtime import Runtime
 from shardtui.tui.fleet import FleetConsole
@@ -114,6 +115,7 @@ async def test_member_console_shows_both_processes_and_restarts_the_others_shard
 
             resumes = sandbox.stats()["shards"]["2"]["resumes"]
             app.table.select_shard(2)
+            app.clear_notifications()
             await pilot.press("r")
             await wait_until(
                 pilot,
@@ -123,6 +125,21 @@ async def test_member_console_shows_both_processes_and_restarts_the_others_shard
             await wait_until(
                 pilot, lambda: logged(app, "restart of shard 2: done by process beta"), "the acknowledgement"
             )
+            await pilot.pause()
+            # One notification per command: its outcome (no "sending…" before it, nothing after).
+            assert [(n.title, n.message) for n in app._notifications] == [
+                ("restart: acknowledged", "restart of shard 2: done by process beta")
+            ]
+            # This process's own shard: the same one notification.
+            app.clear_notifications()
+            app.table.select_shard(0)
+            await pilot.press("r")
+            await wait_until(pilot, lambda: len(app._notifications) >= 1, "the local restart's outcome")
+            await wait_until(
+                pilot, lambda: app.manager.runners[ShardId(0)].resumes == 1, "shard 0 to resume here"
+            )
+            await pilot.pause()
+            assert [n.title for n in app._notifications] == ["restart: acknowledged"]
             # The sandbox counts the RESUME before beta's runner has read the RESUMED answering it.
             await wait_until(
                 pilot, lambda: beta.manager.runners[ShardId(2)].resumes == 1, "beta's runner to resume"
@@ -244,3 +261,143 @@ async def test_a_member_refused_by_the_fleet_exits_with_one_line(sandbox_factory
     assert "\n" not in app.startup_error
     assert app.startup_error.startswith("<defaults>: cluster.redis_url: Redis at redis://127.0.0.1:")
     assert "unreachable" in app.startup_error
+
+
+def header(app: FleetConsole) -> str:
+    return str(app.query_one("#fleet").render())
+
+
+def alert_notes(app: FleetConsole, prefix: str) -> list[str]:
+    return [n.title for n in app._notifications if n.title.startswith(prefix)]
+
+
+async def test_viewer_header_rolling_plan_and_progress_lost_replaced_and_forgotten_processes(
+    sandbox_factory, redis_url: str, cluster_name: str
+):
+    sandbox = await sandbox_factory(shards=4, max_concurrency=2, identify_window=0.05)
+    alpha = Runtime(member_config(sandbox, redis_url, cluster_name, "alpha", (0, 1)))
+    beta = Runtime(member_config(sandbox, redis_url, cluster_name, "beta", (2, 3)))
+    gamma = Runtime(member_config(sandbox, redis_url, cluster_name, "gamma", (2, 3)))
+    app = FleetConsole(viewer_config(redis_url, cluster_name))
+    async with alpha, beta, gamma:
+        await alpha.start()
+        await beta.start()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: all_connected(app, 4), "all 4 fleet shards connected")
+            # Fleet-wide figures, though no shard and no gate run here.
+            await wait_until(
+                pilot,
+                lambda: "starts —" not in header(app) and "ready 4/4" in header(app),
+                "the fleet's figures in the header",
+            )
+            text = header(app)
+            assert "2 processes alive" in text and "(not ready)" not in text
+            assert "ready 4/4" in text and "starts 996/1000" in text, text
+
+            # The rolling restart shows its plan first, then its progress while it runs.
+            await pilot.press("R")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the rolling plan")
+            body = str(app.screen.query_one("#confirm-body").render())
+            assert "Plan: 4 batches of one shard" in body
+            assert "batches 1-2: shards 0, 1 on alpha" in body and "batches 3-4: shards 2, 3 on beta" in body
+            # Every header the console draws from now on (the run may be over before a poll here).
+            drawn: list[str] = []
+            fleet_header = app.query_one("#fleet")
+            draw = fleet_header.update
+
+            def spy(content: object = "", **kw: object) -> None:
+                drawn.append(str(content))
+                draw(content, **kw)
+
+            fleet_header.update = spy
+            await pilot.press("y")
+            await wait_until(pilot, lambda: logged(app, "rolling restart finished"), "the rolling restart")
+            status = app.control.rolling
+            assert status is not None and len(status.done) == 4 and status.resumes == 4
+            await wait_until(pilot, lambda: "rolling restart" not in header(app), "the progress to go")
+            lines = [line for text in drawn for line in text.splitlines()]
+            progress = [line for line in lines if "rolling restart running" in line]
+            assert progress and all("(" in line and "/4 shards" in line for line in progress), drawn[-3:]
+            del fleet_header.update
+
+            # R again while one runs offers to stop it; it stops before its next shard. The second
+            # shard's command is held until the question is answered, so the run is surely mid-way.
+            release = asyncio.Event()
+            sent: list[int] = []
+            fleet_control = app.fleet.control
+            send = fleet_control.restart
+
+            async def held(sid: int, **kw: bool) -> CommandResult:
+                sent.append(sid)
+                if len(sent) == 2:
+                    await release.wait()
+                return await send(sid, **kw)
+
+            fleet_control.restart = held
+            await pilot.press("R")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the rolling plan")
+            await pilot.press("y")
+            await wait_until(pilot, lambda: len(sent) == 2, "the second shard's command")
+            await pilot.press("R")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the abort question")
+            body = str(app.screen.query_one("#confirm-body").render())
+            assert "rolling restart running: 1/4 shards" in body and "Stop it" in body
+            await pilot.press("y")
+            release.set()
+            await wait_until(pilot, lambda: logged(app, "rolling restart aborted"), "the run to stop")
+            del fleet_control.restart
+            aborted = app.control.rolling
+            assert aborted is not status and aborted.done == [ShardId(0), ShardId(1)] and sent == [0, 1]
+
+            # beta stops beating without a goodbye: one lost_process alert, raised once.
+            await beta.fleet.publisher.close(forget=False)
+            await wait_until(pilot, lambda: alert_notes(app, "Alert: lost_process"), "the lost alert")
+            assert alert_notes(app, "Alert: lost_process") == ["Alert: lost_process · process beta"]
+            assert "1 lost (F forgets a lost one)" in app.summary_text()
+
+            # gamma takes over beta's shards: beta has nothing left to report and leaves the summary.
+            await gamma.start()
+            await wait_until(pilot, lambda: "beta" not in app.summary_text(), "beta to leave the summary")
+            await wait_until(pilot, lambda: cell(app, 2, "process") == "gamma", "gamma's shard 2")
+            await wait_until(pilot, lambda: alert_notes(app, "Cleared: lost_process"), "the alert to clear")
+            assert logged(app, "process beta replaced")
+            assert alert_notes(app, "Alert: lost_process") == ["Alert: lost_process · process beta"]
+
+            # gamma is lost too; F forgets it (after asking) and its shards leave the table.
+            await gamma.fleet.publisher.close(forget=False)
+            await wait_until(pilot, lambda: "gamma" in app.summary_text() and app.model.lost, "gamma lost")
+            app.table.select_shard(3)
+            await pilot.press("F")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the forget question")
+            assert "Forget lost process gamma?" in str(app.screen.query_one("#confirm-body").render())
+            await pilot.press("y")
+            await wait_until(pilot, lambda: sorted(app.model.rows) == [0, 1], "gamma's shards gone")
+            await wait_until(pilot, lambda: logged(app, "process gamma forgotten"), "gamma's alert cleared")
+            assert "gamma" not in app.summary_text()
+            await pilot.press("q")
+            await wait_until(pilot, lambda: app.return_code is not None, "the viewer to exit")
+    assert app.return_code == 0
+
+
+def test_a_shard_range_clash_is_reported_under_the_process_that_clashes() -> None:
+    from shardtui.fleet.state import FleetProcess, FleetSnapshot, ProcessState
+
+    config = viewer_config("redis://127.0.0.1:1/0", "clash")
+    app = FleetConsole(config)
+    alive = ProcessState.ALIVE
+    app.snapshot = FleetSnapshot(
+        (
+            FleetProcess("alpha", alive, shard_range=(0, 3), shard_ids=(0, 1, 2, 3)),
+            FleetProcess("beta", alive, shard_range=(2, 5), shard_ids=(2, 3, 4, 5)),
+            FleetProcess("gamma", alive, shard_range=(6, 7), shard_ids=(6, 7)),
+        ),
+        (),
+    )
+    lines = app.summary_text().splitlines()
+    clash = "  ⚠ shard range clash: shards 2, 3 also claimed by"
+    assert lines[1].startswith("alpha") and lines[2] == f"{clash} beta"
+    assert lines[3].startswith("beta") and lines[4] == f"{clash} alpha"
+    assert lines[5].startswith("gamma") and len(lines) == 6
+    # Forgetting changes the fleet: --readonly hides it like the other mutating keys.
+    assert app.check_action("forget_lost", ()) is True
+    assert FleetConsole(config, readonly=True).check_action("forget_lost", ()) is False

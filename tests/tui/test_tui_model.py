@@ -8,6 +8,9 @@ import logging
 from shardtui.gateway.gate import SessionStartLimit
 from shardtui.gateway.models import (
     Activity,
+    AlertClearedEvent,
+    AlertEvent,
+    AlertKind,
     ConnectionStage,
     FatalErrorEvent,
     Presence,
@@ -184,15 +187,52 @@ def test_each_fleet_fatal_event_is_news() -> None:
     again = FatalErrorEvent("disallowed_intents", "enable message_content", (ShardId(0),), 4014)
     model.apply(again)
     assert model.fatal is again and model.fatal_is_new
-    assert model.alerts == []
+    assert model.toasts == []  # the fatal screen says it, not a toast
 
 
 def test_one_shard_fatal_is_an_alert_not_a_fleet_stop() -> None:
     model = fleet(make_info(0), make_info(1))
     model.apply(FatalErrorEvent("invalid_shard", "shard 1 stopped: 4010 invalid shard", (ShardId(1),), 4010))
     assert model.fatal is None
-    assert model.alerts == ["shard 1 stopped: 4010 invalid shard"]
+    # The manager's alert tracker follows the fatal error with a "fatal" alert: that is the toast.
+    model.apply(AlertEvent(AlertKind.FATAL, ShardId(1), "shard 1 stopped: 4010 invalid shard", NOW))
+    [toast] = model.take_toasts()
+    assert toast.severity == "error" and toast.raised
+    assert toast.title == "Alert: fatal · shard 1" and toast.message == "shard 1 stopped: 4010 invalid shard"
     assert model.take_dirty() == {1}
+
+
+def test_each_alert_is_one_toast_and_one_log_line_and_its_clearing_a_quieter_one() -> None:
+    model = fleet(make_info(0), make_info(1))
+    model.take_log()
+    model.apply(AlertEvent(AlertKind.WEDGED, ShardId(1), "shard 1 is wedged: no dispatch for 90s", NOW))
+    model.apply(
+        AlertEvent(AlertKind.OUTAGE, None, "outage: all 2 running shards of this process are down", NOW)
+    )
+    assert model.outage is not None and "outage" in model.outage.message
+    raised = model.take_toasts()
+    assert [(t.title, t.severity, t.raised) for t in raised] == [
+        ("Alert: wedged · shard 1", "warning", True),
+        ("Alert: outage", "error", True),
+    ]
+    lines = model.take_log()
+    assert [(line.shard_id, line.level) for line in lines] == [(1, logging.WARNING), (None, logging.ERROR)]
+    assert lines[0].message == "ALERT wedged: shard 1 is wedged: no dispatch for 90s"
+    assert lines[0] in model.rows[1].log  # also in the shard's own log (details screen)
+    model.apply(
+        AlertClearedEvent(AlertKind.OUTAGE, None, "all 2 running shards are connected again", 75.0, NOW)
+    )
+    assert model.outage is None
+    [cleared] = model.take_toasts()
+    assert (cleared.title, cleared.severity, cleared.raised) == (
+        "Cleared: outage (after 1m15s)",
+        "information",
+        False,
+    )
+    assert cleared.timeout < raised[1].timeout
+    [line] = model.take_log()
+    assert line.level == logging.INFO and line.message.startswith("cleared outage after 1m15s")
+    assert list(model.open_alerts) == [(AlertKind.WEDGED, 1, None)]
 
 
 def test_sync_adopts_new_shards_and_keeps_history_on_reboot() -> None:

@@ -207,6 +207,39 @@ async def test_presence_editor_sends_to_all_and_rows_show_it() -> None:
         assert presence["activities"][0]["name"] == "[deploy] v2"
 
 
+async def test_presence_editor_applies_with_enter_from_a_select_and_an_input() -> None:
+    app = ShardTUI(fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
+        screen = app.screen
+        status = screen.query_one("#status", Select)
+        status.focus()
+        await pilot.press("down")  # space and the arrows open a select's list; enter there picks
+        await wait_until(pilot, lambda: status.expanded, "the status list to open")
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: not status.expanded, "the status list to close")
+        assert status.value == "idle" and isinstance(app.screen, PresenceScreen)
+        await pilot.press("enter")  # on the closed select: applies
+        await wait_until(pilot, lambda: not isinstance(app.screen, PresenceScreen), "the editor to close")
+        await wait_until(pilot, lambda: shard_stats(app, 0)["presence_updates"] >= 1, "op 3 on shard 0")
+        assert shard_stats(app, 0)["presence"]["status"] == "idle"
+        assert shard_stats(app, 1)["presence_updates"] == 0  # the scope was the selected shard
+
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresenceScreen), "the presence editor")
+        app.screen.query_one("#kind", Select).value = "watching"
+        await pilot.press(*"logs")  # the name input has the focus
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, PresenceScreen), "the editor to close")
+        await wait_until(
+            pilot,
+            lambda: shard_stats(app, 0)["presence"]["activities"][:1] == [{"name": "logs", "type": 3}],
+            "the activity on shard 0",
+        )
+
+
 async def test_presence_editor_rejects_bad_input_and_sends_nothing() -> None:
     app = ShardTUI(fast_config())
     async with app.run_test(size=SIZE) as pilot:
@@ -360,7 +393,9 @@ async def test_bad_token_shows_one_fatal_screen(sandbox_factory) -> None:
         assert len(app.screen_stack) == 2  # exactly one fatal screen over the table
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
-    assert app.return_code == 1
+    assert app.return_code == 3  # as in headless mode
+    report = app.fatal_report()
+    assert report is not None and "token" in report.lower() and "not-the-sandbox-token" not in report
 
 
 async def test_one_failed_shard_does_not_stop_the_console() -> None:
@@ -423,7 +458,9 @@ async def test_disallowed_intents_show_one_fatal_screen_with_what_to_do() -> Non
         await wait_until(pilot, lambda: not app.model.is_live(), "every shard to stop again")
         await pilot.press("q")  # nothing is live any more: quits without asking
         await wait_until(pilot, lambda: app.return_code is not None, "the app to exit")
-    assert app.return_code == 1
+    assert app.return_code == 3
+    report = app.fatal_report()
+    assert report is not None and report.startswith("fatal disallowed_intents (close code 4014):")
 
 
 async def test_presence_scope_choice_is_visible_without_colour() -> None:
@@ -438,7 +475,7 @@ async def test_presence_scope_choice_is_visible_without_colour() -> None:
         chosen, other = glyphs()
         assert chosen != other
         scope.focus()
-        await pilot.press("down", "enter")
+        await pilot.press("down", "space")  # space picks a scope; enter would pick it and apply
         await pilot.pause()
         assert glyphs() == [other, chosen]
 

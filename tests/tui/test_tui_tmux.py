@@ -2,7 +2,8 @@
 
 Starts the console on the embedded sandbox, waits for every shard to show connected, restarts
 shard 1 with ``r`` and watches it resume (in its row and in the log pane), then quits through the
-confirmation and checks the exit status is 0.
+confirmation and checks the exit status is 0. A fatal close (4004) leaves its reason on the terminal
+after the screen closes, with exit status 3.
 """
 
 from __future__ import annotations
@@ -89,12 +90,15 @@ def shardtui_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "shardtui"]
 
 
-def start_console(tmp_path: Path, name: str) -> tuple[Pane, Path]:
+def start_console(
+    tmp_path: Path, name: str, config_text: str = CONFIG, *, linger: bool = False
+) -> tuple[Pane, Path]:
+    """``linger`` keeps the pane open after shardtui exits, to read what it left on the terminal."""
     config = tmp_path / "shards.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     status = tmp_path / "status"
     command = " ".join(shlex.quote(part) for part in [*shardtui_command(), "--config", str(config)])
-    script = f"{command}; echo $? > {shlex.quote(str(status))}"
+    script = f"{command}; echo $? > {shlex.quote(str(status))}" + ("; sleep 60" if linger else "")
     pane = Pane(f"shardtui-{name}-{os.getpid()}", "console")
     env = {**os.environ, "TERM": "xterm-256color"}
     env.pop("TMUX", None)
@@ -160,5 +164,36 @@ def test_sigterm_closes_the_console_cleanly(tmp_path: Path) -> None:
             os.kill(int(pid), signal.SIGTERM)
         # Killed by the signal the status would be 143; a clean shutdown exits 0.
         assert wait_status(status, "SIGTERM") == "0"
+    finally:
+        pane.tmux("kill-server")
+
+
+FATAL_CONFIG = CONFIG.replace("[ui]", """[[sandbox.faults]]
+kind = "close"
+every = 1.5
+shard = 0
+code = 4004
+
+[ui]""")
+
+
+def test_a_fatal_stop_leaves_its_reason_on_the_terminal_and_exits_3(tmp_path: Path) -> None:
+    pane, status = start_console(tmp_path, "fatal", FATAL_CONFIG, linger=True)
+    try:
+        pane.wait(lambda s: "rejected the bot token" in s, "the fatal screen")
+        pane.keys("q")
+        answered = False
+        deadline = time.monotonic() + 30
+        while not status.exists() and time.monotonic() < deadline:
+            if not answered and "Quit shardtui" in pane.text():
+                pane.keys("y")
+                answered = True
+            time.sleep(0.05)
+        assert wait_status(status, "quitting after the fatal error") == "3"
+        # The UI is gone (alternate screen left); its reason is what stays on the terminal.
+        screen = pane.wait(lambda s: "shardtui: fatal" in s, "the fatal reason on the terminal")
+        text = " ".join(screen.split())
+        assert "shardtui: fatal authentication (close code 4004):" in text, screen
+        assert "token was rejected" in text
     finally:
         pane.tmux("kill-server")

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from shardtui.gateway.closecodes import Scope, scope_of
 from shardtui.gateway.models import (
     AlertClearedEvent,
     AlertEvent,
@@ -64,6 +65,9 @@ class AlertTracker:
         self.open: dict[AlertKey, OpenIncident] = {}
         #: Set once any shard connected: an outage is "was up, now all down", not a slow start.
         self._was_up = False
+        #: A bot-wide fatal error stopped every shard on purpose: its fatal alert says why they are
+        #: down, so their going down is no outage until one connects again.
+        self._stopped_by_fatal = False
 
     # -- explicit incidents ------------------------------------------------------------------------
 
@@ -106,6 +110,9 @@ class AlertTracker:
         elif isinstance(event, FatalErrorEvent):
             shard = event.shard_ids[0] if len(event.shard_ids) == 1 else None
             self.raise_alert(AlertKind.FATAL, shard, event.message)
+            if scope_of(event.kind, event.shard_ids) is Scope.BOT:
+                self._stopped_by_fatal = True
+                self.clear_alert(AlertKind.OUTAGE, None, f"the shards were stopped: {event.message}")
 
     def _wedged(self, info: ShardRunnerInfo) -> None:
         sid = info.shard_id
@@ -119,6 +126,7 @@ class AlertTracker:
         sid = event.shard_id
         if event.new is ConnectionStage.CONNECTED:
             self._was_up = True
+            self._stopped_by_fatal = False
             self.clear_alert(AlertKind.ZOMBIE, sid, f"shard {sid} is connected again")
             self.clear_alert(AlertKind.FATAL, sid, f"shard {sid} is connected again")
             self.clear_alert(AlertKind.FATAL, None, f"shard {sid} connected again")
@@ -129,7 +137,7 @@ class AlertTracker:
 
     def _outage(self, runners: Mapping[ShardId, ShardRunnerInfo]) -> None:
         running = [i for i in runners.values() if i.running and i.fatal_error is None]
-        if not running:
+        if not running or self._stopped_by_fatal:
             return
         up = sum(1 for i in running if i.stage is ConnectionStage.CONNECTED)
         if up == 0 and self._was_up:

@@ -100,6 +100,17 @@ def test_zombie_fatal_and_outage_rules() -> None:
     tracker.observe(FatalErrorEvent("authentication", "bad token", (ShardId(0), ShardId(1)), 4004), runners)
     assert out.alerts() == [("alert", AlertKind.FATAL, None)]
     out.events.clear()
+    # The shards it stopped going down is what the fatal alert already says: no outage on top.
+    runners[ShardId(0)].last_close_reason = "stopped"
+    for shard in range(3):
+        move(tracker, runners, shard, D)
+    assert out.alerts() == []
+    # The operator boots again: a shard connecting clears the bot-wide fatal.
+    move(tracker, runners, 0, C)
+    assert out.alerts() == [("cleared", AlertKind.FATAL, None)]
+    for shard in (1, 2):
+        move(tracker, runners, shard, C)
+    out.events.clear()
 
     # Every running shard down: one outage, however many shards fall; it clears once all are back.
     runners[ShardId(0)].last_close_reason = "1006 abnormal closure"
@@ -107,7 +118,7 @@ def test_zombie_fatal_and_outage_rules() -> None:
         move(tracker, runners, shard, D)
     move(tracker, runners, 0, C)
     move(tracker, runners, 0, D)
-    assert out.alerts() == [("alert", AlertKind.OUTAGE, None), ("cleared", AlertKind.FATAL, None)]
+    assert out.alerts() == [("alert", AlertKind.OUTAGE, None)]
     for shard in range(3):
         move(tracker, runners, shard, C)
     assert out.alerts()[-1] == ("cleared", AlertKind.OUTAGE, None)
@@ -192,3 +203,21 @@ def test_lost_processes_are_separate_incidents_raised_once_each() -> None:
     lines = [(type(e).__name__, e.process) for e in out.events]
     assert lines == [("AlertEvent", "b"), ("AlertEvent", "c"), ("AlertClearedEvent", "b")]
     assert list(tracker.open) == [(AlertKind.LOST_PROCESS, None, "c")]
+
+
+async def test_a_bot_wide_fatal_is_one_fatal_alert_not_an_outage(sandbox_factory) -> None:
+    """4004 on one shard stops every shard on purpose: the operator gets the fatal alert, and the
+    shards going down while they are stopped are not also reported as an outage."""
+    sandbox = await sandbox_factory(shards=3, max_concurrency=3)
+    manager = ShardManager(options_for(sandbox))
+    out = Recorder()
+    manager.subscribe(out)
+    await manager.initialize()
+    try:
+        assert await manager.wait_until_connected(15.0)
+        assert sandbox.inject("close", 0, code=4004) == 1
+        await eventually(lambda: not any(info.running for info in manager.runners.values()), within=15.0)
+        kinds = [(what, kind) for what, kind, _ in out.alerts()]
+        assert kinds == [("alert", AlertKind.FATAL)]
+    finally:
+        await manager.shutdown_all()

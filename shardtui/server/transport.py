@@ -87,6 +87,9 @@ class WebSocketWriter:
         #: zlib-stream only: write the next message as two WebSocket frames (valid; clients buffer).
         self.split_next = False
         self.task: asyncio.Task[None] | None = None
+        #: Woken once the backlog falls to ``_room_at`` messages (`wait_room`); None: nobody waits.
+        self._room: asyncio.Future[None] | None = None
+        self._room_at = 0
 
     def start(self, name: str) -> None:
         self.task = asyncio.create_task(self._run(), name=name)
@@ -114,6 +117,24 @@ class WebSocketWriter:
         self._items.append((_FRAME, data, 0, ""))
         self._wakeup.set()
         return True
+
+    async def wait_room(self, messages: int) -> None:
+        """Wait until at most ``messages`` frames are queued (or the writer stopped): lets a producer
+        that holds its own bounded backlog (the proxy's client sessions) feed this writer only as fast as
+        the client reads."""
+        if self.queued_messages <= messages or self.task is None or self.task.done():
+            return
+        self._room_at = messages
+        room = self._room = asyncio.get_running_loop().create_future()
+        try:
+            await room
+        finally:
+            self._room = None
+
+    def _wake_room(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
 
     def put_truncated(self, data: bytes) -> None:
         """Queue ``data`` compressed and cut in half: breaks the client's stream (fault injection)."""
@@ -153,6 +174,8 @@ class WebSocketWriter:
                     self.queued_messages -= 1
                     self.queued_bytes -= len(data)
                     await self._write(data)
+                    if self._room is not None and self.queued_messages <= self._room_at:
+                        self._wake_room()
                 elif kind == _TRUNCATED:
                     if self.compressor is not None:
                         blob = self.compressor.compress(data)
@@ -165,3 +188,5 @@ class WebSocketWriter:
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             # The peer vanished mid-write; the reader sees the same and cleans up.
             log.debug("gateway writer stopped: %s", type(exc).__name__)
+        finally:
+            self._wake_room()  # a producer waiting for room must not wait on a dead writer

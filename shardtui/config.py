@@ -145,6 +145,7 @@ class Config:
     ui: UiConfig = field(default_factory=UiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    proxy: ProxyConfig = field(default_factory=lambda: ProxyConfig())
     #: Where the config came from (a path, or "<defaults>").
     source: str = "<defaults>"
     #: Dotted key -> where its value came from: "default", a file path, "--flag" or "env NAME".
@@ -595,6 +596,81 @@ def _opt_positive_float(v: Any, c: _Ctx) -> float | None:
     return _positive_float(v, c)
 
 
+# --- [proxy] (issue #16): the gateway proxy bots connect to. One block: dataclass, schema, checks. ---
+
+
+@dataclass(slots=True)
+class ProxyConfig:
+    #: "HOST:PORT" where bots connect (gateway WebSocket + REST); None = no proxy.
+    listen: str | None = None
+    #: Allow a non-loopback ``listen`` (bots on other hosts; anyone who can reach it may try tokens).
+    allow_remote: bool = False
+    #: Name of an environment variable holding a separate client token bot code uses instead of the real one.
+    client_token_env: str | None = None
+    #: Per client: unsent events / bytes before it is cut with a resumable close; also its replay buffer.
+    max_backlog_events: int = 10_000
+    max_backlog_bytes: int = 32 * 1024 * 1024
+    #: Seconds a client session without a socket stays resumable.
+    resume_window: float = 120.0
+    #: Client sessions kept at most (the oldest detached ones are dropped first).
+    max_sessions: int = 1_000
+    #: Keep members / presences in the cache a late client's GUILD_CREATEs are built from.
+    cache_members: bool = True
+    cache_presences: bool = True
+
+
+_PROXY_SCHEMA: dict[str, Parser] = {
+    "listen": _p_listen,
+    "allow_remote": _p_bool,
+    "client_token_env": _p_opt_str,
+    "max_backlog_events": _ranged_int(1, 10_000_000),
+    "max_backlog_bytes": _ranged_int(1024, 1 << 34),
+    "resume_window": lambda v, c: _p_float(v, c, lo=1.0, hi=86_400.0),
+    "max_sessions": _ranged_int(1, 1_000_000),
+    "cache_members": _p_bool,
+    "cache_presences": _p_bool,
+}
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def _validate_proxy(config: Config, environ: Mapping[str, str], where: Callable[..., str]) -> None:
+    proxy = config.proxy
+    if proxy.listen is not None and not proxy.allow_remote:
+        host = proxy.listen.rpartition(":")[0]
+        if not is_loopback_host(host):
+            raise ConfigError(
+                where("proxy.listen"),
+                "proxy.listen",
+                "a loopback address (127.0.0.1, ::1) unless proxy.allow_remote = true",
+                describe(proxy.listen),
+                hint="bots on other hosts can reach a non-loopback proxy; set allow_remote to allow it",
+            )
+    name = proxy.client_token_env
+    if proxy.listen is not None and name is not None and not environ.get(name, "").strip():
+        raise ConfigError(
+            where("proxy.client_token_env"),
+            "proxy.client_token_env",
+            f"the client token in environment variable {name}",
+            f"{name} {'empty' if name in environ else 'unset'}",
+        )
+
+
+def proxy_client_token(config: Config, environ: Mapping[str, str] | None = None) -> str | None:
+    """The client token ``[proxy] client_token_env`` names, or None."""
+    name = config.proxy.client_token_env
+    if name is None:
+        return None
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    return value or None
+
+
+# --- end of [proxy] --------------------------------------------------------------------------------
+
+
 _SCHEMA: dict[str, dict[str, Parser]] = {
     "bot": {
         "token_env": _p_token_env,
@@ -646,6 +722,7 @@ _SCHEMA: dict[str, dict[str, Parser]] = {
         "wedged_after": _opt_positive_float,
         "restart_wedged": _p_bool,
     },
+    "proxy": _PROXY_SCHEMA,
 }
 SECTIONS: tuple[str, ...] = tuple(_SCHEMA)
 KEYS: tuple[str, ...] = tuple(f"{s}.{k}" for s, keys in _SCHEMA.items() for k in keys)
@@ -908,6 +985,7 @@ def _validate(config: Config, environ: Mapping[str, str], *, check_token: bool) 
                 f"{first}-{last}",
             )
     _check_identify_window(config, where)
+    _validate_proxy(config, environ, where)
     if config.ui.fleet and config.cluster is None:
         raise ConfigError(
             where("ui.fleet"),

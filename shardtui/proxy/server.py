@@ -23,6 +23,7 @@ import contextlib
 import errno
 import hmac
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -66,6 +67,35 @@ STOP_CODE: Final = int(CloseCode.UNKNOWN_ERROR)
 
 class ProxyError(Exception):
     """The proxy cannot be served (port in use, address not local); the text says which."""
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> ProxyError:
+    if exc.errno == errno.EADDRINUSE:
+        why = "the port is in use"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = "no local interface has that address"
+    else:
+        why = exc.strerror or str(exc)
+    return ProxyError(f"cannot serve the proxy on {host}:{port}: {why}")
+
+
+def check_bindable(listen: str) -> None:
+    """`ProxyError` now when ``"HOST:PORT"`` cannot be bound (a front end says it before it takes the
+    terminal; `Proxy.start` binds for real)."""
+    host, _, port_text = listen.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    port = int(port_text)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise _bind_error(host, port, exc) from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise _bind_error(host, port, exc) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,13 +500,7 @@ class Proxy:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            if exc.errno == errno.EADDRINUSE:
-                why = "the port is in use"
-            elif exc.errno == errno.EADDRNOTAVAIL:
-                why = "no local interface has that address"
-            else:
-                why = exc.strerror or str(exc)
-            raise ProxyError(f"cannot serve the proxy on {host}:{port}: {why}") from None
+            raise _bind_error(host, port, exc) from None
         self._runner = runner
         self._port = runner.addresses[0][1] if runner.addresses else port
         for hub in self.hubs.values():

@@ -1,0 +1,115 @@
+"""The proxy as the runtime runs it (`[proxy] listen`): HTTP on the same port, /health, a port in use,
+and a restart from `[gateway] state_file` that identifies nothing and serves clients from the cache."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from support.waiting import eventually
+
+from shardtui.config import ConfigError, load_config
+from shardtui.runtime import Runtime, proxy_cache_path
+
+INTENTS = 513
+
+
+def saved(path: str) -> bool:
+    return Path(path).is_file()
+
+
+def config_for(sandbox: Any, listen: str = "127.0.0.1:0", **extra: str) -> Any:
+    return load_config(
+        None,
+        {
+            "gateway.rest_url": sandbox.rest_url,
+            "sandbox.token": sandbox.token,
+            "gateway.identify_window": str(sandbox.settings.identify_window),
+            "proxy.listen": listen,
+            **extra,
+        },
+        environ={},
+    )
+
+
+async def test_the_runtime_serves_gateway_bot_health_and_clients_on_one_port(sandbox_factory, raw) -> None:
+    sandbox = await sandbox_factory(shards=2, guilds=4)
+    async with Runtime(config_for(sandbox)) as runtime:
+        proxy = runtime.proxy
+        assert proxy is not None
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{proxy.http_url}/health") as response:
+                assert response.status == 503  # no shard started yet
+            await runtime.start()
+            assert await runtime.manager.wait_until_connected(timeout=20)
+            async with http.get(f"{proxy.http_url}/health") as response:
+                body = await response.json()
+                assert response.status == 200, body
+                assert set(body["shards"]) == {"0", "1"}
+            headers = {"Authorization": f"Bot {sandbox.token}"}
+            async with http.get(f"{proxy.rest_url}/gateway/bot", headers=headers) as response:
+                gateway = await response.json()
+            assert gateway["url"] == proxy.ws_url and gateway["shards"] == 2
+        client = await raw(proxy.ws_url)
+        ready = await client.ready(sandbox.token, (1, 2), INTENTS)
+        assert ready["d"]["shard"] == [1, 2]
+        await eventually(lambda: proxy.clients_per_shard() == {0: 0, 1: 1})
+    assert runtime.proxy is not None and runtime.proxy._runner is None
+
+
+async def test_a_proxy_port_in_use_is_one_config_error_and_nothing_keeps_running(sandbox_factory) -> None:
+    sandbox = await sandbox_factory(shards=1, guilds=2)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        runtime = Runtime(config_for(sandbox, f"127.0.0.1:{port}"))
+        with pytest.raises(ConfigError) as caught:
+            await runtime.open()
+        assert "proxy.listen" in str(caught.value) and "in use" in str(caught.value)
+        assert runtime._closed
+        assert sandbox.stats()["connections_total"] == 0
+
+
+def test_a_non_loopback_listen_needs_allow_remote() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"proxy.listen": "0.0.0.0:7878"}, environ={})
+    assert "proxy.allow_remote" in str(caught.value)
+    config = load_config(None, {"proxy.listen": "0.0.0.0:7878", "proxy.allow_remote": "true"}, environ={})
+    assert config.proxy.listen == "0.0.0.0:7878"
+
+
+async def test_a_restart_with_a_state_file_identifies_nothing_and_clients_come_back(
+    sandbox_factory, raw, tmp_path: Path
+) -> None:
+    sandbox = await sandbox_factory(shards=2, guilds=6)
+    state_file = str(tmp_path / "sessions.json")
+    config = config_for(sandbox, **{"gateway.state_file": state_file})
+    first = Runtime(config)
+    async with first:
+        await first.start()
+        assert await first.manager.wait_until_connected(timeout=20)
+        assert first.proxy is not None
+        client = await raw(first.proxy.ws_url)
+        ready = await client.ready(sandbox.token, (0, 2), INTENTS)
+        before = [ready, *[await client.recv() for _ in sandbox.guild_ids_for_shard(0, 2)]]
+        port = first.proxy.port
+    assert await client.expect_close() == 4000
+    assert saved(proxy_cache_path(state_file))
+    starts = sandbox.stats()["session_starts_used"]
+
+    second = Runtime(config_for(sandbox, f"127.0.0.1:{port}", **{"gateway.state_file": state_file}))
+    async with second:
+        await second.start()
+        assert await second.manager.wait_until_connected(timeout=20)
+        assert second.proxy is not None
+        again = await raw(second.proxy.ws_url)
+        ready2 = await again.ready(sandbox.token, (0, 2), INTENTS)
+        after = [ready2, *[await again.recv() for _ in sandbox.guild_ids_for_shard(0, 2)]]
+        assert sandbox.stats()["session_starts_used"] == starts
+        assert [p["t"] for p in after] == [p["t"] for p in before]
+        assert [p["d"].get("id") for p in after[1:]] == [p["d"].get("id") for p in before[1:]]
+        assert after[1]["d"]["channels"] == before[1]["d"]["channels"]

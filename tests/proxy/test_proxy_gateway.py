@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from support.waiting import eventually
+from test_cache_sandbox import EVERYTHING, KINDS, comparable
 
 from shardtui.proxy.server import ProxySettings
 from shardtui.proxy.session import SessionLimits
@@ -208,3 +209,37 @@ async def test_a_client_that_stops_reading_is_cut_without_stalling_another(
         reader.cancel()
     assert await slow.expect_close(wait=20) in (4000, 1006)
     assert rig.proxy.stats()["cut_slow"] == 1
+
+
+async def test_a_late_client_sees_the_state_an_early_client_saw_change(sandbox_factory, rigs, raw) -> None:
+    sandbox = await sandbox_factory(
+        shards=1,
+        guilds=3,
+        identify_window=0.0,  # the direct client below identifies right after the proxy's upstream
+        privileged_intents=["guild_members", "guild_presences", "message_content"],
+    )
+    everything = EVERYTHING
+    rig = await rigs(sandbox, intents=everything)
+    early = await raw(rig.url)
+    await early.ready(sandbox.token, (0, 1), everything)
+    await early.recv_until(lambda p: p.get("s") == 4)  # READY + 3 GUILD_CREATEs
+    first = {p["d"]["id"]: p["d"] for p in early.received if p.get("t") == "GUILD_CREATE"}
+    for _ in range(6):
+        for kind in KINDS:
+            sandbox.emit(1, kind)
+    changes = len(sandbox.sent_events(0)) - 4
+    await early.recv_until(lambda p: p.get("s") == 4 + changes)
+
+    late = await raw(rig.url)
+    await late.ready(sandbox.token, (0, 1), everything)
+    proxied = [(await late.recv())["d"] for _ in range(3)]
+
+    direct = await raw(sandbox.gateway_url)
+    await direct.ready(sandbox.token, (0, 1), everything)
+    truth = [(await direct.recv())["d"] for _ in range(3)]
+    assert [g["id"] for g in proxied] == [g["id"] for g in truth]
+    for mine, theirs in zip(proxied, truth, strict=True):
+        assert comparable(mine) == comparable(theirs), mine["id"]
+        assert mine["member_count"] == theirs["member_count"]
+    # The world did change after the early client attached.
+    assert any(comparable(first[g["id"]]) != comparable(g) for g in truth)

@@ -13,7 +13,7 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import zstandard
 from aiohttp import web
@@ -21,6 +21,10 @@ from aiohttp import web
 log = logging.getLogger("shardtui.server")
 
 COMPRESSIONS: Final = frozenset({"zlib-stream", "zstd-stream"})
+#: Queued messages written with one socket write at most: a syscall per message was the writer's main
+#: cost with many small dispatches (bench/proxy.py); each stays its own WebSocket message.
+WRITE_BATCH: Final = 64
+_OP_TEXT, _OP_BINARY = 0x1, 0x2
 
 
 class Compressor:
@@ -161,6 +165,41 @@ class WebSocketWriter:
             return
         await self.ws.send_bytes(blob)
 
+    @property
+    def _raw(self) -> object | None:
+        """aiohttp's frame writer under the response, when this aiohttp has the one `_write_batch` knows
+        (a server's frames are unmasked and, with ``compress=False``, never deflated by aiohttp)."""
+        writer = getattr(self.ws, "_writer", None)
+        if writer is None or getattr(writer, "use_mask", True) or getattr(writer, "compress", 1):
+            return None
+        if not hasattr(writer, "transport") or not hasattr(writer, "protocol"):
+            return None
+        return writer
+
+    async def _write_batch(self, batch: list[bytes]) -> None:
+        """Several messages, each its own WebSocket frame, in one transport write."""
+        writer: Any = self._raw
+        compressor = self.compressor
+        parts: list[bytes] = []
+        for data in batch:
+            payload = compressor.compress(data) if compressor is not None else data
+            length = len(payload)
+            first = 0x80 | (_OP_BINARY if compressor is not None else _OP_TEXT)
+            if length < 126:
+                parts.append(bytes((first, length)))
+            elif length < 65536:
+                parts.append(bytes((first, 126)) + length.to_bytes(2, "big"))
+            else:
+                parts.append(bytes((first, 127)) + length.to_bytes(8, "big"))
+            parts.append(payload)
+        transport = writer.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("Cannot write to closing transport")
+        transport.write(b"".join(parts))
+        protocol = writer.protocol
+        if protocol._paused:
+            await protocol._drain_helper()
+
     async def _run(self) -> None:
         items = self._items
         try:
@@ -173,7 +212,16 @@ class WebSocketWriter:
                 if kind == _FRAME:
                     self.queued_messages -= 1
                     self.queued_bytes -= len(data)
-                    await self._write(data)
+                    if items and items[0][0] == _FRAME and not self.split_next and self._raw is not None:
+                        batch = [data]
+                        while items and items[0][0] == _FRAME and len(batch) < WRITE_BATCH:
+                            more = items.popleft()[1]
+                            self.queued_messages -= 1
+                            self.queued_bytes -= len(more)
+                            batch.append(more)
+                        await self._write_batch(batch)
+                    else:
+                        await self._write(data)
                     if self._room is not None and self.queued_messages <= self._room_at:
                         self._wake_room()
                 elif kind == _TRUNCATED:

@@ -61,6 +61,8 @@ HEARTBEAT_INTERVAL_MS: Final = 41_250
 #: Frames handed to a socket's writer before the pump waits for the client to read some.
 PUMP_HIGH: Final = 256
 PUMP_LOW: Final = 64
+#: Clients are on loopback or a LAN: zlib's fastest level halves the cost per message and client.
+PROXY_ZLIB_LEVEL: Final = 1
 #: The close for a stopping proxy: every library resumes (or re-identifies) after it.
 STOP_CODE: Final = int(CloseCode.UNKNOWN_ERROR)
 
@@ -367,6 +369,7 @@ class Proxy:
             ServerOptions(
                 heartbeat_timeout=settings.heartbeat_interval_ms / 1000 * 1.5,
                 task_prefix="proxy",
+                zlib_level=PROXY_ZLIB_LEVEL,
                 not_websocket=lambda _request: json_response(
                     {"message": "404: Not Found", "code": 0}, status=404
                 ),

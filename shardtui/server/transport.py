@@ -36,11 +36,11 @@ class Compressor:
 
     __slots__ = ("_zlib", "_zstd", "kind")
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, zlib_level: int = 6) -> None:
         if kind not in COMPRESSIONS:
             raise ValueError(f"unsupported compression {kind!r}")
         self.kind = kind
-        self._zlib = zlib.compressobj() if kind == "zlib-stream" else None
+        self._zlib = zlib.compressobj(zlib_level) if kind == "zlib-stream" else None
         self._zstd = zstandard.ZstdCompressor().compressobj() if kind == "zstd-stream" else None
 
     def compress(self, data: bytes) -> bytes:
@@ -76,9 +76,10 @@ class WebSocketWriter:
         limits: QueueLimits | None = None,
         close: Callable[[int, str], Awaitable[None]],
         on_overflow: Callable[[], None] | None = None,
+        zlib_level: int = 6,
     ) -> None:
         self.ws = ws
-        self.compressor = Compressor(compression) if compression else None
+        self.compressor = Compressor(compression, zlib_level=zlib_level) if compression else None
         self.limits = limits or QueueLimits()
         self._close = close
         self._on_overflow = on_overflow

@@ -243,3 +243,35 @@ async def test_a_late_client_sees_the_state_an_early_client_saw_change(sandbox_f
         assert mine["member_count"] == theirs["member_count"]
     # The world did change after the early client attached.
     assert any(comparable(first[g["id"]]) != comparable(g) for g in truth)
+
+
+async def test_a_process_serves_only_the_shards_of_its_range(sandbox_factory, rigs, raw) -> None:
+    sandbox = await sandbox_factory(shards=2, guilds=4)
+    rig = await rigs(sandbox, shard_range=(1, 1))  # as one fleet process running shard 1 of 2
+    other = await raw(rig.url)
+    await other.hello()
+    await other.identify(sandbox.token, (0, 2), INTENTS)
+    assert await other.expect_close() == 4010
+    mine = await raw(rig.url)
+    ready = await mine.ready(sandbox.token, (1, 2), INTENTS)
+    assert ready["d"]["shard"] == [1, 2]
+    assert rig.proxy.clients_per_shard() == {1: 1}
+
+
+async def test_op4_makes_the_client_the_voice_owner_of_the_guild(sandbox_factory, rigs, raw) -> None:
+    sandbox = await sandbox_factory(shards=1, guilds=2)
+    voice = INTENTS | 128  # GUILD_VOICE_STATES
+    rig = await rigs(sandbox, intents=voice)
+    owner = await raw(rig.url)
+    await owner.ready(sandbox.token, (0, 1), voice)
+    bystander = await raw(rig.url)
+    await bystander.ready(sandbox.token, (0, 1), voice)
+    guild = str(sandbox.guild_ids_for_shard(0, 1)[0])
+    join = {"guild_id": guild, "channel_id": guild, "self_mute": False, "self_deaf": True}
+    await owner.send({"op": 4, "d": join})
+    got = await owner.recv_until("VOICE_SERVER_UPDATE")
+    states = [p for p in got if p.get("t") == "VOICE_STATE_UPDATE"]
+    assert states and states[-1]["d"]["user_id"] == str(sandbox.bot_user_id)
+    sandbox.emit(1, "MESSAGE_CREATE")
+    seen = await bystander.recv_until("MESSAGE_CREATE")
+    assert not [p for p in seen if p.get("t") in ("VOICE_STATE_UPDATE", "VOICE_SERVER_UPDATE")]

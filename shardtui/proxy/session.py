@@ -208,6 +208,7 @@ class ClientSession:
         "cuts",
         "detached_at",
         "hub",
+        "intents",
         "last_sent",
         "library",
         "limits",
@@ -225,9 +226,12 @@ class ClientSession:
         *,
         address: str = "",
         library: str = "",
+        intents: int | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.hub = hub
+        #: The client's IDENTIFY intents: live events they do not cover are not sent (None: all).
+        self.intents = -1 if intents is None else intents
         self.shard_id = shard_id
         self.limits = limits
         # Copied out of the limits: read on every event.

@@ -148,8 +148,8 @@ async def test_events_injected_while_a_client_identifies_arrive_once(sandbox_fac
     await client.identify(sandbox.token, (0, 1), INTENTS)
     sandbox.emit(5, "MESSAGE_CREATE")  # while the proxy handles the IDENTIFY
     await eventually(lambda: rig.proxy.hubs[0].events_total >= 5 + 2)
-    sandbox.emit(1, "TYPING_START")
-    seen = await client.recv_until("TYPING_START")
+    sandbox.emit(1, "CHANNEL_CREATE")
+    seen = await client.recv_until("CHANNEL_CREATE")
     names = [p["t"] for p in dispatches(seen)]
     assert names[0] == "READY"
     assert names.count("MESSAGE_CREATE") == 5
@@ -275,3 +275,23 @@ async def test_op4_makes_the_client_the_voice_owner_of_the_guild(sandbox_factory
     sandbox.emit(1, "MESSAGE_CREATE")
     seen = await bystander.recv_until("MESSAGE_CREATE")
     assert not [p for p in seen if p.get("t") in ("VOICE_STATE_UPDATE", "VOICE_SERVER_UPDATE")]
+
+
+async def test_each_client_gets_only_the_live_events_its_intents_cover(sandbox_factory, rigs, raw) -> None:
+    sandbox = await sandbox_factory(shards=1, guilds=2)
+    rig = await rigs(sandbox)  # the upstream identifies with the default intents (messages, typing...)
+    guilds_only = await raw(rig.url)
+    await guilds_only.ready(sandbox.token, (0, 1), 1)
+    messages = await raw(rig.url)
+    await messages.ready(sandbox.token, (0, 1), 1 | 512)
+    sandbox.emit(3, "MESSAGE_CREATE")
+    sandbox.emit(2, "TYPING_START")
+    sandbox.emit(1, "CHANNEL_CREATE")
+    got_messages = dispatches(await messages.recv_until("CHANNEL_CREATE"))
+    got_guilds = dispatches(await guilds_only.recv_until("CHANNEL_CREATE"))
+    assert [p["t"] for p in got_messages].count("MESSAGE_CREATE") == 3
+    assert "TYPING_START" not in [p["t"] for p in got_messages]
+    assert [p["t"] for p in got_guilds if p["t"] in ("MESSAGE_CREATE", "TYPING_START")] == []
+    # Seqs stay consecutive per client: a filtered event takes no number.
+    for got in (got_messages, got_guilds):
+        assert [p["s"] for p in got] == list(range(got[0]["s"], got[0]["s"] + len(got)))

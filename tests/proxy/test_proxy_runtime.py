@@ -3,6 +3,11 @@ and a restart from `[gateway] state_file` that identifies nothing and serves cli
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -12,6 +17,7 @@ import pytest
 from support.waiting import eventually
 
 from shardtui.config import ConfigError, load_config
+from shardtui.headless import run_headless
 from shardtui.runtime import Runtime, proxy_cache_path
 
 INTENTS = 513
@@ -113,3 +119,59 @@ async def test_a_restart_with_a_state_file_identifies_nothing_and_clients_come_b
         assert [p["t"] for p in after] == [p["t"] for p in before]
         assert [p["d"].get("id") for p in after[1:]] == [p["d"].get("id") for p in before[1:]]
         assert after[1]["d"]["channels"] == before[1]["d"]["channels"]
+
+
+async def test_headless_prints_client_lines_and_reports_proxy_counts(
+    sandbox_factory, raw, tmp_path: Path
+) -> None:
+    sandbox = await sandbox_factory(shards=1, guilds=2)
+    config = config_for(sandbox, **{"metrics.listen": "127.0.0.1:0"})
+    made: list[Runtime] = []
+
+    def factory(cfg: Any) -> Runtime:
+        runtime = Runtime(cfg)
+        made.append(runtime)
+        return runtime
+
+    out = io.StringIO()
+    report = tmp_path / "report.json"
+
+    async def bot() -> None:
+        try:
+            await attach_and_leave()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    async def attach_and_leave() -> None:
+        await eventually(lambda: bool(made) and made[0].proxy is not None and made[0]._started, within=20)
+        runtime = made[0]
+        assert await runtime.manager.wait_until_connected(timeout=20)
+        proxy = runtime.proxy
+        assert proxy is not None and runtime.metrics is not None
+        client = await raw(proxy.ws_url)
+        await client.ready(sandbox.token, (0, 1), INTENTS)
+        async with aiohttp.ClientSession() as http, http.get(runtime.metrics.url) as response:
+            metrics = await response.text()
+        assert 'shardtui_proxy_clients{shard="0"} 1.0' in metrics
+        await client.close(1000)
+        await eventually(lambda: '"client_detach"' in out.getvalue())
+
+    task = asyncio.create_task(bot())
+    status = await run_headless(
+        config, duration=60, report_path=str(report), out=out, runtime_factory=factory
+    )
+    await task
+    assert status == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    clients = [line for line in lines if line["event"].startswith("client_")]
+    assert [c["event"] for c in clients] == ["client_attach", "client_detach"]
+    assert clients[0]["library"] == "rawclient" and clients[0]["resumed"] is False
+    assert clients[1]["code"] == 1000 and clients[1]["by_client"] is True
+    assert sandbox.token not in out.getvalue()
+    summary = read_json(report)["proxy"]
+    assert made[0].proxy is not None and summary["url"] == made[0].proxy.ws_url
+    assert summary["cut_slow"] == 0 and summary["clients"] == 0
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())

@@ -179,7 +179,9 @@ async def key_to_runner(shards: int, samples: int) -> list[float]:
                 sid = i % shards
                 info = manager.runners[ShardId(sid)]
                 await wait_for(lambda info=info: info.stage is ConnectionStage.CONNECTED, 10)
-                inbox = info.runner_tx._inbox
+                messenger = manager.messenger(ShardId(sid))
+                assert messenger is not None
+                inbox = messenger._inbox
                 put = inbox.put_nowait
 
                 def spy(message: Any, sid: int = sid, put: Callable[[Any], None] = put) -> None:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from shardtui.config import DISCORD_REST_URL, Config, ConfigError, resolve_token, where_of
+from shardtui.config import DISCORD_REST_URL, Config, ConfigError, where_of
+from shardtui.credentials import resolve_token
 from shardtui.gateway.aio import run_to_end, wait_for
 from shardtui.logsafe import register_secret
 
@@ -214,7 +215,7 @@ class Runtime:
         cfg = self.config.proxy
         if cfg.listen is None:
             return
-        from shardtui.config import proxy_client_token
+        from shardtui.config.proxy import proxy_client_token
         from shardtui.metrics import ProxyClientsCollector, parse_listen
         from shardtui.proxy.cache import CacheOptions, GuildStateCache
         from shardtui.proxy.server import Proxy, ProxyError, ProxySettings

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from shardtui.cli import main
-from shardtui.config import Config, ConfigError, FaultRule, load_config, resolve_token
+from shardtui.config import Config, ConfigError, FaultRule, load_config
+from shardtui.credentials import resolve_token
 from shardtui.gateway.models import Activity, Presence
 from shardtui.gateway.protocol import ActivityType, GatewayIntents, Status
 
@@ -382,6 +383,21 @@ def test_random_fault_choices_reach_the_sandbox_settings(tmp_path: Path) -> None
         ("random", 2.0, None, {}, ("drop", "reconnect")),
         ("close", 5.0, 1, {"code": 4001}, ()),
     ]
+
+
+def test_the_sandbox_section_is_the_sandbox_settings_with_its_defaults(tmp_path: Path) -> None:
+    from shardtui.sandbox import SandboxSettings
+
+    # One type: an unset [sandbox] key has the value the sandbox itself defaults to.
+    assert Config().sandbox == SandboxSettings()
+    config = load_config(_write(tmp_path, '[[sandbox.faults]]\nkind = "close"\nevery = 5\ncode = 4001\n'))
+    settings = SandboxSettings.from_config(config.sandbox, seed=3)
+    assert (settings.seed, settings.faults) == (3, config.sandbox.faults)
+    # The running sandbox's copy is its own: changing it leaves the loaded config as it was.
+    settings.faults[0].params["code"] = 4009
+    settings.privileged_intents.append("guild_members")
+    assert config.sandbox.faults[0].params == {"code": 4001}
+    assert config.sandbox.privileged_intents == []
 
 
 def test_readme_and_shards_toml_document_every_key_and_fault_kind() -> None:

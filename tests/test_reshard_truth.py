@@ -20,9 +20,10 @@ async def test_a_reshard_keeps_the_runtime_presence_and_takes_the_fresh_budget(s
     await manager.initialize()
     try:
         assert await manager.wait_until_connected(10.0)
-        for info in manager.runners.values():
-            assert info.runner_tx is not None
-            info.runner_tx.set_presence(SET_LATER)
+        for shard_id in manager.runners:
+            messenger = manager.messenger(shard_id)
+            assert messenger is not None
+            messenger.set_presence(SET_LATER)
         await eventually(
             lambda: all(sandbox.presence(s) and sandbox.presence(s)["status"] == "dnd" for s in (0, 1))
         )

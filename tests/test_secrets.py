@@ -80,7 +80,9 @@ async def test_library_logs_events_reprs_and_errors_never_hold_the_token(sandbox
         ]:
             sandbox.inject(kind, 1, **params)
             await asyncio.sleep(0.1)
-        manager.runners[ShardId(0)].runner_tx.set_presence(Presence(status=Status.DND))
+        messenger = manager.messenger(ShardId(0))
+        assert messenger is not None
+        messenger.set_presence(Presence(status=Status.DND))
         assert await manager.wait_until_connected(20)
         runners = list(manager._runner_objects.values())
         assert runners, "no runner objects to look at"
@@ -248,6 +250,8 @@ async def test_console_fatal_screen_for_a_rejected_token_does_not_show_it(sandbo
     app = ShardTUI(_console_config(WRONG_TOKEN, rest_url=sandbox.rest_url))
     async with app.run_test(size=(160, 40)) as pilot:
         await _wait(pilot, lambda: isinstance(app.screen, FatalScreen), "the fatal screen")
+        # The screen is pushed a frame before it is painted: wait for its words, not just the push.
+        await _wait(pilot, lambda: "token" in app.export_screenshot().lower(), "the fatal screen's text", 500)
         screen = app.export_screenshot()
         await pilot.press("q")
         await _wait(pilot, lambda: app.return_code is not None, "the app to exit")

@@ -222,3 +222,49 @@ def test_the_ca_file_can_come_from_the_environment(pki: dict[str, Path], tmp_pat
         "environment SHARDTUI_GATEWAY_CA_FILE: gateway.ca_file: "
         f"cannot use CA file {missing}: No such file or directory"
     )
+
+
+async def test_an_untrusted_gateway_certificate_names_the_gateway_url(pki: dict[str, Path]) -> None:
+    """The REST host and the gateway host can differ: a certificate refused on the WebSocket alone is
+    logged with the gateway's url, and the token never appears."""
+    from shardtui.gateway import GatewayIntents, ShardRunner, ShardRunnerInfo, ShardRunnerOptions
+    from shardtui.gateway.models import ShardLogEvent
+
+    class OpenGate:
+        async def acquire(self, shard_id: ShardId) -> None:
+            return None
+
+    sandbox = await _tls_sandbox(pki)
+    logs: list[str] = []
+    try:
+        options = ShardRunnerOptions(
+            token=sandbox.token,
+            gateway_url=sandbox.gateway_url,
+            intents=GatewayIntents.default(),
+            identify_gate=OpenGate(),
+            connect_timeout=3.0,
+            max_backoff=0.2,
+        )
+        sid = ShardId(0)
+        info = ShardRunnerInfo(shard_id=sid, total=1)
+        runner = ShardRunner(
+            sid,
+            1,
+            options,
+            info,
+            asyncio.Queue(),
+            lambda e: logs.append(e.message) if isinstance(e, ShardLogEvent) else None,
+        )
+        task = asyncio.create_task(runner.run())
+        await _until(lambda: any("could not connect" in line for line in logs), "a failed connect")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await sandbox.stop()
+    failed = [line for line in logs if "could not connect" in line]
+    assert sandbox.gateway_url.startswith("wss://")
+    assert any(
+        sandbox.gateway_url.rstrip("/") in line and "CERTIFICATE_VERIFY_FAILED" in line for line in failed
+    )
+    assert not any(sandbox.token in line for line in logs)
+    assert info.stage is not ConnectionStage.CONNECTED

@@ -3,8 +3,8 @@
 Needs the ``redis`` package (``pip install shardtui[redis]``); ``shardtui.gateway`` never imports it.
 """
 
+from shardtui.config import ClusterConfig, describe_redis_url, parse_cluster_config
 from shardtui.fleet.commands import ACTIONS, CommandListener, CommandResult, CommandStatus, send_command
-from shardtui.fleet.config import ClusterConfig, describe_redis_url, parse_cluster_config
 from shardtui.fleet.gate import RedisIdentifyGate
 from shardtui.fleet.keys import FleetKeys
 from shardtui.fleet.node import FleetControl, FleetNode, ShardRangeConflictError, connect_redis

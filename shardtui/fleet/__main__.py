@@ -21,8 +21,8 @@ from typing import TextIO
 import orjson
 from redis.exceptions import RedisError
 
+from shardtui.config import default_process_name, describe_redis_url
 from shardtui.fleet.commands import CommandStatus
-from shardtui.fleet.config import default_process_name, describe_redis_url
 from shardtui.fleet.keys import FleetKeys, describe_redis_error
 from shardtui.fleet.node import FleetControl, connect_redis
 from shardtui.fleet.state import FleetSnapshot, FleetView

@@ -357,7 +357,7 @@ class CommandListener:
             else:
                 presence = presence_from_params(params)
                 info = self.manager.runners.get(sid)
-                messenger = None if info is None else info.runner_tx
+                messenger = self.manager.messenger(sid)
                 if messenger is None or info is None or not info.running:
                     return False, f"shard {shard_id} is not running, so its presence cannot be set"
                 messenger.set_presence(presence)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
+from shardtui.config import ClusterConfig, describe_redis_url
 from shardtui.fleet.commands import (
     CommandListener,
     CommandResult,
@@ -17,7 +18,6 @@ from shardtui.fleet.commands import (
     presence_to_params,
     send_command,
 )
-from shardtui.fleet.config import ClusterConfig, describe_redis_url
 from shardtui.fleet.gate import RedisIdentifyGate
 from shardtui.fleet.keys import UNREACHABLE_ERRORS, FleetKeys, describe_redis_error
 from shardtui.fleet.state import FleetSnapshot, FleetView, StatePublisher, queued_reasons

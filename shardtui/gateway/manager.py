@@ -37,6 +37,7 @@ from shardtui.gateway.healing import WedgedHealer
 from shardtui.gateway.health import RateTracker, assess_health, connection_verdict
 from shardtui.gateway.http import fetch_gateway_bot
 from shardtui.gateway.messages import ShardManagerMessage, ShardManagerMessageT, ShardQueuerMessage
+from shardtui.gateway.messenger import ShardMessenger
 from shardtui.gateway.models import (
     ConnectionStage,
     Dispatch,
@@ -388,7 +389,6 @@ class ShardManager:
         shards = self._shards
         runner = ShardRunner(start.shard_id, start.total, options, info, shards.manager_tx, self.events.emit)
         info.running = True
-        info.runner_tx = runner.messenger
         self._shards.runner_objects[start.shard_id] = runner
         self._shards.tasks[start.shard_id] = asyncio.create_task(
             self._run_runner(start.shard_id, runner), name=f"shardtui-shard-{start.shard_id}"
@@ -709,8 +709,7 @@ class ShardManager:
                 on_waiting_change=self._on_waiting_change,
             )
         for runner in shards.runner_objects.values():
-            runner._emit_cb = self.events.emit
-            runner._handler = self._handle_dispatch
+            runner.rebind(self.events.emit, self._handle_dispatch)
         if other.session_start_limit is not None:
             # The new set read /gateway/bot just now: its budget is the one the header must show.
             self.session_start_limit = other.session_start_limit
@@ -730,6 +729,12 @@ class ShardManager:
         """True while the shard has a runner (connecting, connected or reconnecting)."""
         task = self._shards.tasks.get(ShardId(int(shard_id)))
         return task is not None and not task.done()
+
+    def messenger(self, shard_id: ShardId) -> ShardMessenger | None:
+        """The handle for commands to the shard's runner (presence, chunking, raw commands), or None
+        while the shard has no runner (queued, stopped)."""
+        runner = self._shards.runner_objects.get(ShardId(int(shard_id)))
+        return None if runner is None else runner.messenger
 
     def shards_instantiated(self) -> list[ShardId]:
         return sorted(sid for sid, task in self._shards.tasks.items() if not task.done())

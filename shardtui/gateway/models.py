@@ -5,13 +5,10 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 from shardtui.gateway.protocol import STREAMING_URL_HOSTS, ActivityType, Status
-
-if TYPE_CHECKING:
-    from shardtui.gateway.messenger import ShardMessenger
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -332,7 +329,6 @@ class ShardRunnerInfo:
     stage: ConnectionStage = ConnectionStage.DISCONNECTED
     #: Last heartbeat round trip in seconds; None before the first ACK.
     latency: float | None = None
-    runner_tx: ShardMessenger | None = None
     health: ShardHealth = ShardHealth.OK
     health_reason: str = ""
     session_id: str | None = None

@@ -88,10 +88,6 @@ class CloseCode(enum.IntEnum):
         return CLOSE_CODE_DESCRIPTIONS.get(int(self), self.name.replace("_", " ").lower())
 
 
-#: Closes after which reconnecting cannot help: stop the shard and tell the operator.
-FATAL_CLOSE_CODES: Final = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
-#: Closes after which the session is gone: reconnect, but IDENTIFY instead of RESUME.
-SESSION_INVALIDATING_CLOSE_CODES: Final = frozenset({4006, 4007, 4009})
 #: Closes a client sends that end the session on Discord's side; any other code keeps it resumable.
 SESSION_ENDING_CLIENT_CLOSES: Final = frozenset({1000, 1001})
 

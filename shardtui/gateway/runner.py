@@ -1,43 +1,40 @@
-"""``ShardRunner``: one shard's WebSocket, timers and command sending around the sans-I/O :class:`Shard`.
-
-The runner owns the I/O and nothing else: it opens the connection, inflates and decodes frames,
-feeds them to the Shard, and carries out the actions it answers with — send, identify through the
-gate, reconnect, stop. Dispatches go to the user's handler in seq order, each exactly once.
+"""``ShardRunner``: one shard's life around the sans-I/O :class:`Shard`, orchestrating the parts that
+do the work: :mod:`~shardtui.gateway.connection` (connect, the socket, the fast path from frame to
+dispatch), :mod:`~shardtui.gateway.delivery` (the user's handler), :mod:`~shardtui.gateway.outbox`
+(commands out through the limiter). The runner feeds the Shard and carries out the actions it answers
+with — send, identify through the gate, reconnect, stop — and reports to the manager.
 
 Tasks, all owned by :meth:`ShardRunner.run` and gone when it returns: the connection reader (``run``
 itself), a timer per connection (heartbeats, zombie check, events/s), the inbox reader (messenger
-commands), an identify task while waiting on the gate, a closer while a close handshake runs, and a
-delivery task while an async handler has work queued.
+commands), an identify task while waiting on the gate, a closer while a close handshake runs, the
+outbox's sender while commands wait, and the delivery task while an async handler has work queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import inspect
 import logging
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-import orjson
-import zstandard
-
 from shardtui.gateway.aio import wait_for
-from shardtui.gateway.compression import ZstdStreamInflater, make_inflater
-from shardtui.gateway.errors import (
-    DecompressionError,
-    FatalGatewayError,
-    PayloadTooLarge,
-    fatal_error_for_close,
+from shardtui.gateway.connection import (
+    Connection,
+    Outcome,
+    close_code_of,
+    close_quietly,
+    close_wait_of,
+    describe_exc,
+    open_socket,
 )
+from shardtui.gateway.delivery import Delivery
+from shardtui.gateway.errors import FatalGatewayError, fatal_error_for_close
 from shardtui.gateway.gate import AcquireOnly, IdentifyGate, as_identify_gate
-from shardtui.gateway.http import USER_AGENT
 from shardtui.gateway.messages import (
     ShardManagerMessage,
     ShardRunnerMessage,
@@ -54,8 +51,9 @@ from shardtui.gateway.models import (
     ShardLogEvent,
     ShardRunnerInfo,
 )
+from shardtui.gateway.outbox import Outbox, SendResult
+from shardtui.gateway.payloads import request_guild_members
 from shardtui.gateway.protocol import COMPRESSIONS, GatewayIntents, Opcode, describe_close_code
-from shardtui.gateway.ratelimit import CommandLimiter, encode_command
 from shardtui.gateway.shard import (
     RESUMABLE_CLOSE,
     Fatal,
@@ -71,33 +69,14 @@ from shardtui.gateway.shard import (
     StageChange,
     Stop,
 )
-from shardtui.gateway.websocket import (
-    GatewaySocket,
-    HandshakeError,
-    Message,
-    MessageKind,
-    WebSocketProtocolError,
-)
-from shardtui.gateway.websocket import connect as ws_connect
+from shardtui.gateway.websocket import GatewaySocket, HandshakeError
 
 #: Longest wait a Retry-After on a refused upgrade may impose before the next try.
 MAX_RETRY_AFTER: Final = 300.0
 #: Refused WebSocket handshakes in a row after which the refusal is reported as an error (wrong url?).
 REPEATED_REFUSALS: Final = 3
-#: Seconds to wait for the server's answer to our close frame before dropping the socket.
-CLOSE_TIMEOUT: Final = 2.0
-#: Seconds given to a server that stopped answering (zombie, no HELLO) to take our close frame.
-UNRESPONSIVE_CLOSE_WAIT: Final = 0.2
 #: Seconds allowed for queued async handler work to finish when the runner stops cleanly.
 DRAIN_TIMEOUT: Final = 5.0
-#: Commands held while disconnected; older ones are dropped beyond this.
-MAX_DEFERRED_COMMANDS: Final = 1000
-#: Handler errors are logged at most once per this many seconds (the rest are counted).
-HANDLER_ERROR_LOG_INTERVAL: Final = 5.0
-#: Queued async handler calls at which the operator is told the handler cannot keep up.
-HANDLER_BACKLOG_WARNING: Final = 10_000
-_GUILD_EVENTS: Final = frozenset({"READY", "GUILD_CREATE", "GUILD_DELETE"})
-_DECODE_ERRORS: Final = (DecompressionError, zstandard.ZstdError, orjson.JSONDecodeError)
 
 
 @dataclass
@@ -138,13 +117,6 @@ class ShardRunnerOptions:
             )
 
 
-class _Result(enum.Enum):
-    SENT = "sent"
-    #: Can never be sent (too large, not encodable); dropped with an error logged.
-    REFUSED = "refused"
-    NO_CONNECTION = "no connection"
-
-
 class ShardRunner:
     """Runs one shard until it is shut down or refused for good. :meth:`run` never raises (except
     ``CancelledError`` when cancelled, after closing the socket and ending every task it started)."""
@@ -165,8 +137,8 @@ class ShardRunner:
         self._manager_tx = manager_tx
         self._emit_cb = emit
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        #: The handle for commands to this shard; others reach it through ``ShardManager.messenger(id)``.
         self.messenger = ShardMessenger(shard_id, self._inbox)
-        info.runner_tx = self.messenger
         self._rng = random.Random()
         self._shard = Shard(
             shard_id,
@@ -183,29 +155,21 @@ class ShardRunner:
             invalid_session_delay=options.invalid_session_delay,
             rng=self._rng,
         )
-        self._handler = options.event_handler
+        self._delivery = Delivery(
+            shard_id, info, options.event_handler, self._log, resumed_saved_session=options.resume is not None
+        )
+        self._outbox = Outbox(shard_id, self._shard, info, self._log)
         self._ws: GatewaySocket | None = None
-        self._limiter = CommandLimiter()
-        #: What ends the current connection (set once per connection) — or, between connections, the run.
-        self._outcome: Reconnect | Stop | FatalGatewayError | None = None
+        #: The current connection, or the last one between connections (its outcome is set by then).
+        self._conn: Connection | None = None
+        #: What ends the run: set by a stop request or a fatal refusal.
         self._final: Stop | FatalGatewayError | None = None
         self._wake = asyncio.Event()
-        self._closer: asyncio.Task | None = None
         self._identify_task: asyncio.Task | None = None
-        self._flush_task: asyncio.Task | None = None
-        self._delivery_task: asyncio.Task | None = None
-        self._pending_awaitables: deque[Awaitable[Any]] = deque()
-        self._deferred: deque[dict[str, Any]] = deque()
-        self._presence_pending: Presence | None = None
         self._failures = 0
         #: WebSocket handshakes refused in a row (an HTTP answer other than 101).
         self._refusals = 0
         self._connects = 0
-        #: Guild ids this session holds; None after resuming a saved session (READY, with the list, was
-        #: seen by an earlier runner), when only leaving a guild can still be counted.
-        self._guild_ids: set[object] | None = None if options.resume is not None else set()
-        self._handler_errors = 0
-        self._handler_error_logged_at = -HANDLER_ERROR_LOG_INTERVAL
         self._rate_mark: tuple[float, int] | None = None
 
     def __repr__(self) -> str:
@@ -220,6 +184,12 @@ class ShardRunner:
     def session_state(self) -> SessionState | None:
         """The session a later runner could RESUME, or None."""
         return self._shard.session_state()
+
+    def rebind(self, emit: Callable[[ManagerEvent], None], handler: Callable[[Dispatch], Any] | None) -> None:
+        """Report to another manager from now on: its event sink and its dispatch handler (the
+        reshard's switch hands the new set's running shards to the manager that stays)."""
+        self._emit_cb = emit
+        self._delivery.handler = handler
 
     async def run(self) -> None:
         info = self.info
@@ -262,7 +232,7 @@ class ShardRunner:
                 continue
             self._refusals = 0
             if self._final is not None:  # asked to stop while connecting
-                await self._close_quietly(ws, self._final_close_code())
+                await close_quietly(ws, self._final_close_code())
                 break
             outcome = await self._run_connection(ws)
             self.info.events_per_second = 0.0
@@ -288,9 +258,11 @@ class ShardRunner:
         token): a server or proxy that routes another path answers 404 or a plain 200 for ever, and
         the operator must see where we knocked. Repeated refusals become an error on the shard."""
         if not isinstance(exc, HandshakeError) or exc.status is None:
+            # Named with the url too: an untrusted certificate or a dead host is only actionable when the
+            # operator sees which host it was (the REST host and the gateway host can differ).
             self._log(
                 logging.WARNING,
-                f"could not connect to the gateway ({_describe_exc(exc)}); retrying in {delay:.1f} s",
+                f"could not connect to the gateway at {url} ({describe_exc(exc)}); retrying in {delay:.1f} s",
             )
             return
         self._refusals += 1
@@ -324,116 +296,42 @@ class ShardRunner:
             await wait_for(self._wake.wait(), delay)
 
     async def _connect(self, url: str) -> GatewaySocket:
-        return await wait_for(
-            ws_connect(url, ssl=self.options.ssl_context, user_agent=USER_AGENT, close_timeout=CLOSE_TIMEOUT),
-            self.options.connect_timeout,
-        )
+        return await open_socket(url, self.options.ssl_context, self.options.connect_timeout)
 
     # -- one connection ---------------------------------------------------------------------------------
 
-    async def _run_connection(self, ws: GatewaySocket) -> Reconnect | Stop | FatalGatewayError:
+    async def _run_connection(self, ws: GatewaySocket) -> Outcome:
         shard = self._shard
+        conn = Connection(ws, self.options.compression)
         self._ws = ws
-        self._outcome = None
-        self._closer = None
-        self._limiter = CommandLimiter()
-        inflater = make_inflater(self.options.compression)
-        feed = inflater.feed
-        loads = orjson.loads
-        receive_dispatch = shard.receive_dispatch
-        on_dispatch = self._on_dispatch
-        decoded_kind = MessageKind.DECODED
-        if isinstance(inflater, ZstdStreamInflater):
-            feed = inflater.decompress  # zstd's own method: no wrapper call per event; b"" = incomplete
-
-        def take(frame: bytes) -> Message | None:
-            # The hot path, run inside the socket's data_received while the loop below waits with
-            # nothing queued: an ordinary dispatch goes to the handler here; anything else is handed
-            # back decoded, to be queued for the loop below (which keeps it in order).
-            try:
-                data = feed(frame)
-                if not data:
-                    return None
-                payload = loads(data)
-            except _DECODE_ERRORS as exc:
-                ws.set_taker(None)  # the stream is broken: nothing after this is decoded
-                return Message(MessageKind.DECODE_FAILED, _short_exc(exc))
-            dispatch = receive_dispatch(payload)
-            if dispatch is None:
-                return Message(decoded_kind, payload)
-            on_dispatch(dispatch)
-            return None
-
+        self._conn = conn
+        self._outbox.connected(ws)
+        deliver = self._delivery.deliver
         self._apply_sync(shard.connection_opened(time.monotonic()))
-        timer = asyncio.create_task(self._timer_loop(ws), name=f"shard-{self.shard_id}-timer")
-        server_reason = ""
-        receive = ws.receive
-        binary = MessageKind.BINARY
-        text = MessageKind.TEXT
+        timer = asyncio.create_task(self._timer_loop(conn), name=f"shard-{self.shard_id}-timer")
         # With transport compression only binary frames are compressed; a text frame (never sent by
         # Discord then) goes the slow way, which decodes it as it is.
-        ws.set_taker(take, text=self.options.compression == "none")
+        conn.open_fast_path(shard.receive_dispatch, deliver, text=self.options.compression == "none")
         try:
-            while True:
-                msg = await receive()
-                kind = msg.kind
-                try:
-                    if kind is decoded_kind:
-                        payload = msg.data
-                    elif kind is binary:
-                        data = feed(msg.data)
-                        if not data:
-                            continue
-                        payload = loads(data)
-                    elif kind is text:
-                        payload = loads(msg.data)
-                    elif kind is MessageKind.DECODE_FAILED:
-                        await self._apply(shard.decode_failed(msg.data))
-                        break
-                    else:
-                        # CLOSE from the server (its reason in extra), CLOSING after our own close,
-                        # CLOSED when the connection is gone, ERROR when the server broke the protocol.
-                        if kind is MessageKind.CLOSE and msg.extra:
-                            server_reason = self._scrub(msg.extra[:200])
-                        elif kind is MessageKind.ERROR:
-                            failure = _describe_exc(msg.data)
-                            self._log(logging.WARNING, f"gateway connection failed: {failure}")
-                        break
-                except _DECODE_ERRORS as exc:
-                    ws.set_taker(None)
-                    await self._apply(shard.decode_failed(_short_exc(exc)))
-                    break
-                dispatch = receive_dispatch(payload)
-                if dispatch is not None:
-                    on_dispatch(dispatch)
-                    if self._outcome is not None:
-                        break
-                    continue
-                actions = shard.receive(payload)
-                if actions:
-                    if len(actions) == 1 and type(actions[0]) is Dispatch:
-                        on_dispatch(actions[0])
-                    else:
-                        await self._apply(list(actions))
-                if self._outcome is not None:
-                    break
+            await conn.read(shard, deliver, self._apply, self._connection_failed, self._scrub)
         finally:
-            ws.set_taker(None)
+            conn.close_fast_path()
             # The identify and the command sender belong to this connection (and its limiter); what
             # they had not sent yet stays queued for the next session.
-            helpers = [t for t in (timer, self._identify_task, self._flush_task) if t is not None]
-            self._identify_task = self._flush_task = None
+            helpers = [t for t in (timer, self._identify_task, self._outbox.detach_sender()) if t is not None]
+            self._identify_task = None
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-        outcome = self._outcome
+        outcome = conn.outcome
         if outcome is None:
             # The server or the network ended it.
             if not ws.closed:
-                await self._close_quietly(ws, RESUMABLE_CLOSE)
+                await close_quietly(ws, RESUMABLE_CLOSE)
             code = ws.close_code
             if code is None or code == 0:
                 code = 1006
+            server_reason = conn.server_reason
             self.info.last_close_code = code
             self.info.last_close_reason = server_reason or describe_close_code(code)
             self._log(
@@ -442,16 +340,17 @@ class ShardRunner:
                 + (f" ({server_reason})" if server_reason else ""),
             )
             await self._apply(shard.connection_closed(code, server_reason))
-            outcome = self._outcome
+            outcome = conn.outcome
         else:
-            closer = self._closer
+            closer = conn.closer
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer
             elif not ws.closed:
-                await self._close_quietly(ws, _close_code_of(outcome), wait=_close_wait_of(outcome))
+                await close_quietly(ws, close_code_of(outcome), wait=close_wait_of(outcome))
         self._ws = None
-        self._closer = None
+        self._outbox.disconnected()
+        conn.closer = None
         self.info.session_id = shard.session_id
         self.info.resume_gateway_url = shard.resume_gateway_url
         if outcome is None:  # defensive: the Shard always answers a close with an action
@@ -460,16 +359,15 @@ class ShardRunner:
             )
         return outcome
 
-    async def _close_quietly(self, ws: GatewaySocket, code: int, *, wait: float = CLOSE_TIMEOUT) -> None:
-        """Close with ``code``, waiting at most ``wait`` seconds for the server's reply (then drop)."""
-        with contextlib.suppress(Exception):
-            await wait_for(ws.close(code=code), wait)
+    def _connection_failed(self, failure: str) -> None:
+        self._log(logging.WARNING, f"gateway connection failed: {failure}")
 
-    def _end_connection(self, outcome: Reconnect | Stop | FatalGatewayError) -> None:
+    def _end_connection(self, outcome: Outcome) -> None:
         """Record what ends this connection and make the reader stop (from any task)."""
-        if self._outcome is not None:
+        conn = self._conn
+        if conn is None or conn.outcome is not None:
             return
-        self._outcome = outcome
+        conn.outcome = outcome
         if isinstance(outcome, Reconnect):
             how = "resuming" if outcome.resume else "identifying"
             self._log(logging.WARNING, f"reconnecting ({outcome.reason}); {how}")
@@ -479,17 +377,18 @@ class ShardRunner:
             if isinstance(outcome, Reconnect | Stop):
                 self.info.last_close_code = outcome.close_code
                 self.info.last_close_reason = outcome.reason
-            if self._closer is None:
+            if conn.closer is None:
                 # Closing wakes the reader (it is in ws.receive()); the reader awaits this task.
-                self._closer = asyncio.create_task(
-                    self._close_quietly(ws, _close_code_of(outcome), wait=_close_wait_of(outcome)),
+                conn.closer = asyncio.create_task(
+                    close_quietly(ws, close_code_of(outcome), wait=close_wait_of(outcome)),
                     name=f"shard-{self.shard_id}-close",
                 )
 
-    async def _timer_loop(self, ws: GatewaySocket) -> None:
+    async def _timer_loop(self, conn: Connection) -> None:
         shard = self._shard
+        ws = conn.ws
         try:
-            while self._outcome is None and self._ws is ws:
+            while conn.outcome is None and self._ws is ws:
                 now = time.monotonic()
                 self._update_rate(now)
                 deadline = shard.next_deadline()
@@ -501,7 +400,7 @@ class ShardRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # without this task there are no heartbeats: drop the connection
-            self._log(logging.ERROR, f"heartbeat timer failed: {_describe_exc(exc)}; reconnecting")
+            self._log(logging.ERROR, f"heartbeat timer failed: {describe_exc(exc)}; reconnecting")
             self._end_connection(
                 Reconnect(
                     shard.has_session, shard.connect_url(), RESUMABLE_CLOSE, "timer failed", failure=True
@@ -534,7 +433,7 @@ class ShardRunner:
     async def _apply(self, actions: list[ShardAction]) -> None:
         for action in actions:
             if isinstance(action, Dispatch):
-                self._on_dispatch(action)
+                self._delivery.deliver(action)
             elif isinstance(action, Send):
                 await self._send_protocol(action)
             elif isinstance(action, StageChange):
@@ -559,7 +458,7 @@ class ShardRunner:
         self._put_manager(ShardManagerMessage.ShardUpdate(self.shard_id, self._shard.latency, change.new))
         if change.old is ConnectionStage.HANDSHAKE and self._shard.heartbeat_interval is not None:
             # HELLO told us the interval: reserve the heartbeats' share of the command budget.
-            self._limiter.set_heartbeat_interval(self._shard.heartbeat_interval)
+            self._outbox.set_heartbeat_interval(self._shard.heartbeat_interval)
         if change.new is ConnectionStage.DISCONNECTED:
             self.info.connected_since = None
 
@@ -578,7 +477,7 @@ class ShardRunner:
             self._log(logging.INFO, "identified: new session ready")
             # READY proves the server has processed our IDENTIFY: the gate may count its window from now.
             self.options.identify_gate.identified(self.shard_id)
-        self._kick_flush()
+        self._outbox.kick()
 
     def _start_identify(self) -> None:
         if self._identify_task is None or self._identify_task.done():
@@ -594,7 +493,7 @@ class ShardRunner:
             self._end_connection(exc)
             return
         except Exception as exc:
-            self._log(logging.ERROR, f"identify gate failed: {_describe_exc(exc)}")
+            self._log(logging.ERROR, f"identify gate failed: {describe_exc(exc)}")
             self._end_connection(
                 Reconnect(False, shard.connect_url(), RESUMABLE_CLOSE, "identify gate failed", failure=True)
             )
@@ -607,127 +506,24 @@ class ShardRunner:
             return
         presence = shard.presence
         try:
-            result = await self._send(payload)
+            result = await self._outbox.send(payload)
         except Exception as exc:
-            self._log(logging.ERROR, f"sending IDENTIFY failed: {_describe_exc(exc)}")
+            self._log(logging.ERROR, f"sending IDENTIFY failed: {describe_exc(exc)}")
             self._end_connection(
                 Reconnect(False, shard.connect_url(), RESUMABLE_CLOSE, "identify failed", failure=True)
             )
             return
-        if result is _Result.SENT:
+        if result is SendResult.SENT:
             self.options.identify_gate.sent(self.shard_id)
             self.info.identifies += 1
             self.info.presence = presence
-            if self._presence_pending == presence:
-                self._presence_pending = None
+            self._outbox.presence_sent_in_identify(presence)
             self._log(logging.INFO, "identifying")
 
     async def _send_protocol(self, action: Send) -> None:
-        result = await self._send(action.payload, action.heartbeat)
-        if result is _Result.SENT and action.payload.get("op") == Opcode.RESUME:
+        result = await self._outbox.send(action.payload, action.heartbeat)
+        if result is SendResult.SENT and action.payload.get("op") == Opcode.RESUME:
             self._log(logging.INFO, f"resuming session from seq {self._shard.seq}")
-
-    async def _send(self, payload: dict[str, Any], heartbeat: bool = False) -> _Result:
-        ws = self._ws
-        if ws is None or ws.closed:
-            return _Result.NO_CONNECTION
-        try:
-            data = encode_command(payload)
-        except PayloadTooLarge as exc:
-            self._log(logging.ERROR, str(exc))
-            return _Result.REFUSED
-        except (orjson.JSONEncodeError, TypeError) as exc:
-            self._log(logging.ERROR, f"gateway command op {payload.get('op')} could not be encoded: {exc}")
-            return _Result.REFUSED
-        await self._limiter.acquire(heartbeat)
-        if ws is not self._ws or ws.closed:
-            return _Result.NO_CONNECTION
-        try:
-            await ws.send_frame(data)
-        except (ConnectionError, RuntimeError):
-            return _Result.NO_CONNECTION
-        return _Result.SENT
-
-    # -- dispatches --------------------------------------------------------------------------------------
-
-    def _on_dispatch(self, dispatch: Dispatch) -> None:
-        info = self.info
-        info.events_received += 1
-        if dispatch.seq is not None:
-            info.last_seq = dispatch.seq
-        info.last_dispatch_at = time.time()
-        if dispatch.name in _GUILD_EVENTS:
-            self._track_guilds(dispatch)
-        handler = self._handler
-        if handler is None:
-            return
-        try:
-            result = handler(dispatch)
-        except Exception as exc:
-            self._handler_failed(exc, dispatch.name)
-            return
-        if result is not None and inspect.isawaitable(result):
-            pending = self._pending_awaitables
-            pending.append(result)
-            if len(pending) == HANDLER_BACKLOG_WARNING:
-                self._log(
-                    logging.WARNING,
-                    f"the async event handler is {HANDLER_BACKLOG_WARNING} events behind; "
-                    "events wait in memory until it catches up",
-                )
-            if self._delivery_task is None:
-                self._delivery_task = asyncio.create_task(
-                    self._deliver_loop(), name=f"shard-{self.shard_id}-delivery"
-                )
-
-    async def _deliver_loop(self) -> None:
-        """Awaits queued handler coroutines one at a time, in the order the dispatches arrived."""
-        pending = self._pending_awaitables
-        try:
-            while pending:
-                awaitable = pending.popleft()
-                try:
-                    await awaitable
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._handler_failed(exc, "an event")
-        finally:
-            self._delivery_task = None
-
-    def _handler_failed(self, exc: Exception, name: str) -> None:
-        self._handler_errors += 1
-        now = time.monotonic()
-        if now - self._handler_error_logged_at >= HANDLER_ERROR_LOG_INTERVAL:
-            self._handler_error_logged_at = now
-            more = f" ({self._handler_errors} handler errors so far)" if self._handler_errors > 1 else ""
-            self._log(logging.ERROR, f"event handler raised on {name}: {type(exc).__name__}: {exc}{more}")
-
-    def _track_guilds(self, dispatch: Dispatch) -> None:
-        data = dispatch.data
-        if type(data) is not dict:
-            return
-        name = dispatch.name
-        ids = self._guild_ids
-        if name == "READY":
-            ids = self._guild_ids = set()
-            guilds = data.get("guilds")
-            if type(guilds) is list:
-                for guild in guilds:
-                    if type(guild) is dict and "id" in guild:
-                        ids.add(guild["id"])
-        elif ids is None:
-            # Resumed without the guild list: a GUILD_CREATE may be a known guild coming back, so only
-            # a real leave (GUILD_DELETE without "unavailable") changes the count we inherited.
-            if name == "GUILD_DELETE" and data.get("unavailable") is not True and self.info.guilds > 0:
-                self.info.guilds -= 1
-            return
-        elif name == "GUILD_CREATE":
-            if "id" in data:
-                ids.add(data["id"])
-        elif data.get("unavailable") is not True:  # GUILD_DELETE without unavailable: we left it
-            ids.discard(data.get("id"))
-        self.info.guilds = len(ids)
 
     # -- inbox ------------------------------------------------------------------------------------------
 
@@ -739,9 +535,7 @@ class ShardRunner:
             try:
                 self._handle_message(message)
             except Exception as exc:
-                self._log(
-                    logging.ERROR, f"could not carry out {type(message).__name__}: {_describe_exc(exc)}"
-                )
+                self._log(logging.ERROR, f"could not carry out {type(message).__name__}: {describe_exc(exc)}")
 
     def _handle_message(self, message: ShardRunnerMessageT | object) -> None:
         shard = self._shard
@@ -767,13 +561,22 @@ class ShardRunner:
                     "guild_members intent, which this bot does not use",
                 )
                 return
-            self._defer(_chunk_payload(message))
+            self._outbox.defer(
+                request_guild_members(
+                    message.guild_id,
+                    query=message.query,
+                    limit=message.limit,
+                    user_ids=message.user_ids,
+                    presences=message.presences,
+                    nonce=message.nonce,
+                )
+            )
         elif isinstance(message, ShardRunnerMessage.Message):
-            self._defer(message.payload)
+            self._outbox.defer(message.payload)
         else:
             self._log(logging.WARNING, f"ignored an unknown runner message {type(message).__name__}")
             return
-        self._kick_flush()
+        self._outbox.kick()
 
     def _control(self, actions: list[ShardAction]) -> None:
         """A close or restart request: applied now, whether connected or not."""
@@ -798,52 +601,7 @@ class ShardRunner:
 
     def _set_presence(self, presence: Presence) -> None:
         self._shard.presence = presence  # the next IDENTIFY carries it
-        self._presence_pending = presence
-
-    def _defer(self, payload: dict[str, Any]) -> None:
-        if len(self._deferred) >= MAX_DEFERRED_COMMANDS:
-            self._deferred.popleft()
-            self._log(logging.WARNING, "too many gateway commands waiting to be sent; dropped the oldest")
-        self._deferred.append(payload)
-
-    def _kick_flush(self) -> None:
-        """Start the sender if something waits and the shard can send."""
-        if self._presence_pending is None and not self._deferred:
-            return
-        if self._shard.stage is not ConnectionStage.CONNECTED or self._ws is None:
-            return
-        if self._flush_task is None or self._flush_task.done():
-            self._flush_task = asyncio.create_task(self._flush_commands(), name=f"shard-{self.shard_id}-send")
-
-    async def _flush_commands(self) -> None:
-        try:
-            await self._flush_commands_inner()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # keep the exception from vanishing with the task
-            self._log(logging.ERROR, f"sending a gateway command failed: {_describe_exc(exc)}")
-
-    async def _flush_commands_inner(self) -> None:
-        """Send what waits, in order, while the shard is connected; the rest waits for the next session."""
-        while self._shard.stage is ConnectionStage.CONNECTED and self._ws is not None:
-            presence = self._presence_pending
-            if presence is not None:
-                result = await self._send({"op": int(Opcode.PRESENCE_UPDATE), "d": presence.to_payload()})
-                if result is _Result.NO_CONNECTION:
-                    return
-                if self._presence_pending is presence:
-                    self._presence_pending = None
-                if result is _Result.SENT:
-                    self.info.presence = presence
-                continue
-            if not self._deferred:
-                return
-            payload = self._deferred[0]
-            result = await self._send(payload)
-            if result is _Result.NO_CONNECTION:
-                return
-            if self._deferred and self._deferred[0] is payload:
-                self._deferred.popleft()
+        self._outbox.want_presence(presence)
 
     # -- reporting ----------------------------------------------------------------------------------------
 
@@ -903,28 +661,26 @@ class ShardRunner:
                 if task.done() and not task.cancelled():
                     task.exception()  # retrieved, so Python does not warn about it
 
-        tasks = [t for t in (inbox_task, self._identify_task, self._flush_task) if t is not None]
+        tasks = [t for t in (inbox_task, self._identify_task, self._outbox.sender) if t is not None]
         for task in tasks:
             task.cancel()
         ws = self._ws
         if ws is not None and not ws.closed:
             # Cancelled mid-connection: keep the session resumable (session_state() can be saved).
-            await settle(self._close_quietly(ws, RESUMABLE_CLOSE))
-        if self._closer is not None:
-            tasks.append(self._closer)
+            await settle(close_quietly(ws, RESUMABLE_CLOSE))
+        closer = None if self._conn is None else self._conn.closer
+        if closer is not None:
+            tasks.append(closer)
         await finish(tasks)
         self._ws = None
-        delivery = self._delivery_task
+        self._outbox.disconnected()
+        delivery = self._delivery.task
         if delivery is not None:
             if clean and not cancelled:
                 await settle(wait_for(asyncio.shield(delivery), DRAIN_TIMEOUT))
             delivery.cancel()
             await finish([delivery])
-        while self._pending_awaitables:  # never awaited: close them so Python does not warn
-            leftover = self._pending_awaitables.popleft()
-            close = getattr(leftover, "close", None)
-            if close is not None:
-                close()
+        self._delivery.discard_pending()
         if self._shard.stage is not ConnectionStage.DISCONNECTED:
             old = self._shard.stage
             self._shard.stage = ConnectionStage.DISCONNECTED
@@ -934,42 +690,3 @@ class ShardRunner:
         self._put_manager(ShardManagerMessage.ShutdownFinished(self.shard_id))
         if cancelled:
             raise asyncio.CancelledError
-
-
-def _chunk_payload(message: ShardRunnerMessage.ChunkGuild) -> dict[str, Any]:
-    d: dict[str, Any] = {"guild_id": str(message.guild_id), "presences": message.presences}
-    if message.user_ids is not None:
-        d["user_ids"] = [str(u) for u in message.user_ids]
-        if message.limit is not None:
-            d["limit"] = message.limit
-    else:
-        d["query"] = message.query or ""
-        d["limit"] = message.limit if message.limit is not None else 0
-    if message.nonce is not None:
-        d["nonce"] = message.nonce
-    return {"op": int(Opcode.REQUEST_GUILD_MEMBERS), "d": d}
-
-
-def _close_wait_of(outcome: Reconnect | Stop | FatalGatewayError) -> float:
-    return (
-        UNRESPONSIVE_CLOSE_WAIT if isinstance(outcome, Reconnect) and outcome.unresponsive else CLOSE_TIMEOUT
-    )
-
-
-def _close_code_of(outcome: Reconnect | Stop | FatalGatewayError) -> int:
-    if isinstance(outcome, Reconnect | Stop):
-        return outcome.close_code
-    return RESUMABLE_CLOSE
-
-
-def _short_exc(exc: BaseException) -> str:
-    return str(exc)[:200] or type(exc).__name__
-
-
-def _describe_exc(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, HandshakeError | WebSocketProtocolError):
-        return str(exc)
-    text = str(exc)[:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

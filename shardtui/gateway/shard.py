@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from shardtui.gateway.closecodes import CLOSE_POLICIES
 from shardtui.gateway.models import ConnectionStage, Dispatch, Presence, ShardId
 from shardtui.gateway.protocol import (
     API_VERSION,
     DEFAULT_HEARTBEAT_INTERVAL_MS,
-    FATAL_CLOSE_CODES,
     SESSION_ENDING_CLIENT_CLOSES,
-    SESSION_INVALIDATING_CLOSE_CODES,
+    CloseCode,
     GatewayIntents,
     Opcode,
     describe_close_code,
@@ -46,6 +46,10 @@ from shardtui.gateway.protocol import (
 RESUMABLE_CLOSE: Final = 4000
 #: Close code that ends the session on Discord's side.
 SESSION_ENDING_CLOSE: Final = 1000
+#: Closes the policy table marks not resumable after which we still try a RESUME: 4003 is also the
+#: answer to a payload sent before RESUME on a fresh connection, which leaves the session alive (the
+#: sandbox keeps it too); if it is gone, the RESUME costs one op 9 before the IDENTIFY.
+RESUME_ANYWAY_CLOSES: Final = frozenset({CloseCode.NOT_AUTHENTICATED})
 #: Heartbeat intervals outside this range (seconds) are clamped: a hostile or broken HELLO must not make
 #: us beat in a busy loop or never.
 MIN_HEARTBEAT_INTERVAL: Final = 0.02
@@ -400,16 +404,18 @@ class Shard:
         was_connected = self.stage is ConnectionStage.CONNECTED
         self._end_connection(out)
         described = describe_close_code(code)
-        if code is not None and code in FATAL_CLOSE_CODES:
-            out.append(Fatal(code, reason or described))
+        policy = CLOSE_POLICIES.get(code) if code is not None else None
+        if policy is not None and policy.fatal:
+            out.append(Fatal(int(policy.code), reason or described))
             return out
-        if code is not None and code in SESSION_INVALIDATING_CLOSE_CODES:
+        if policy is not None and not policy.resumable and policy.code not in RESUME_ANYWAY_CLOSES:
             self._drop_session()
             out.append(self._reconnect(False, RESUMABLE_CLOSE, f"closed with {described}", failure=False))
             return out
-        # Any other code — 4000-4003, 4005, 4008, unknown codes, a server 1000/1001, a dropped TCP
-        # connection — keeps whatever session we have. A connection that closes before it was ever
-        # usable counts as a failure so a server that keeps refusing us is met with backoff.
+        # Any other code — 4000-4003 (4003: see RESUME_ANYWAY_CLOSES), 4005, 4008, unknown codes, a
+        # server 1000/1001, a dropped TCP connection — keeps whatever session we have. A connection
+        # that closes before it was ever usable counts as a failure so a server that keeps refusing
+        # us is met with backoff.
         out.append(
             self._reconnect(
                 self.has_session, RESUMABLE_CLOSE, f"closed with {described}", failure=not was_connected

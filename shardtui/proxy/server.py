@@ -53,6 +53,7 @@ from .session import ClientStats, Link, LinkEnd, SessionLimits, SessionState, Se
 
 if TYPE_CHECKING:
     from shardtui.gateway.manager import ShardManager
+    from shardtui.gateway.messenger import ShardMessenger
 
 log = logging.getLogger("shardtui.proxy")
 
@@ -482,9 +483,9 @@ class Proxy:
             await wait_for(waiter.wait(), self.settings.ready_timeout)
         return cache.ready_seen
 
-    def messenger(self, shard_id: int) -> Any:
-        info = self.manager.runners.get(ShardId(shard_id))
-        return None if info is None else info.runner_tx
+    def messenger(self, shard_id: int) -> ShardMessenger | None:
+        """The shard's messenger (its outgoing limiter); None while the shard has no runner."""
+        return self.manager.messenger(ShardId(shard_id))
 
     # -- serving ----------------------------------------------------------------------------------
 

@@ -12,29 +12,13 @@ import orjson
 from shardtui.gateway.protocol import CloseCode, Opcode
 
 from .gateway import control
-from .settings import ScheduledFault
+from .payloads import message_data
+from .settings import FAULT_KINDS, ScheduledFault
 from .state import SandboxState
 from .transport import Connection
 
 log = logging.getLogger("shardtui.sandbox")
 
-#: kind -> what it does (shown by the control API and in error messages).
-FAULT_KINDS: dict[str, str] = {
-    "drop": "drop the TCP connection without a close frame (session stays resumable)",
-    "zombie": "stop answering: no ACKs, no dispatches, the socket stays open",
-    "wedge": "keep ACKing heartbeats but stop sending dispatches (they wait in the replay buffer)",
-    "reconnect": "send op 7 Reconnect",
-    "invalid_session": "send op 9; params: resumable (bool, default false; false ends the session)",
-    "close": "close with a code; params: code (default 4000), reason",
-    "malformed": "send a frame that is not JSON (through the compression stream)",
-    "truncated": "send a compressed frame cut in half (breaks the compression stream)",
-    "split": "zlib-stream: send the next payload as two WebSocket frames (valid; clients must buffer)",
-    "oversized": "send a valid dispatch of several MB; params: size (bytes, default 2 MiB)",
-    "heartbeat_request": "send op 1, asking the client to heartbeat now",
-    "delay_hello": "delay HELLO on the next new connections; params: seconds (default 2), count (default 1)",
-    "refuse": "refuse new connections (HTTP 503); params: seconds (default 2)",
-    "outage": "drop every connection and refuse new ones; params: seconds (default 1)",
-}
 #: Faults a "random" schedule draws from (those that hit one live connection and heal by reconnecting).
 RANDOM_KINDS: tuple[str, ...] = (
     "drop",
@@ -92,25 +76,15 @@ def _apply(state: SandboxState, conn: Connection, kind: str, params: dict[str, A
     elif kind == "oversized":
         size = int(params.get("size", 2 * 1024 * 1024))
         if session is not None:
-            guild = state.world.guilds[0] if state.world.guilds else None
-            data = {
-                "id": str(state.world.snowflakes.now()),
-                "channel_id": str(guild.text_channel_ids[0]) if guild else str(state.world.dm_channel_id),
-                "content": "x" * size,
-                "type": 0,
-                "tts": False,
-                "timestamp": "2026-01-01T00:00:00.000000+00:00",
-                "edited_timestamp": None,
-                "pinned": False,
-                "flags": 0,
-                "mention_everyone": False,
-                "mentions": [],
-                "mention_roles": [],
-                "attachments": [],
-                "embeds": [],
-                "components": [],
-                "author": state.world.users[0].payload(),
-            }
+            world = state.world
+            # A guild of this session's shard (a guild_id from another shard is one no gateway sends),
+            # else the bot's DM channel.
+            guild = next((g for g in world.guilds if session.covers_guild(g.id)), None)
+            channel_id, guild_id, channel_type = (
+                (world.dm_channel_id, None, 1) if guild is None else (guild.text_channel_ids[0], guild.id, 0)
+            )
+            content, author = "x" * size, world.users[0].payload()
+            data = message_data(world.snowflakes.now(), channel_id, guild_id, channel_type, content, author)
             session.dispatch("MESSAGE_CREATE", data, state.next_event_id())
     elif kind == "heartbeat_request":
         conn.send(control(Opcode.HEARTBEAT))

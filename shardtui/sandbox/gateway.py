@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from shardtui.gateway.aio import wait_for
+from shardtui.gateway.closecodes import SESSION_ENDING_SERVER_CLOSES
 from shardtui.gateway.protocol import PRIVILEGED_INTENTS_VALUE, CloseCode, GatewayIntents, Opcode
 from shardtui.server import (
     Accepted,
@@ -41,9 +42,6 @@ from .transport import Connection
 __all__ = ["SandboxBackend", "control", "validate_presence"]
 
 log = logging.getLogger("shardtui.sandbox")
-
-#: Codes with which a server close ends the session (the client may not RESUME after them).
-SESSION_ENDING_SERVER_CLOSES = frozenset({4003, 4004, 4006, 4007, 4009, 4010, 4011, 4012, 4013, 4014})
 
 
 class SandboxBackend:

@@ -110,7 +110,7 @@ def _now_iso() -> str:
     return iso(int(time.time() * 1000))
 
 
-def _message_data(
+def message_data(
     msg_id: int,
     channel_id: int,
     guild_id: int | None,
@@ -118,6 +118,7 @@ def _message_data(
     content: str,
     author: dict[str, Any],
 ) -> dict[str, Any]:
+    """A MESSAGE_CREATE's ``d`` (without ``member``, which only guild messages carry)."""
     # Keys in the order Discord sends them (guild_id right after channel_id), the same for DMs and guilds.
     data: dict[str, Any] = {"id": str(msg_id), "channel_id": str(channel_id)}
     if guild_id is not None:
@@ -150,11 +151,11 @@ def message_create(world: World, guild: Guild | None) -> Generated:
     msg_id = world.snowflakes.now()
     if guild is None:
         author = rng.choice(world.users)
-        data = _message_data(msg_id, world.dm_channel_id, None, 1, rng.choice(MESSAGES), author.payload())
+        data = message_data(msg_id, world.dm_channel_id, None, 1, rng.choice(MESSAGES), author.payload())
         return Generated("MESSAGE_CREATE", data, None, GatewayIntents.DIRECT_MESSAGES, has_content=True)
     member = rng.choice(guild.members[1:] or guild.members)
     # Argument order keeps the rng draws in their old order: channel, then content.
-    data = _message_data(
+    data = message_data(
         msg_id, rng.choice(guild.text_channel_ids), guild.id, 0, rng.choice(MESSAGES), member.user.payload()
     )
     data["member"] = member.payload(with_user=False)

@@ -6,6 +6,8 @@ import secrets
 from collections import Counter, deque
 from typing import Any
 
+from shardtui.gateway.protocol import shard_for_guild
+
 from .accounting import EVENT_ID_KEY, SentEvent, ShardStats
 from .transport import Connection
 
@@ -46,7 +48,7 @@ class Session:
         self.presence: dict[str, Any] | None = None
 
     def covers_guild(self, guild_id: int) -> bool:
-        return (guild_id >> 22) % self.num_shards == self.shard_id
+        return shard_for_guild(guild_id, self.num_shards) == self.shard_id
 
     def dispatch(self, name: str, data: dict[str, Any], event_id: int) -> int:
         """Give the dispatch the next seq, keep it for replay and send it if the link is healthy."""

@@ -6,7 +6,7 @@ resumable) is a setting here, so tests can run the same rules in milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from shardtui.gateway.protocol import (
@@ -16,6 +16,26 @@ from shardtui.gateway.protocol import (
     IDENTIFY_WINDOW_SECONDS,
     MAX_GUILDS_PER_SHARD,
 )
+
+#: Fault kind -> what it does (shown by the control API and in error messages); the kinds a
+#: ``ScheduledFault`` may name. Here rather than in faults.py so reading settings (config does)
+#: imports none of the server.
+FAULT_KINDS: dict[str, str] = {
+    "drop": "drop the TCP connection without a close frame (session stays resumable)",
+    "zombie": "stop answering: no ACKs, no dispatches, the socket stays open",
+    "wedge": "keep ACKing heartbeats but stop sending dispatches (they wait in the replay buffer)",
+    "reconnect": "send op 7 Reconnect",
+    "invalid_session": "send op 9; params: resumable (bool, default false; false ends the session)",
+    "close": "close with a code; params: code (default 4000), reason",
+    "malformed": "send a frame that is not JSON (through the compression stream)",
+    "truncated": "send a compressed frame cut in half (breaks the compression stream)",
+    "split": "zlib-stream: send the next payload as two WebSocket frames (valid; clients must buffer)",
+    "oversized": "send a valid dispatch of several MB; params: size (bytes, default 2 MiB)",
+    "heartbeat_request": "send op 1, asking the client to heartbeat now",
+    "delay_hello": "delay HELLO on the next new connections; params: seconds (default 2), count (default 1)",
+    "refuse": "refuse new connections (HTTP 503); params: seconds (default 2)",
+    "outage": "drop every connection and refuse new ones; params: seconds (default 1)",
+}
 
 #: Relative weights of the generated traffic.
 DEFAULT_EVENT_MIX: dict[str, float] = {
@@ -43,7 +63,7 @@ DEFAULT_EVENT_MIX: dict[str, float] = {
 class ScheduledFault:
     """A fault fired every ``every`` seconds, on ``shard`` or on a random live shard when None.
 
-    ``kind`` is one of :data:`shardtui.sandbox.faults.FAULT_KINDS`, or ``"random"`` to pick one of
+    ``kind`` is one of :data:`FAULT_KINDS`, or ``"random"`` to pick one of
     ``choices`` (or of all transient kinds) each time.
     """
 
@@ -121,37 +141,15 @@ class SandboxSettings:
             raise ValueError("invalid sandbox settings: " + "; ".join(problems))
 
     @classmethod
-    def from_config(cls, cfg: Any, **overrides: Any) -> SandboxSettings:
-        """Build settings from a ``shardtui.config.SandboxConfig`` (duck-typed), plus overrides."""
-        values: dict[str, Any] = {}
-        names = {f.name for f in fields(cls)}
-        for name in (
-            "guilds",
-            "shards",
-            "max_concurrency",
-            "identify_window",
-            "heartbeat_interval_ms",
-            "resume_window",
-            "event_rate",
-            "session_start_total",
-            "privileged_intents",
-            "token",
-        ):
-            if hasattr(cfg, name):
-                values[name] = getattr(cfg, name)
-        values["privileged_intents"] = list(values.get("privileged_intents") or [])
-        values["faults"] = [
-            ScheduledFault(
-                kind=rule.kind,
-                every=float(rule.every),
-                shard=rule.shard,
-                params=dict(getattr(rule, "params", None) or {}),
-                choices=tuple(getattr(rule, "choices", None) or ()),
-            )
-            for rule in getattr(cfg, "faults", None) or []
-        ]
-        unknown = set(overrides) - names
+    def from_config(cls, cfg: SandboxSettings, **overrides: Any) -> SandboxSettings:
+        """A copy of ``cfg`` (``Config.sandbox``, the ``[sandbox]`` section) with ``overrides``; the
+        copy's lists and fault rules are its own, so the running sandbox never shares them with config."""
+        unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise TypeError(f"unknown sandbox setting(s): {', '.join(sorted(unknown))}")
-        values.update(overrides)
-        return cls(**values)
+        copies: dict[str, Any] = {
+            "privileged_intents": list(cfg.privileged_intents),
+            "faults": [replace(rule, params=dict(rule.params)) for rule in cfg.faults],
+            "event_mix": dict(cfg.event_mix),
+        }
+        return replace(cfg, **{**copies, **overrides})

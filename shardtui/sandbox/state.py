@@ -9,7 +9,7 @@ import secrets
 from collections import deque
 from typing import Any
 
-from shardtui.gateway.protocol import GatewayIntents
+from shardtui.gateway.protocol import GatewayIntents, shard_for_guild
 
 from .accounting import EVENT_ID_KEY, ShardStats, Totals
 from .payloads import Generated, filter_for_intents
@@ -72,7 +72,7 @@ class SandboxState:
         return stats
 
     def guild_ids_for(self, shard_id: int, num_shards: int) -> list[int]:
-        return [g.id for g in self.world.guilds if (g.id >> 22) % num_shards == shard_id]
+        return [g.id for g in self.world.guilds if shard_for_guild(g.id, num_shards) == shard_id]
 
     def accepts_token(self, presented: object) -> bool:
         return not self.token_reset and token_matches(self.token, presented)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shardtui.gateway.protocol import DISCORD_EPOCH_MS
+from shardtui.gateway.protocol import DISCORD_EPOCH_MS, snowflake_time_ms
 
 FIRST_NAMES = (
     "mason", "ava", "liam", "noor", "kenji", "sofia", "mateo", "amara", "yuki", "oliver", "ines", "tariq",
@@ -233,7 +233,7 @@ class World:
 
     def _make_guild(self, members_per_guild: int) -> Guild:
         guild_id = self.snowflakes.random_past()
-        joined_ms = (guild_id >> 22) + DISCORD_EPOCH_MS + 86_400_000
+        joined_ms = snowflake_time_ms(guild_id) + 86_400_000
         roles = [self._role(guild_id, guild_id, "@everyone", 0, 0)]
         for position, (name, color) in enumerate((("Moderator", 0x3498DB), ("Member", 0x2ECC71)), start=1):
             roles.append(self._role(guild_id, self.snowflakes.random_past(), name, position, color))

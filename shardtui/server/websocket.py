@@ -89,7 +89,6 @@ class GatewaySocket:
             close=self._close_handshake,
             zlib_level=options.zlib_level,
         )
-        self.opened_at = asyncio.get_running_loop().time()
         #: Nothing but close frames leaves any more: no ACKs, no dispatches (a zombie server).
         self.muted = False
         #: Seconds to hold each op 11 back (0: answer at once).

@@ -26,8 +26,15 @@ from textual.widgets import DataTable, Footer, Label, RichLog, Static
 from shardtui.config import Config
 from shardtui.gateway.models import FatalErrorEvent, ShardId
 from shardtui.tui.actions import ShardActions
+from shardtui.tui.charts import ChartScreen
+from shardtui.tui.columns_screen import ColumnsScreen
 from shardtui.tui.control import LocalControl, ShardControl
+from shardtui.tui.export import ExportScreen
 from shardtui.tui.filter_bar import FilterBar
+from shardtui.tui.formatting import fit_items
+from shardtui.tui.jump import JumpScreen
+from shardtui.tui.legend import legend_text
+from shardtui.tui.log_screen import LogScreen
 from shardtui.tui.model import Clock, ConsoleModel, QueueView
 from shardtui.tui.screens import (
     ConfirmScreen,
@@ -90,6 +97,17 @@ class ShardTUI(ShardActions):
             "minus", "refresh_rate(-1)", "Faster refresh", id="refresh_faster", key_display="-", show=False
         ),
         Binding("escape", "clear", "Clear marks/filter", id="clear", show=False),
+        # Marks, sort direction, jump, columns, log view, export and charts (htop/k9s habits: I inverts
+        # the sort, : jumps). Off the footer, which has no room left at 80 columns; ? lists them.
+        Binding("ctrl+a", "mark_all", "Mark all shards", id="mark_all", show=False),
+        Binding("M", "mark_filtered", "Mark filtered", id="mark_filtered", key_display="M", show=False),
+        Binding("U", "clear_marks", "Clear marks", id="clear_marks", key_display="U", show=False),
+        Binding("I", "reverse_sort", "Reverse sort", id="reverse_sort", key_display="I", show=False),
+        Binding("colon", "jump", "Go to shard", id="jump", key_display=":", show=False),
+        Binding("C", "choose_columns", "Columns", id="columns", key_display="C", show=False),
+        Binding("L", "log_view", "Log view", id="log_view", key_display="L", show=False),
+        Binding("x", "export", "Export", id="export", show=False),
+        Binding("c", "charts", "Charts", id="charts", show=False),
         Binding("ctrl+c", "request_quit", "Quit", id="quit_ctrl_c", show=False, priority=True),
         # Textual's own ctrl+q quits at once; here it asks like q does, so shards always close cleanly.
         Binding("ctrl+q", "request_quit", "Quit", id="quit_ctrl_q", show=False, priority=True),
@@ -338,6 +356,12 @@ class ShardTUI(ShardActions):
                     pane.write(Text(line.format()))
             if isinstance(self.screen, DetailsScreen):
                 self.screen.refresh_details()
+            elif isinstance(self.screen, ChartScreen):
+                self.screen.refresh_charts()
+            if lines:
+                for screen in self.screen_stack:
+                    if isinstance(screen, LogScreen):
+                        screen.add_lines(lines)
         if model.alerts:
             alerts, model.alerts = model.alerts, []
             self.notify("\n".join(alerts), title="Shard stopped", severity="error", timeout=15)
@@ -347,14 +371,22 @@ class ShardTUI(ShardActions):
     def _update_header(self) -> None:
         model = self.model
         first, second = model.stats().header_lines()
-        view = [f"refresh {self.refresh_interval:g}s", f"sort {model.sort_key.value}"]
+        # (text, shorter text or "" to drop): at 80 columns the match count and the marks must not be
+        # wrapped out of the three-line header, so the refresh rate goes first, then the filter's text
+        # (the filter box under the header shows it).
+        view: list[tuple[str, str | None]] = [
+            (f"refresh {self.refresh_interval:g}s", ""),
+            (f"sort {model.sort_key.value}" + (" reversed" if model.sort_reverse else ""), None),
+        ]
         if model.filter_text:
-            view.append(f"filter {model.filter_text!r}")
+            view.append((f"filter {model.filter_text!r}", "filter"))
+            view.append((f"{self._table.row_count:,} of {len(model.rows):,} match", None))
         if model.marked:
-            view.append(f"{len(model.marked)} marked")
+            view.append((f"{len(model.marked)} marked", None))
         if self.readonly:
-            view.append("READ-ONLY")
-        self._fleet.update(Text(f"{first}\n{second}\n{' · '.join(view)}"))
+            view.append(("READ-ONLY", None))
+        line = fit_items(view, max(0, self._fleet.size.width - 2))
+        self._fleet.update(Text(f"{first}\n{second}\n{line}"))
         self._update_startup()
 
     def _update_startup(self) -> None:
@@ -428,6 +460,15 @@ class ShardTUI(ShardActions):
                 lambda: self.action_refresh_rate(-1),
             ),
             ("help", "Help: keys", "List every key and its binding id", self.action_help),
+            ("mark_all", "Mark all shards", "Mark every shard, filtered or not", self.action_mark_all),
+            ("mark_filtered", "Mark filtered", "Mark the shards the filter shows", self.action_mark_filtered),
+            ("clear_marks", "Clear marks", "Unmark every shard", self.action_clear_marks),
+            ("reverse_sort", "Reverse sort", "Sort the other way round", self.action_reverse_sort),
+            ("jump", "Go to shard", "Move the cursor to a shard id", self.action_jump),
+            ("columns", "Choose columns", "Show or hide table columns", self.action_choose_columns),
+            ("log_view", "Log view", "The whole log, full screen, with search", self.action_log_view),
+            ("export", "Export table", "Write the shown rows to CSV or JSON", self.action_export),
+            ("charts", "Fleet charts", "Events/s and latency over the last minutes", self.action_charts),
         ]
         for action, title, help_text, callback in commands:
             if self.readonly and action in MUTATING_ACTIONS:
@@ -526,6 +567,74 @@ class ShardTUI(ShardActions):
         self._update_header()
         self.notify(f"Sorted by {key.value}", timeout=2)
 
+    # -- marks, sort direction, jump, columns, log view, export, charts --------------------------------
+
+    def _marks_changed(self, message: str) -> None:
+        self.table.flush()
+        self._update_header()
+        self.notify(message, timeout=2)
+
+    def action_mark_all(self) -> None:
+        count = self.model.mark_all()
+        self._marks_changed(f"{count:,} shards marked")
+
+    def action_mark_filtered(self) -> None:
+        added = self.model.mark_visible()
+        self._marks_changed(f"{added:,} shown shards marked ({len(self.model.marked):,} marked)")
+
+    def action_clear_marks(self) -> None:
+        if not self.model.marked:
+            return
+        self.model.clear_marks()
+        self._marks_changed("Marks cleared")
+
+    def action_reverse_sort(self) -> None:
+        reverse = self.model.reverse_sort()
+        self.table.resort()
+        self._update_header()
+        self.notify(f"Sorted by {self.model.sort_key.value}{' reversed' if reverse else ''}", timeout=2)
+
+    def jump_problem(self, sid: int) -> str | None:
+        """Why the cursor cannot go to shard ``sid`` (None: it can)."""
+        model = self.model
+        if sid not in model.rows:
+            if not model.rows:
+                return f"no shard {sid}: no shards yet"
+            return f"no shard {sid} (shards {min(model.rows)} to {max(model.rows)})"
+        if sid not in self.table.rendered:
+            filter_text = model.filter_text
+            return f"shard {sid} is hidden by the filter {filter_text!r} (esc on the table clears it)"
+        return None
+
+    def action_jump(self) -> None:
+        def done(sid: int | None) -> None:
+            if sid is not None:
+                self.table.select_shard(sid)
+                self.table.focus()
+
+        self.push_screen(JumpScreen(self.jump_problem), done)
+
+    def action_choose_columns(self) -> None:
+        def apply(hidden: set[str]) -> None:
+            self.model.hidden_columns = hidden
+            self.table.refresh_columns()
+
+        self.push_screen(ColumnsScreen(self.model.columns, self.model.hidden_columns, apply))
+
+    def action_log_view(self) -> None:
+        self.push_screen(LogScreen(self.model.delivered_log()))
+
+    def action_export(self) -> None:
+        def done(path: Path | None) -> None:
+            if path is not None:
+                self.model.note(f"exported the table to {path}")
+                self.notify(f"Exported to {path}", timeout=5)
+
+        self.push_screen(ExportScreen(self.model), done)
+
+    def action_charts(self) -> None:
+        self.push_screen(ChartScreen(self.model))
+
     def action_toggle_log(self) -> None:
         pane = self._log
         pane.display = not pane.display
@@ -562,7 +671,7 @@ class ShardTUI(ShardActions):
                 continue
             key = binding.key_display or binding.key
             rows.append((key, binding.description, binding.id or ""))
-        self.push_screen(HelpScreen(rows))
+        self.push_screen(HelpScreen(rows, legend_text(self.model.columns)))
 
     # -- quitting ----------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("stage", "stage", 12, 0),
     Column("health", "health", 7, 0),
     Column("latency", "latency", 8, 1),
+    # Only on wide terminals: it is the last column added, after presence.
+    Column("trend", "lat trend", 10, 11),
     Column("guilds", "guilds", 7, 2),
     Column("eps", "ev/s", 6, 3),
     Column("events", "events", 7, 5),
@@ -62,6 +65,8 @@ COLUMNS: tuple[Column, ...] = (
 CELL_PADDING = 2
 
 
+#: Latency samples the trend column draws (one character each; the column is 10 wide).
+TREND_SAMPLES = 10
 PRESENCE_GROWTH_STEP = 8
 PRESENCE_MAX_WIDTH = 96
 
@@ -114,12 +119,31 @@ SORT_COLUMN: dict[SortKey, str] = {
 }
 SORT_ASCENDING = "\u25b2"
 SORT_DESCENDING = "\u25bc"
+#: Columns the column chooser cannot hide: without them a row says nothing.
+ESSENTIAL_COLUMNS = frozenset({"id", "stage"})
 
 
-def sort_arrow(key: SortKey) -> str:
+def sort_arrow(key: SortKey, reverse: bool = False) -> str:
     """▲ for the id (lowest first); ▼ for every other key, which puts the most, slowest, oldest or
-    worst (failed, stopped, wedged ...) first."""
-    return SORT_ASCENDING if key is SortKey.ID else SORT_DESCENDING
+    worst (failed, stopped, wedged ...) first. ``reverse`` flips it."""
+    ascending = (key is SortKey.ID) != reverse
+    return SORT_ASCENDING if ascending else SORT_DESCENDING
+
+
+SPARK_BLOCKS = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
+
+
+def spark_text(values: Iterable[float], width: int) -> str:
+    """The last ``width`` values as block characters scaled from 0 to their maximum (a flat line
+    of low blocks is a steady, low value; the tallest block is the worst sample shown)."""
+    shown = list(values)[-width:]
+    if not shown:
+        return DASH
+    top = max(shown)
+    if top <= 0:
+        return SPARK_BLOCKS[0] * len(shown)
+    last = len(SPARK_BLOCKS) - 1
+    return "".join(SPARK_BLOCKS[min(last, max(0, round(v / top * last)))] for v in shown)
 
 
 # Worst first: an operator sorting by stage or health wants the trouble at the top.
@@ -174,6 +198,7 @@ def row_cells(row: ShardRow, now: float, *, marked: bool = False, queued: bool =
         "stage": Cell(word, f"stage-{word}"),
         "health": health_cell(info),
         "latency": Cell(format_latency(info.latency)),
+        "trend": Cell(spark_text(row.latencies, TREND_SAMPLES)),
         "guilds": Cell(format_count(info.guilds)),
         "eps": Cell(format_rate(info.events_per_second)),
         "events": Cell(format_count(info.events_received)),

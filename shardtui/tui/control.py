@@ -160,9 +160,9 @@ class LocalControl:
         model = self.host.model
         sent: list[int] = []
         skipped: list[int] = []
+        manager = self.manager
         for sid in ids:
-            row = model.rows.get(sid)
-            messenger = None if row is None else row.info.runner_tx
+            messenger = None if manager is None else manager.messenger(ShardId(sid))
             if messenger is None:
                 skipped.append(sid)
                 continue

@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Input
 
-from shardtui.tui.filtering import FilterError, parse_filter
+from shardtui.tui.filtering import check_filter
 
 #: The filter applies once typing pauses this long (seconds), not on every key.
 FILTER_DEBOUNCE = 0.15
@@ -21,11 +21,7 @@ FILTER_DEBOUNCE = 0.15
 
 def filter_problem(text: str) -> str | None:
     """Why ``text`` cannot be applied (shown under the box), or None."""
-    try:
-        parse_filter(text)
-    except FilterError as error:
-        return str(error)
-    return None
+    return check_filter(text)
 
 
 class FilterBar(Input):
@@ -48,7 +44,7 @@ class FilterBar(Input):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(
-            placeholder="filter: id, stage:conn, close:4000, any text · enter keeps · esc undoes",
+            placeholder="filter: id, stage:conn, latency>200ms, text · enter keeps · esc undoes",
             id=id,
         )
         #: Seconds typing must pause before the filter applies (a test may lengthen it).

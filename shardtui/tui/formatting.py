@@ -89,3 +89,19 @@ def percentile(values: list[float], pct: float) -> float | None:
 
 def describe_presence(presence: Presence | None) -> str:
     return DASH if presence is None else presence.describe()
+
+
+def fit_items(items: list[tuple[str, str | None]], width: int, sep: str = " · ") -> str:
+    """Join ``(text, short)`` items with ``sep`` in ``width`` cells: while too long, the first item
+    that has a shorter form takes it (an empty one drops out), in order. ``width`` 0: no limit."""
+    texts = [text for text, _ in items]
+
+    def joined() -> str:
+        return sep.join(t for t in texts if t)
+
+    for index, (_, short) in enumerate(items):
+        if not width or len(joined()) <= width:
+            break
+        if short is not None:
+            texts[index] = short
+    return joined()

@@ -35,7 +35,9 @@ Clock = Callable[[], float]
 LOG_LINES_PER_SHARD = 200
 LOG_LINES_CONSOLE = 2_000
 LATENCY_SAMPLES = 60
-
+#: Fleet-wide chart samples: one per FLEET_SAMPLE_INTERVAL seconds, ten minutes of them.
+FLEET_SAMPLE_INTERVAL = 2.0
+FLEET_SAMPLES = 300
 
 
 @dataclass(slots=True)
@@ -87,6 +89,17 @@ class ShardRow:
             self._last_sample_ack = ack
             self._last_latency = latency
             self.latencies.append(latency * 1000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSample:
+    """The whole fleet at one tick, for the chart view."""
+
+    at: float
+    events_per_second: float
+    #: Over connected shards with a measured latency (seconds); None when there are none.
+    mean_latency: float | None
+    max_latency: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +217,12 @@ class ConsoleModel:
         self.marked: set[int] = set()
         self.filter_text = ""
         self.sort_key = SortKey.ID
+        #: Sort the other way round (lowest, fastest, best first; the highest id first).
+        self.sort_reverse = False
+        #: Columns the operator hid with the column chooser (kept for the session).
+        self.hidden_columns: set[str] = set()
+        self.fleet_samples: deque[FleetSample] = deque(maxlen=FLEET_SAMPLES)
+        self.fleet_sample_interval = FLEET_SAMPLE_INTERVAL
         self.console_log: deque[LogLine] = deque(maxlen=LOG_LINES_CONSOLE)
         #: Log lines not yet written to the log pane.
         self.pending_log: list[LogLine] = []
@@ -308,10 +327,38 @@ class ConsoleModel:
                 row.signature = signature
                 row.sample_latency()
                 self.dirty.add(sid)
+        self.sample_fleet()
+
+    def sample_fleet(self) -> FleetSample | None:
+        """Record the fleet's events/s and latency if the last sample is old enough (the tick runs
+        far more often than the charts need a point)."""
+        now = self.clock()
+        samples = self.fleet_samples
+        if samples and now - samples[-1].at < self.fleet_sample_interval:
+            return None
+        latencies = [
+            r.info.latency
+            for r in self.rows.values()
+            if r.info.stage is ConnectionStage.CONNECTED and r.info.latency is not None
+        ]
+        sample = FleetSample(
+            at=now,
+            events_per_second=sum(r.info.events_per_second for r in self.rows.values()),
+            mean_latency=sum(latencies) / len(latencies) if latencies else None,
+            max_latency=max(latencies) if latencies else None,
+        )
+        samples.append(sample)
+        return sample
 
     def take_dirty(self) -> set[int]:
         dirty, self.dirty = self.dirty, set()
         return dirty
+
+    def delivered_log(self) -> list[LogLine]:
+        """The console log without the lines still waiting for ``take_log`` (a view opened now gets
+        those from the next tick, and must not show them twice)."""
+        lines = list(self.console_log)
+        return lines[: max(0, len(lines) - len(self.pending_log))]
 
     def take_log(self) -> list[LogLine]:
         lines, self.pending_log = self.pending_log, []
@@ -342,8 +389,16 @@ class ConsoleModel:
         now = self.clock()
         key = self.sort_key
         ids = [sid for sid in self.rows if self.matches(sid)]
-        ids.sort(key=lambda sid: sort_value(self.rows[sid], key, now, sid in self.queue.queued))
+        ids.sort(
+            key=lambda sid: sort_value(self.rows[sid], key, now, sid in self.queue.queued),
+            reverse=self.sort_reverse,
+        )
         return ids
+
+    def shown_columns(self) -> tuple[Column, ...]:
+        """The table's columns minus the ones the operator hid."""
+        hidden = self.hidden_columns
+        return tuple(c for c in self.columns if c.key not in hidden)
 
     def sort_value(self, sid: int) -> tuple[Any, ...]:
         return sort_value(self.rows[sid], self.sort_key, self.clock(), sid in self.queue.queued)
@@ -352,6 +407,24 @@ class ConsoleModel:
         index = SORT_ORDER.index(self.sort_key)
         self.sort_key = SORT_ORDER[(index + step) % len(SORT_ORDER)]
         return self.sort_key
+
+    def reverse_sort(self) -> bool:
+        self.sort_reverse = not self.sort_reverse
+        return self.sort_reverse
+
+    def mark_all(self) -> int:
+        """Mark every shard, filtered out or not. Returns how many are marked."""
+        self.dirty.update(self.rows)
+        self.marked.update(self.rows)
+        return len(self.marked)
+
+    def mark_visible(self) -> int:
+        """Mark the shards the filter shows (added to any already marked). Returns how many it added."""
+        matching = {sid for sid in self.rows if self.matches(sid)}
+        added = matching - self.marked
+        self.marked |= matching
+        self.dirty.update(added)
+        return len(added)
 
     def toggle_mark(self, sid: int) -> bool:
         self.dirty.add(sid)

@@ -282,9 +282,11 @@ class DetailsScreen(ModalScreen[None]):
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help.close")]
 
-    def __init__(self, rows: Iterable[tuple[str, str, str]]) -> None:
+    def __init__(self, rows: Iterable[tuple[str, str, str]], legend: Text | None = None) -> None:
         super().__init__(classes="dialog-screen")
         self.rows = list(rows)
+        #: What the columns and the filter syntax mean, shown under the keys.
+        self.legend = legend
 
     def compose(self) -> ComposeResult:
         text = Text()
@@ -296,6 +298,8 @@ class HelpScreen(ModalScreen[None]):
             yield Label("Keys (binding id on the right, for keymaps)", classes="dialog-title")
             with VerticalScroll():
                 yield Static(text, id="help-body")
+                if self.legend is not None:
+                    yield Static(self.legend, id="help-legend")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -57,6 +57,8 @@ class ShardTable(DataTable):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.model = model
         self.shown_columns: tuple[Column, ...] = ()
+        #: The width the columns were last chosen for.
+        self._width = 0
         #: What each displayed row currently shows, to diff against.
         self.rendered: dict[int, dict[str, Cell]] = {}
         self._styles: dict[tuple[str | None, bool, bool], Style] = {}
@@ -146,7 +148,8 @@ class ShardTable(DataTable):
 
     def set_width(self, width: int) -> bool:
         """Pick the columns for ``width``; rebuild only if the set changed. True if it did."""
-        columns = columns_for_width(width, self.model.columns)
+        self._width = width
+        columns = columns_for_width(width, self.model.shown_columns())
         if columns == self.shown_columns:
             return False
         selected = self.selected_shard
@@ -158,9 +161,15 @@ class ShardTable(DataTable):
         self.rebuild(selected)
         return True
 
+    def refresh_columns(self) -> bool:
+        """Show the columns the model now wants (after the column chooser). True if they changed."""
+        return self.set_width(self._width)
+
     def _label(self, column: Column) -> str:
         key = self.model.sort_key
-        return column.label + sort_arrow(key) if SORT_COLUMN.get(key) == column.key else column.label
+        if SORT_COLUMN.get(key) != column.key:
+            return column.label
+        return column.label + sort_arrow(key, self.model.sort_reverse)
 
     def header_labels(self) -> list[str]:
         """The column headers as shown, sort arrow included."""

@@ -9,8 +9,7 @@ import tomllib
 
 import pytest
 
-from shardtui.config import ConfigError
-from shardtui.fleet.config import ClusterConfig, describe_redis_url, parse_cluster_config
+from shardtui.config import ClusterConfig, ConfigError, describe_redis_url, parse_cluster_config
 
 
 def parse(text: str) -> ClusterConfig | None:
@@ -75,6 +74,11 @@ def test_defaults_name_the_process_after_host_and_pid():
             '"first-last" (e.g. "0-7") or [first, last], found string "some"',
         ),
         (
+            # The one shard-range parser ([gateway] uses it too) names a negative id as such.
+            "redis_url = 'redis://x'\nshard_range = [-1, 3]",
+            "shards.toml: cluster.shard_range: expected non-negative shard ids, found array [-1, 3]",
+        ),
+        (
             "redis_url = 'redis://x'\nheartbeat_ttl = 0.5",
             "shards.toml: cluster: heartbeat_ttl (0.5) must be longer "
             "than heartbeat_interval (1.0), or a live process would flicker as lost",
@@ -109,3 +113,23 @@ def test_the_gateway_library_never_imports_redis():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_loading_a_fleet_config_imports_neither_redis_nor_the_fleet_nor_the_sandbox_server(tmp_path):
+    # [cluster] is plain settings: the fleet (and redis) load only when a fleet starts, and the
+    # [sandbox] section (the sandbox's own settings type) does not bring up its aiohttp server.
+    path = tmp_path / "shards.toml"
+    path.write_text(
+        '[gateway]\nshards = 8\n[cluster]\nredis_url = "redis://127.0.0.1:6379/0"\nshard_range = "0-3"\n'
+        '[[sandbox.faults]]\nkind = "close"\nevery = 2\ncode = 4000\n'
+    )
+    code = (
+        "import sys\n"
+        "from shardtui.config import format_config, load_config\n"
+        f"config = load_config({str(path)!r}, environ={{}})\n"
+        "format_config(config, environ={})\n"
+        "print(config.cluster.shard_range, sorted(m for m in ('redis', 'shardtui.fleet', 'aiohttp',"
+        " 'shardtui.sandbox.server') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "(0, 3) []"

@@ -14,7 +14,10 @@ from shardtui.gateway.closecodes import (
 from shardtui.gateway.errors import fatal_error_for_close
 from shardtui.gateway.messages import ShardManagerMessage, fatal_message
 from shardtui.gateway.models import ShardId
-from shardtui.gateway.protocol import FATAL_CLOSE_CODES, SESSION_INVALIDATING_CLOSE_CODES
+
+#: The protocol fact sheet's sets (§6): reconnecting cannot help; the session is gone (identify).
+FATAL_CLOSE_CODES = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
+SESSION_INVALIDATING_CLOSE_CODES = frozenset({4006, 4007, 4009})
 
 
 def test_the_table_agrees_with_the_protocol_facts() -> None:

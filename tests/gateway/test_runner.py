@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiohttp import WSMsgType, web
 
 from shardtui.gateway.errors import PayloadTooLarge
 from shardtui.gateway.messages import ShardManagerMessage
-from shardtui.gateway.models import Activity, ConnectionStage, Presence
+from shardtui.gateway.models import Activity, ConnectionStage, Dispatch, Presence, ShardLogEvent
 from shardtui.gateway.protocol import ActivityType, GatewayIntents, Status
 from shardtui.gateway.shard import SessionState
+from shardtui.sandbox.accounting import EVENT_ID_KEY
 
 C = ConnectionStage
 FIRST_CONNECT = [C.CONNECTING, C.HANDSHAKE, C.IDENTIFYING, C.CONNECTED]
@@ -479,3 +481,70 @@ async def test_all_member_chunk_without_the_intent_is_refused_not_sent(
     stats = sandbox.stats()["shards"]["0"]
     assert stats["member_requests"] == 0 and stats["server_closes"] == {}
     assert h.stage_changes() == FIRST_CONNECT
+
+
+# A resume node that accepts the WebSocket but never sends HELLO must not hold a shard forever: after a
+# connection that never became usable the shard resumes through the base url (the Shard's side of it:
+# test_shard.py).
+
+
+async def test_runner_gets_past_a_resume_node_that_never_says_hello(sandbox_factory, harness_factory):
+    """End to end: READY points at a node that accepts sockets and stays silent; after a drop the
+    runner must come back on the sandbox with a RESUME (no identify spent, nothing lost)."""
+    silent_connections = 0
+
+    async def silent(request: web.Request) -> web.WebSocketResponse:
+        nonlocal silent_connections
+        silent_connections += 1
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:  # never HELLO
+            if msg.type is WSMsgType.ERROR:
+                break
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", silent)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        sandbox = await sandbox_factory()
+        sandbox._state.resume_url = f"ws://127.0.0.1:{port}"  # what READY will advertise
+        h = harness_factory(sandbox, connect_timeout=0.3, compression="zlib-stream")
+        await h.wait_connected()
+        sandbox.emit(4, "DM_MESSAGE_CREATE")
+        sandbox.inject("drop", 0)
+        sandbox.emit(3, "DM_MESSAGE_CREATE")
+        await h.wait_for(lambda: h.info.resumes == 1, within=8.0, what="a resume on the base url")
+        assert silent_connections >= 1
+        assert h.info.identifies == 1
+        await h.wait_for(lambda: len(h.event_ids()) >= len(sandbox.event_ids(0)), what="all events")
+        assert h.event_ids() == sandbox.event_ids(0)
+    finally:
+        await runner.cleanup()
+
+
+async def test_rebind_hands_dispatches_and_logs_to_the_new_owner(sandbox_factory, harness_factory) -> None:
+    # The reshard's switch: the manager that stays takes over a running shard, without a reconnect.
+    sandbox = await sandbox_factory()
+    h = harness_factory(sandbox)
+    await h.wait_connected()
+    old_received, old_logs = len(h.received), len(h.logs)
+    switched_at = len(sandbox.event_ids(0))
+    received: list[Dispatch] = []
+    logs: list[ShardLogEvent] = []
+    h.runner.rebind(lambda e: logs.append(e) if isinstance(e, ShardLogEvent) else None, received.append)
+    sandbox.emit(3, "DM_MESSAGE_CREATE")
+
+    def new_ids() -> list[int]:
+        return [d.data[EVENT_ID_KEY] for d in received if isinstance(d.data, dict) and EVENT_ID_KEY in d.data]
+
+    await h.wait_for(lambda: len(new_ids()) >= 3, what="the events after the switch")
+    assert new_ids() == sandbox.event_ids(0)[switched_at:]
+    sandbox.inject("drop", 0)
+    await h.wait_connected(count=2)
+    assert any("closed" in e.message for e in logs)
+    assert (len(h.received), len(h.logs)) == (old_received, old_logs)

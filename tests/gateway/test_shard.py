@@ -5,6 +5,20 @@ from __future__ import annotations
 import random
 
 import pytest
+from support.shard import (
+    BASE,
+    QUERY,
+    RESUME_URL,
+    TOKEN,
+    Clock,
+    connect,
+    dispatch,
+    hello,
+    identified,
+    make_shard,
+    of,
+    ready,
+)
 
 from shardtui.gateway.models import Activity, ConnectionStage, Dispatch, Presence, ShardId
 from shardtui.gateway.protocol import GatewayIntents, Status
@@ -21,75 +35,6 @@ from shardtui.gateway.shard import (
     StageChange,
     Stop,
 )
-
-TOKEN = "MTIz.shard-unit-test.secret-token-value"
-BASE = "ws://gateway.test/"
-RESUME_URL = "wss://resume.gateway.test"
-QUERY = "?v=10&encoding=json&compress=zstd-stream"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_shard(clock: Clock | None = None, **kwargs) -> Shard:
-    defaults = dict(
-        token=TOKEN,
-        intents=GatewayIntents.GUILDS | GatewayIntents.GUILD_MESSAGES,
-        gateway_url=BASE,
-        clock=clock or Clock(),
-        rng=random.Random(7),
-    )
-    shard_id = kwargs.pop("shard_id", 0)
-    total = kwargs.pop("total", 1)
-    defaults.update(kwargs)
-    return Shard(shard_id, total, **defaults)
-
-
-def hello(interval_ms: float = 1000) -> dict:
-    return {"op": 10, "d": {"heartbeat_interval": interval_ms}, "s": None, "t": None}
-
-
-def dispatch(name: str, s: int | None, d: object = None) -> dict:
-    return {"op": 0, "t": name, "s": s, "d": {} if d is None else d}
-
-
-def ready(s: int = 1, session_id: str = "sess-1", guilds: int = 2) -> dict:
-    return dispatch(
-        "READY",
-        s,
-        {
-            "v": 10,
-            "session_id": session_id,
-            "resume_gateway_url": RESUME_URL,
-            "guilds": [{"id": str(i), "unavailable": True} for i in range(guilds)],
-            "user": {"id": "1", "username": "bot"},
-        },
-    )
-
-
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
-
-
-def connect(shard: Shard, now: float = 100.0) -> list:
-    return shard.begin_connect() + shard.connection_opened(now)
-
-
-def identified(clock: Clock | None = None, **kwargs) -> Shard:
-    """A shard that went through HELLO, IDENTIFY and READY (seq 1)."""
-    shard = make_shard(clock, **kwargs)
-    connect(shard)
-    list(shard.receive(hello()))
-    assert shard.identify_payload() is not None
-    list(shard.receive(ready()))
-    assert shard.stage is ConnectionStage.CONNECTED
-    return shard
-
 
 # -- connecting, identify, READY ------------------------------------------------------------------
 
@@ -220,6 +165,90 @@ def test_unusable_heartbeat_interval_is_clamped_or_defaulted(interval: object) -
     assert shard.heartbeat_interval is not None
     assert 0.02 <= shard.heartbeat_interval <= 3600.0
     assert shard.stage is ConnectionStage.IDENTIFYING
+
+
+# Answering a server heartbeat request (op 1) must not make a healthy connection a "zombie".
+# The zombie rule is judged at each *scheduled* beat: was the previous scheduled beat ACKed? An op 1 that
+# lands just before a scheduled beat used to restart that wait, so the scheduled beat (one round trip
+# later, before the ACK could arrive) found "no ACK" and dropped a perfectly healthy connection.
+
+
+def connected(clock: Clock) -> Shard:
+    shard = Shard(
+        0,
+        1,
+        token=TOKEN,
+        intents=GatewayIntents.GUILDS,
+        gateway_url="ws://gateway.test/",
+        clock=clock,
+        rng=random.Random(5),
+    )
+    shard.begin_connect()
+    shard.connection_opened(clock.now)
+    shard.receive({"op": 10, "d": {"heartbeat_interval": 10_000}})
+    shard.identify_payload()
+    shard.receive({"op": 0, "t": "READY", "s": 1, "d": {"session_id": "s", "guilds": []}})
+    assert shard.stage is ConnectionStage.CONNECTED
+    return shard
+
+
+def beat(shard: Shard, clock: Clock) -> None:
+    """Run the clock to the next scheduled beat and ACK it after 50 ms."""
+    assert shard.next_heartbeat is not None
+    clock.now = shard.next_heartbeat
+    actions = shard.tick(clock.now)
+    assert [a for a in actions if isinstance(a, Send)], actions
+    clock.now += 0.05
+    assert [a for a in shard.receive({"op": 11, "d": None}) if isinstance(a, HeartbeatAcked)]
+
+
+def test_op1_just_before_a_scheduled_beat_does_not_drop_a_healthy_connection() -> None:
+    clock = Clock()
+    shard = connected(clock)
+    beat(shard, clock)
+    assert shard.next_heartbeat is not None
+    # The server asks for a beat 10 ms before ours is due; its ACK is still on the way when ours goes.
+    clock.now = shard.next_heartbeat - 0.01
+    [request_beat] = [a for a in shard.receive({"op": 1, "d": None}) if isinstance(a, Send)]
+    assert request_beat.payload == {"op": 1, "d": 1}
+    clock.now = shard.next_heartbeat
+    actions = shard.tick(clock.now)
+    assert not [a for a in actions if isinstance(a, Reconnect)], "a healthy connection was called a zombie"
+    assert [a.payload for a in actions if isinstance(a, Send)] == [{"op": 1, "d": 1}]
+    assert shard.stage is ConnectionStage.CONNECTED
+
+
+def test_zombie_is_still_caught_when_the_server_asked_for_a_beat() -> None:
+    clock = Clock()
+    shard = connected(clock)
+    beat(shard, clock)
+    # op 1 arrives, then the server goes silent: no ACK for anything any more.
+    clock.now += 1.0
+    shard.receive({"op": 1, "d": None})
+    for _ in range(3):
+        assert shard.next_heartbeat is not None
+        clock.now = shard.next_heartbeat
+        actions = shard.tick(clock.now)
+        if [a for a in actions if isinstance(a, Reconnect)]:
+            break
+    else:
+        raise AssertionError("a silent connection was never detected as a zombie")
+    [reconnect] = [a for a in actions if isinstance(a, Reconnect)]
+    assert reconnect.resume and reconnect.close_code not in (1000, 1001)
+
+
+def test_op1_while_a_scheduled_beat_is_unacked_keeps_waiting_for_that_ack() -> None:
+    clock = Clock()
+    shard = connected(clock)
+    assert shard.next_heartbeat is not None
+    clock.now = shard.next_heartbeat
+    shard.tick(clock.now)  # scheduled beat out, no ACK yet
+    clock.now += 0.02
+    shard.receive({"op": 1, "d": None})
+    clock.now += 0.05
+    [acked] = [a for a in shard.receive({"op": 11, "d": None}) if isinstance(a, HeartbeatAcked)]
+    assert acked.latency > 0
+    assert shard.heartbeat_acked
 
 
 # -- op 7, op 9 -----------------------------------------------------------------------------------------
@@ -375,6 +404,72 @@ def test_connect_failure_falls_back_to_the_base_url_but_keeps_the_session() -> N
     shard.connect_failed()
     assert shard.connect_url() == BASE + QUERY
     assert shard.has_session
+
+
+# A broken ``resume_gateway_url`` node must not hold a shard forever. A resume node that accepts the
+# WebSocket but never sends HELLO (or never answers the RESUME) is not a connect *error*, so it used to
+# be retried for ever: the session expired meanwhile and the shard never came back. After a connection
+# that never became usable the shard resumes through the base url instead (Discord accepts RESUME there;
+# twilight clears its resume url the same way). End to end: test_runner.py.
+
+
+def resumed_shard(clock: Clock) -> Shard:
+    shard = Shard(
+        0,
+        1,
+        token=TOKEN,
+        intents=GatewayIntents.GUILDS,
+        gateway_url=BASE,
+        hello_timeout=5.0,
+        clock=clock,
+        rng=random.Random(3),
+    )
+    shard.begin_connect()
+    shard.connection_opened(clock.now)
+    shard.receive({"op": 10, "d": {"heartbeat_interval": 1000}})
+    shard.identify_payload()
+    ready = {"session_id": "s1", "resume_gateway_url": RESUME_URL, "guilds": []}
+    shard.receive({"op": 0, "t": "READY", "s": 1, "d": ready})
+    assert shard.stage is ConnectionStage.CONNECTED
+    shard.connection_closed(1006)
+    assert shard.connect_url() == RESUME_URL + "/" + QUERY
+    return shard
+
+
+def test_no_hello_from_the_resume_node_resumes_through_the_base_url_next() -> None:
+    clock = Clock()
+    shard = resumed_shard(clock)
+    shard.begin_connect()
+    shard.connection_opened(clock.now)
+    clock.now += 5.0
+    [reconnect] = [a for a in shard.tick(clock.now) if isinstance(a, Reconnect)]
+    assert reconnect.resume and reconnect.failure
+    assert reconnect.url == BASE + QUERY
+    assert shard.connect_url() == BASE + QUERY
+    assert shard.has_session
+
+
+def test_resume_node_closing_before_resumed_resumes_through_the_base_url_next() -> None:
+    clock = Clock()
+    shard = resumed_shard(clock)
+    shard.begin_connect()
+    shard.connection_opened(clock.now)
+    shard.receive({"op": 10, "d": {"heartbeat_interval": 1000}})
+    assert shard.stage is ConnectionStage.RESUMING
+    [reconnect] = [a for a in shard.connection_closed(4000) if isinstance(a, Reconnect)]
+    assert reconnect.resume
+    assert reconnect.url == BASE + QUERY
+
+
+def test_a_usable_connection_keeps_the_resume_url() -> None:
+    clock = Clock()
+    shard = resumed_shard(clock)
+    shard.begin_connect()
+    shard.connection_opened(clock.now)
+    shard.receive({"op": 10, "d": {"heartbeat_interval": 1000}})
+    shard.receive({"op": 0, "t": "RESUMED", "s": 2, "d": {}})
+    [reconnect] = [a for a in shard.connection_closed(1006) if isinstance(a, Reconnect)]
+    assert reconnect.url == RESUME_URL + "/" + QUERY
 
 
 # -- liberal input --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from support.shard import Clock, connect, dispatch, hello, identified, make_shard, of
 
 from shardtui.gateway.models import ConnectionStage, Dispatch
 from shardtui.gateway.protocol import gateway_query
@@ -23,7 +24,6 @@ from shardtui.gateway.shard import (
     Shard,
     with_gateway_query,
 )
-from tests.gateway.test_shard import Clock, connect, dispatch, hello, identified, make_shard, of
 
 ZSTD_QUERY = gateway_query(10, "zstd-stream")
 

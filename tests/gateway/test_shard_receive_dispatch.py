@@ -7,13 +7,12 @@ must be the same.
 
 from __future__ import annotations
 
-import random
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.shard import connect, make_shard
 
 from shardtui.gateway.models import Dispatch, ShardId
-from shardtui.gateway.shard import SessionState, Shard
+from shardtui.gateway.shard import Shard
 
 MAX_SEQ = 2**63 - 1
 names = (
@@ -47,19 +46,10 @@ payloads = st.one_of(
 )
 
 
-def make_shard(seq: int | None) -> Shard:
-    resume = SessionState("s", seq, "wss://resume.example") if seq is not None else None
-    shard = Shard(
-        0,
-        1,
-        token="t.o.k",
-        intents=513,
-        gateway_url="wss://gateway.example/",
-        resume=resume,
-        rng=random.Random(1),
-    )
-    shard.begin_connect()
-    shard.connection_opened(0.0)
+def opened(seq: int | None) -> Shard:
+    """A shard whose connection just opened, restored from a saved session at ``seq`` (None: none)."""
+    shard = make_shard(saved_seq=seq)
+    connect(shard)
     return shard
 
 
@@ -77,7 +67,7 @@ def state(shard: Shard) -> tuple:
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([None, 0, 5, MAX_SEQ - 2]), st.lists(payloads, max_size=25))
 def test_fast_path_delivers_and_decides_as_receive(start: int | None, sequence: list) -> None:
-    plain, fast = make_shard(start), make_shard(start)
+    plain, fast = opened(start), opened(start)
     for payload in sequence:
         if type(payload) is dict and type(payload.get("s")) is tuple:
             payload = {**payload, "s": (plain.seq or 0) + payload["s"][1]}
@@ -92,7 +82,7 @@ def test_fast_path_delivers_and_decides_as_receive(start: int | None, sequence: 
 
 
 def test_fast_path_takes_the_next_dispatch_and_declines_everything_else() -> None:
-    shard = make_shard(5)
+    shard = opened(5)
     taken = shard.receive_dispatch({"op": 0, "t": "MESSAGE_CREATE", "s": 6, "d": {"id": "1"}})
     assert taken == Dispatch(ShardId(0), "MESSAGE_CREATE", 6, {"id": "1"})
     assert shard.seq == 6
@@ -109,7 +99,7 @@ def test_fast_path_takes_the_next_dispatch_and_declines_everything_else() -> Non
 
 def test_a_seq_past_int64_is_left_to_receive() -> None:
     # Discord's seqs are int64: receive delivers such a dispatch without a seq and keeps the last one.
-    shard = make_shard(MAX_SEQ)
+    shard = opened(MAX_SEQ)
     payload = {"op": 0, "t": "MESSAGE_CREATE", "s": MAX_SEQ + 1, "d": {}}
     assert shard.receive_dispatch(payload) is None
     assert shard.receive(payload) == [Dispatch(ShardId(0), "MESSAGE_CREATE", None, {})]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_shard import RESUME_URL, Clock, connect, dispatch, hello, make_shard, of, ready
+from support.shard import RESUME_URL, Clock, connect, dispatch, hello, make_shard, of, ready
 
 from shardtui.gateway.models import ConnectionStage
 from shardtui.gateway.shard import Reconnect, Send, SessionState

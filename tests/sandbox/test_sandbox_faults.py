@@ -158,6 +158,16 @@ async def test_oversized_dispatch_is_a_real_recorded_dispatch(sandbox, raw):
     assert sandbox.sent_events(0)[-1].seq == got["s"]
 
 
+async def test_oversized_dispatch_names_a_guild_of_the_shards_own(sandbox, raw):
+    # A guild_id from another shard is one no gateway sends: a client's cache would file it wrongly.
+    client, ready = await _ready(raw, sandbox, shard=(1, 2))
+    own = {g["id"] for g in ready["d"]["guilds"]}
+    assert own, "the sandbox gave shard 1 of 2 no guilds"
+    sandbox.inject("oversized", 1, size=1000)
+    got = (await client.recv_until("MESSAGE_CREATE"))[-1]["d"]
+    assert got["guild_id"] in own and got["content"] == "x" * 1000
+
+
 async def test_heartbeat_request_sends_op1(sandbox, raw):
     client, _ = await _ready(raw, sandbox)
     sandbox.inject("heartbeat_request", 0)

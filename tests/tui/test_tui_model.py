@@ -111,6 +111,8 @@ def test_row_cells_show_counters_and_ages() -> None:
         "stage": "connected",
         "health": "ok",
         "latency": "50 ms",
+        # One latency sample: the trend is one (full-height) block.
+        "trend": "\u2588",
         "guilds": "12",
         "eps": "4.2",
         "events": "345",
@@ -315,7 +317,8 @@ def test_columns_fit_the_terminal() -> None:
 
 def test_a_wide_terminal_gives_its_spare_cells_to_the_presence_column() -> None:
     # At 200 columns the presence text was cut at 28 cells with ~80 blank cells to its right.
-    for width in (160, 200, 240):
+    # (From 158 columns the latency trend column takes 12 of them first.)
+    for width in (170, 200, 240):
         columns = columns_for_width(width)
         presence = next(c for c in columns if c.key == "presence")
         assert presence.width > 28

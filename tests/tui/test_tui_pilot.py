@@ -229,7 +229,11 @@ async def test_presence_editor_rejects_bad_input_and_sends_nothing() -> None:
 
 
 async def test_view_keys_details_filter_sort_log_theme_refresh_help() -> None:
-    app = ShardTUI(fast_config())
+    config = fast_config()
+    # "No shard resumed" below proves the typed 'r' restarted nothing; with 500 ms heartbeats a loaded
+    # machine misses an ACK now and then, and that zombie's resume failed the test.
+    config.sandbox.heartbeat_interval_ms = 5000
+    app = ShardTUI(config)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
         await pilot.press("down", "enter")
@@ -397,7 +401,12 @@ async def test_disallowed_intents_show_one_fatal_screen_with_what_to_do() -> Non
     config.bot.intents = ["default", "message_content"]  # privileged, not enabled in the sandbox's portal
     app = ShardTUI(config)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, FatalScreen), "the fatal-error screen")
+        # Pushed a frame before its widgets are built: wait for the title, not only the push.
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, FatalScreen) and bool(app.screen.query(".dialog-title")),
+            "the fatal-error screen",
+        )
         assert "intents" in str(app.screen.query_one(".dialog-title").render()).lower()
         assert "4014" in str(app.screen.query_one("#fatal-body").render())
         await wait_until(pilot, lambda: not app.model.is_live(), "every shard to stop")

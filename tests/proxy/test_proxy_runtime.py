@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,54 @@ async def test_headless_prints_client_lines_and_reports_proxy_counts(
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+async def test_each_fleet_process_serves_its_own_shard_range(
+    sandbox_factory, raw, redis_url, tmp_path: Path
+) -> None:
+    pytest.importorskip("redis")
+    from redis.asyncio import Redis
+
+    sandbox = await sandbox_factory(shards=2, guilds=4)
+    cluster = f"proxy-{uuid.uuid4().hex[:10]}"
+    runtimes = []
+    try:
+        for shard in (0, 1):
+            path = tmp_path / f"p{shard}.toml"
+            path.write_text(
+                f'[cluster]\nredis_url = "{redis_url}"\nname = "p{shard}"\ncluster = "{cluster}"\n'
+                f'shard_range = "{shard}-{shard}"\n'
+            )
+            config = load_config(
+                str(path),
+                {
+                    "gateway.rest_url": sandbox.rest_url,
+                    "gateway.shards": "2",
+                    "sandbox.token": sandbox.token,
+                    "gateway.identify_window": str(sandbox.settings.identify_window),
+                    "proxy.listen": "127.0.0.1:0",
+                },
+                environ={},
+            )
+            runtime = Runtime(config)
+            runtimes.append(runtime)
+            await runtime.start()
+        for runtime in runtimes:
+            assert await runtime.manager.wait_until_connected(timeout=20)
+        for shard, runtime in enumerate(runtimes):
+            assert runtime.proxy is not None
+            mine = await raw(runtime.proxy.ws_url)
+            ready = await mine.ready(sandbox.token, (shard, 2), INTENTS)
+            assert ready["d"]["shard"] == [shard, 2]
+            other = await raw(runtime.proxy.ws_url)
+            await other.hello()
+            await other.identify(sandbox.token, (1 - shard, 2), INTENTS)
+            assert await other.expect_close() == 4010
+    finally:
+        for runtime in runtimes:
+            await runtime.close()
+        client = Redis.from_url(redis_url)
+        keys = [key async for key in client.scan_iter(match=f"shardtui:{{{cluster}}}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

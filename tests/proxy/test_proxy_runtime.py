@@ -19,7 +19,7 @@ from support.waiting import eventually
 
 from shardtui.config import ConfigError, load_config
 from shardtui.headless import run_headless
-from shardtui.runtime import Runtime, proxy_cache_path
+from shardtui.runtime import Runtime, preflight, proxy_cache_path
 
 INTENTS = 513
 
@@ -73,7 +73,11 @@ async def test_a_proxy_port_in_use_is_one_config_error_and_nothing_keeps_running
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        runtime = Runtime(config_for(sandbox, f"127.0.0.1:{port}"))
+        config = config_for(sandbox, f"127.0.0.1:{port}")
+        with pytest.raises(ConfigError) as early:
+            preflight(config)  # what the CLI says before a UI takes the terminal
+        assert "proxy.listen" in str(early.value) and "in use" in str(early.value)
+        runtime = Runtime(config)
         with pytest.raises(ConfigError) as caught:
             await runtime.open()
         assert "proxy.listen" in str(caught.value) and "in use" in str(caught.value)

@@ -231,3 +231,34 @@ async def test_each_fleet_process_serves_its_own_shard_range(
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+def test_the_cli_says_a_proxy_port_in_use_in_one_line_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shardtui.cli import main
+
+    config = tmp_path / "shards.toml"
+    config.write_text('[sandbox]\nguilds = 2\nshards = 1\ntoken = "cli-proxy-test-token"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = main(
+            [
+                "--config",
+                str(config),
+                "--proxy-listen",
+                f"127.0.0.1:{port}",
+                "run",
+                "--headless",
+                "--duration",
+                "5",
+            ]
+        )
+    captured = capsys.readouterr()
+    assert status == 2
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert "proxy.listen" in lines[0] and "port is in use" in lines[0] and str(port) in lines[0]
+    assert '"event":"stage"' not in captured.out

@@ -388,6 +388,8 @@ class Proxy:
         self._listeners: list[Callable[[ClientEvent], Any]] = []
         self._ready_waiters: dict[int, asyncio.Event] = {}
         self._total_known = asyncio.Event()
+        #: The shard total the cache's layout and the hubs are for (None before the first dispatch).
+        self._layout_total: int | None = None
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._port: int | None = None
@@ -425,10 +427,13 @@ class Proxy:
 
     def on_dispatch(self, dispatch: Dispatch) -> None:
         """One upstream dispatch: the cache first, then the clients (the hub's ordering contract)."""
+        total = self.manager.shard_total
+        if total != self._layout_total:
+            self._relayout(total)
         self.cache.feed(dispatch)
         sid = dispatch.shard_id.id
         hub = self.hubs.get(sid)
-        if hub is None or hub.shard_total != (self.manager.shard_total or hub.shard_total):
+        if hub is None:
             hub = self.hub(sid)
         hub.publish(dispatch)
         if dispatch.name == "READY":
@@ -437,9 +442,21 @@ class Proxy:
             if waiter is not None:
                 waiter.set()
 
+    def _relayout(self, total: int | None) -> None:
+        """The shard total changed (a live reshard; or the first dispatch): every client of the old total
+        is closed (they reconnect, fetch /gateway/bot or get 4010 naming the new total) and the cache
+        moves each guild to the shard that owns it under the new total."""
+        previous, self._layout_total = self._layout_total, total
+        if previous is None or total is None:
+            return
+        for hub in self.hubs.values():
+            hub.close_all(STOP_CODE, f"resharded from {previous} to {total} shards")
+        self.hubs.clear()
+        self.cache.rebucket(total, [sid.id for sid in self.manager.runners])
+        log.info("proxy: resharded from %s to %s shards; clients of the old total closed", previous, total)
+
     def hub(self, shard_id: int) -> ShardHub:
-        """The hub of ``shard_id``; after a reshard changed the total, the old one's clients are closed
-        (they reconnect, fetch /gateway/bot or get 4010 naming the new total) and a new hub begins."""
+        """The hub of ``shard_id`` (created on first use, with the manager's current total)."""
         total = self.manager.shard_total or 1
         hub = self.hubs.get(shard_id)
         if hub is not None and hub.shard_total == total:

@@ -295,3 +295,26 @@ async def test_each_client_gets_only_the_live_events_its_intents_cover(sandbox_f
     # Seqs stay consecutive per client: a filtered event takes no number.
     for got in (got_messages, got_guilds):
         assert [p["s"] for p in got] == list(range(got[0]["s"], got[0]["s"] + len(got)))
+
+
+async def test_after_a_live_reshard_clients_of_the_new_total_get_its_guild_layout(
+    sandbox_factory, rigs, raw
+) -> None:
+    sandbox = await sandbox_factory(shards=2, guilds=9)
+    rig = await rigs(sandbox)
+    old = await raw(rig.url)
+    await old.ready(sandbox.token, (0, 2), INTENTS)
+    await rig.manager.reshard(3, dedupe_grace=0.0)
+    sandbox.emit(3, "CHANNEL_CREATE")  # dispatches of the new total reach the proxy
+    assert await old.expect_close(wait=20) == 4000
+    stale = await raw(rig.url)
+    await stale.hello()
+    await stale.identify(sandbox.token, (0, 2), INTENTS)
+    assert await stale.expect_close() == 4010
+    for shard in range(3):
+        client = await raw(rig.url)
+        ready = await client.ready(sandbox.token, (shard, 3), INTENTS)
+        expected = {str(g) for g in sandbox.guild_ids_for_shard(shard, 3)}
+        assert {g["id"] for g in ready["d"]["guilds"]} == expected
+        creates = [await client.recv() for _ in expected]
+        assert {p["d"]["id"] for p in creates if p["t"] == "GUILD_CREATE"} == expected

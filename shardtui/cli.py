@@ -74,6 +74,7 @@ CONFIG_FLAGS: tuple[_Flag, ...] = (
     _Flag("--ca-file", "gateway.ca_file", "PEM CA certificates to trust for https/wss", "PATH"),
     _Flag("--state-max-age", "gateway.state_max_age", "saved sessions older than this identify", "SECONDS"),
     _Flag("--metrics-listen", "metrics.listen", 'serve Prometheus metrics on "HOST:PORT"', "HOST:PORT"),
+    _Flag("--proxy-listen", "proxy.listen", 'serve the gateway proxy for bots on "HOST:PORT"', "HOST:PORT"),
     _Flag("--intents", "bot.intents", 'comma-separated intent names, or "default"', "NAMES"),
     _Flag("--token-env", "bot.token_env", "environment variable holding the bot token", "VAR"),
     _Flag("--event-handler", "bot.event_handler", 'dispatch handler as "module:callable"', "SPEC"),

@@ -70,6 +70,8 @@ class _RunState:
     last_error: dict[int, str] = field(default_factory=dict)
     #: The gateway url the shards connect to (named in the never-connected lines).
     gateway_url: str | None = None
+    #: ``[proxy]`` counts as the run ended (clients, sessions, slow clients cut...), None without a proxy.
+    proxy: dict[str, Any] | None = None
 
     def snapshot(self, runtime: Runtime) -> None:
         if runtime._manager is None:
@@ -80,6 +82,25 @@ class _RunState:
         restore = getattr(runtime.manager, "session_restore", None)
         if restore is not None:
             self.sessions = restore.summary()
+        if runtime.proxy is not None:
+            self.proxy = runtime.proxy.stats()
+
+    def on_proxy_event(self, event: Any) -> None:
+        """A bot client attached to or detached from the proxy: one JSON line."""
+        line: dict[str, Any] = {
+            "ts": round(time.time(), 6),
+            "shard": event.shard_id,
+            "session": event.session_id,
+        }
+        from shardtui.proxy.server import ClientAttached
+
+        if isinstance(event, ClientAttached):
+            line.update(
+                event="client_attach", address=event.address, library=event.library, resumed=event.resumed
+            )
+        else:
+            line.update(event="client_detach", code=event.code, by_client=event.by_client)
+        self.emit(line)
 
     def never_connected(self) -> list[dict[str, Any]]:
         """Shards of the run that never reached CONNECTED, grouped by their last error (first shard first)."""
@@ -195,6 +216,8 @@ async def run_headless(
             await runtime.open()
             # Stays subscribed through the shutdown, so the final transitions are on stdout too.
             runtime.manager.subscribe(state.on_event)
+            if runtime.proxy is not None:
+                runtime.proxy.subscribe(state.on_proxy_event)
             await runtime.start()
             await _wait(runtime, state, duration)
         except asyncio.CancelledError:
@@ -300,6 +323,7 @@ def build_report(
     fatal: list[FatalErrorEvent],
     sessions: dict[str, Any] | None = None,
     never_connected: list[dict[str, Any]] | None = None,
+    proxy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     ended = time.time()
     report: dict[str, Any] = {
@@ -329,6 +353,8 @@ def build_report(
     if sessions is not None:
         # Persisted sessions (gateway.state_file): identifies_saved, resumed / rejected / stale ids.
         report["sessions"] = sessions
+    if proxy is not None:
+        report["proxy"] = proxy
     return report
 
 
@@ -349,6 +375,7 @@ def _write_report(path: str, config: Config, state: _RunState, started: float, s
         state.fatal,
         state.sessions,
         state.never_connected(),
+        state.proxy,
     )
     text = json.dumps(redact_value(report), indent=2) + "\n"
     tmp = f"{path}.tmp{os.getpid()}"

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from shardtui.fleet import FleetNode
     from shardtui.gateway.manager import ShardManager, ShardManagerOptions
     from shardtui.metrics import MetricsServer
+    from shardtui.proxy.server import Proxy
     from shardtui.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,32 @@ def preflight(config: Config) -> None:
         except MetricsError as exc:
             where = where_of(config.provenance.get("metrics.listen", config.source))
             raise ConfigError(where, "metrics.listen", message=str(exc)) from None
+    if config.proxy.listen is not None:
+        from shardtui.proxy.server import ProxyError, check_bindable
+
+        try:
+            check_bindable(config.proxy.listen)
+        except ProxyError as exc:
+            where = where_of(config.provenance.get("proxy.listen", config.source))
+            raise ConfigError(where, "proxy.listen", message=str(exc)) from None
+
+
+def chain_handlers(first: Callable[[Any], Any], second: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """One event handler calling ``first`` (synchronous, e.g. the proxy's feed) then ``second`` (the
+    user's, whose result — maybe awaitable — is returned). Without ``second``: ``first`` itself."""
+    if second is None:
+        return first
+
+    def both(dispatch: Any) -> Any:
+        first(dispatch)
+        return second(dispatch)
+
+    return both
+
+
+def proxy_cache_path(state_file: str) -> str:
+    """Where the proxy's guild cache is saved next to ``[gateway] state_file``."""
+    return f"{state_file}.cache.json"
 
 
 class Runtime:
@@ -114,6 +141,8 @@ class Runtime:
         self._fleet_joined = False
         #: The ``/metrics`` endpoint when ``[metrics] listen`` is set.
         self.metrics: MetricsServer | None = None
+        #: The gateway proxy bots connect to when ``[proxy] listen`` is set (serving from `open`).
+        self.proxy: Proxy | None = None
         self._sandbox_host = sandbox_host
         self._sandbox_port = sandbox_port
         self._opened = False
@@ -160,6 +189,7 @@ class Runtime:
             register_secret(token)
             self._manager = self._build_manager(self._options(token, handler))
             await self._start_metrics()
+            await self._start_proxy(token, handler)
         except BaseException:
             await self.close()
             raise
@@ -178,6 +208,54 @@ class Runtime:
             where = where_of(self.config.provenance.get("metrics.listen", self.config.source))
             raise ConfigError(where, "metrics.listen", message=str(exc)) from None
         self.metrics = server
+
+    async def _start_proxy(self, token: str, handler: Callable[..., Any] | None) -> None:
+        """Serve the proxy before any shard starts (a port in use stops the run up front) and make it
+        the first consumer of every dispatch: the cache and the clients, then the user's handler."""
+        cfg = self.config.proxy
+        if cfg.listen is None:
+            return
+        from shardtui.config.proxy import proxy_client_token
+        from shardtui.metrics import ProxyClientsCollector, parse_listen
+        from shardtui.proxy.cache import CacheOptions, GuildStateCache
+        from shardtui.proxy.server import Proxy, ProxyError, ProxySettings
+        from shardtui.proxy.session import SessionLimits
+
+        host, port = parse_listen(cfg.listen)
+        cache_options = CacheOptions(members=cfg.cache_members, presences=cfg.cache_presences)
+        state_file = self.config.gateway.state_file
+        cache = (
+            GuildStateCache.load_or_empty(proxy_cache_path(state_file), cache_options)
+            if state_file is not None
+            else GuildStateCache(cache_options)
+        )
+        client_token = proxy_client_token(self.config)
+        if client_token is not None:
+            register_secret(client_token)
+        settings = ProxySettings(
+            host=host,
+            port=port,
+            client_token=client_token,
+            limits=SessionLimits(
+                outbox_max_events=cfg.max_backlog_events,
+                outbox_max_bytes=cfg.max_backlog_bytes,
+                replay_max_events=cfg.max_backlog_events,
+                replay_max_bytes=cfg.max_backlog_bytes,
+                resume_window=cfg.resume_window,
+                max_sessions=cfg.max_sessions,
+            ),
+            cache=cache_options,
+        )
+        proxy = Proxy(self.manager, token=token, rest_upstream=self.rest_url, settings=settings, cache=cache)
+        try:
+            await proxy.start()
+        except ProxyError as exc:
+            where = where_of(self.config.provenance.get("proxy.listen", self.config.source))
+            raise ConfigError(where, "proxy.listen", message=str(exc)) from None
+        self.proxy = proxy
+        self.manager.options.event_handler = chain_handlers(proxy.on_dispatch, handler)
+        if self.metrics is not None:
+            self.metrics.add_collector(ProxyClientsCollector(proxy))
 
     def _options(self, token: str, handler: Callable[..., Any] | None) -> ShardManagerOptions:
         from shardtui.gateway.health import HealthPolicy
@@ -267,6 +345,19 @@ class Runtime:
             raise ConfigError(where, "cluster.shard_range", message=str(exc)) from None
         self._fleet_joined = True
 
+    def _save_proxy_cache(self) -> None:
+        """After a clean stop that kept the upstream sessions: the cache the next start serves from."""
+        state_file = self.config.gateway.state_file
+        if self.proxy is None or state_file is None or not self._started:
+            return
+        path = proxy_cache_path(state_file)
+        try:
+            self.proxy.cache.save(path)
+        except OSError as exc:
+            log.error("could not save the proxy cache to %s: %s", path, exc.strerror or exc)
+            return
+        log.info("saved the proxy cache to %s", path)
+
     async def close(self) -> None:
         """Shut every shard down (bounded time), then stop the sandbox. Idempotent; never raises but
         a cancellation of the caller, which waits until the shutdown is done."""
@@ -276,6 +367,12 @@ class Runtime:
         await run_to_end(self._close())
 
     async def _close(self) -> None:
+        if self.proxy is not None:
+            # Clients first (a resumable close each), so none is told anything after its shard went.
+            try:
+                await self.proxy.stop()
+            except Exception:
+                log.exception("error while stopping the proxy")
         if self._manager is not None:
             try:
                 await wait_for(self._manager.shutdown_all(), SHUTDOWN_TIMEOUT)
@@ -283,6 +380,7 @@ class Runtime:
                 log.warning("shards did not all shut down within %.0f s", SHUTDOWN_TIMEOUT)
             except Exception:
                 log.exception("error while shutting the shards down")
+            self._save_proxy_cache()
         if self.fleet is not None:
             try:
                 # After the shards: their last stage changes are published, then the process

@@ -2,7 +2,7 @@
 
 Figures are not checked (timings are the benches' business, not CI's); the shape of the report
 and the facts that must hold whatever the machine (no identify violations, every row present) are.
-The five scripts run at once, each against its own sandbox process.
+The six scripts run at once, each against its own sandbox process.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ SCRIPTS = {
     "memory": ["--quick"],
     "recovery": ["--quick"],
     "console": ["--quick"],
+    "proxy": ["--quick"],
 }
 
 
@@ -107,3 +108,13 @@ def test_console_reports_flushes_and_key_delay(outputs) -> None:
     cells = [int(r[2]) for r in rows]
     assert 0 < cells[0] <= 2 and 0 < cells[2] <= 4
     assert cells[1] == cells[3] and 0 < cells[1] < 200
+
+
+def test_proxy_reports_both_compressions_and_the_added_latency(outputs) -> None:
+    result = outputs["proxy"]
+    line = summary(result, "proxy")
+    assert "events per proxy CPU-second to 1 client" in line and "p99 added" in line
+    rows = table_rows(result.stdout)
+    assert [r[0] for r in rows] == ["zlib-stream", "zstd-stream"]
+    # Every client received every event (the run waits for it) and events were timed on both paths.
+    assert all(int(r[-1]) > 0 for r in rows)

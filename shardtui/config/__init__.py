@@ -33,6 +33,7 @@ from shardtui.config.model import (
     SandboxConfig,
     UiConfig,
 )
+from shardtui.config.proxy import ProxyConfig, proxy_client_token
 from shardtui.config.render import format_config
 from shardtui.config.schema import (
     ACTIVITY_TYPES,
@@ -80,6 +81,7 @@ __all__ = [
     "MetricsConfig",
     "Mode",
     "PresenceConfig",
+    "ProxyConfig",
     "SandboxConfig",
     "SandboxSettings",
     "ScheduledFault",
@@ -93,6 +95,7 @@ __all__ = [
     "format_config",
     "load_config",
     "parse_cluster_config",
+    "proxy_client_token",
     "read_toml",
     "unknown_environment",
     "where_of",

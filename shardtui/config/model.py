@@ -11,6 +11,7 @@ from typing import Any
 
 from shardtui.config.cluster import ClusterConfig
 from shardtui.config.faults import fault_as_table
+from shardtui.config.proxy import ProxyConfig
 from shardtui.config.schema import SCHEMA, SECTIONS, Compression, Mode
 from shardtui.gateway.models import Presence
 from shardtui.gateway.protocol import GatewayIntents
@@ -102,6 +103,7 @@ class Config:
     ui: UiConfig = field(default_factory=UiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     #: Where the config came from (a path, or "<defaults>").
     source: str = "<defaults>"
     #: Dotted key -> where its value came from: "default", a file path, "--flag" or "env NAME".

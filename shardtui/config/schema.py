@@ -31,6 +31,7 @@ from shardtui.config.parsers import (
     positive_float,
     ranged_int,
 )
+from shardtui.config.proxy import PROXY_SCHEMA
 
 Mode = Literal["sandbox", "discord"]
 Compression = Literal["zstd-stream", "zlib-stream", "none"]
@@ -94,6 +95,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "wedged_after": optional_positive_float,
         "restart_wedged": parse_bool,
     },
+    "proxy": PROXY_SCHEMA,
 }
 #: The sections set key by key (from the file, variables and flags); ``[cluster]`` is set as a whole.
 SECTIONS: tuple[str, ...] = tuple(SCHEMA)

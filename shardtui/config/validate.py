@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 
 from shardtui.config.errors import ConfigError, describe, where_of
 from shardtui.config.model import DEFAULT_SOURCE, Config
+from shardtui.config.proxy import validate_proxy
 from shardtui.gateway.protocol import IDENTIFY_WINDOW_SECONDS
 
 
@@ -54,6 +55,7 @@ def validate(config: Config, environ: Mapping[str, str], *, check_token: bool) -
             "no [cluster]",
         )
     _check_presence(config, where)
+    validate_proxy(config, environ, where)
     if check_token and gw.mode == "discord":
         name = config.bot.token_env
         if not environ.get(name, "").strip():

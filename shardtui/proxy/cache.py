@@ -688,6 +688,27 @@ class GuildStateCache:
         """Forget a shard this process no longer runs (after a reshard)."""
         self.shards.pop(shard_id, None)
 
+    def rebucket(self, total: int, shard_ids: Iterable[int]) -> None:
+        """After a reshard to ``total``: every cached guild moves to the shard that owns it now
+        (Discord's ``(guild_id >> 22) % total``), kept only for ``shard_ids`` (the shards this process
+        runs), each of which keeps the bot's ``user`` and ``application`` (a reshard's new sessions are
+        the same bot; its READYs do not reach event handlers)."""
+        old = list(self.shards.values())
+        user = next((c.user for c in old if c.user is not None), None)
+        application = next((c.application for c in old if c.application is not None), None)
+        fresh: dict[int, ShardCache] = {}
+        for sid in shard_ids:
+            cache = fresh[sid] = ShardCache(sid, self.options)
+            cache.user, cache.application = user, application
+        for cache in old:
+            for gid, state in cache._guilds.items():
+                target = fresh.get((int(gid) >> 22) % total)
+                if target is not None:
+                    target._guilds[gid] = state
+                    if gid in cache._outage:
+                        target._outage.add(gid)
+        self.shards = fresh
+
     def apply(self, shard_id: int, name: str, data: Any) -> bool:
         """Follow one dispatch of ``shard_id``; False (and nothing done) for a non-state event."""
         if name not in STATE_EVENTS:

@@ -51,6 +51,9 @@ Decisions, and why:
   channel). When an op 4 asks for the channel the bot is already in — a restarted bot re-joining — the kept
   pair is delivered to the new owner at once, because Discord may send nothing for a voice update that
   changes nothing; any other op 4 gets Discord's fresh answer.
+* **Intents.** Each session keeps its IDENTIFY intents; a live event whose intent
+  (:func:`~shardtui.proxy.intents.required_intent`, one dict lookup per event) the session lacks is not
+  numbered for it, as Discord would not send it. Events of unknown intent go to every session.
 * **Slow clients.** A session's outbox is bounded in events and bytes (snapshot and replayed frames at its
   head excepted). Past the bound the session is cut: its link ends with a resumable close (4000), it is
   counted (``cut_slow_total``), and it keeps numbering events into its replay buffer so a RESUME gets them.
@@ -68,6 +71,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from shardtui.gateway.models import Dispatch
 
 from .frames import dispatch_parts
+from .intents import required_intent
 from .session import (
     ClientSession,
     ClientStats,
@@ -231,9 +235,16 @@ class ShardHub:
         subscribers = self._subscribers
         if not subscribers:
             return
-        head, body = dispatch_parts(name, dispatch.data)
-        for session in subscribers:
-            session.push(head, body)
+        data = dispatch.data
+        head, body = dispatch_parts(name, data)
+        need = required_intent(name, data)
+        if need:
+            for session in subscribers:
+                if session.intents & need:
+                    session.push(head, body)
+        else:
+            for session in subscribers:
+                session.push(head, body)
 
     def _broadcast(self, name: str, data: Any) -> None:
         subscribers = self._subscribers
@@ -315,11 +326,17 @@ class ShardHub:
 
     # --- clients ------------------------------------------------------------------------------------
 
-    def open_session(self, *, address: str = "", library: str = "") -> Link:
-        """A new session for an accepted IDENTIFY, subscribed to the live stream from now on. Take the
-        snapshot after this call and hand it to :meth:`begin`."""
+    def open_session(self, *, address: str = "", library: str = "", intents: int | None = None) -> Link:
+        """A new session for an accepted IDENTIFY, subscribed to the live stream from now on (the events
+        its ``intents`` cover; None: all). Take the snapshot after this call and hand it to :meth:`begin`."""
         session = ClientSession(
-            self, self.shard_id, self.table.limits, address=address, library=library, clock=self.table.clock
+            self,
+            self.shard_id,
+            self.table.limits,
+            address=address,
+            library=library,
+            intents=intents,
+            clock=self.table.clock,
         )
         link = session.attach()
         self.table.add(session)
@@ -348,7 +365,7 @@ class ShardHub:
     ) -> Link:
         """:meth:`open_session`, the snapshot from ``source`` (awaited if it must be), :meth:`begin`.
         If the snapshot fails the session is dropped (op 9 on the link) and the error propagates."""
-        link = self.open_session(address=address, library=library)
+        link = self.open_session(address=address, library=library, intents=intents)
         try:
             snapshot = source.snapshot(self.shard_id, intents)
             if inspect.isawaitable(snapshot):

@@ -115,7 +115,7 @@ class Link:
     and calls :meth:`detach` when the socket goes away first.
     """
 
-    __slots__ = ("_final", "_waiter", "close_code", "end", "reason", "session")
+    __slots__ = ("_end_waiter", "_final", "_waiter", "close_code", "end", "reason", "session")
 
     def __init__(self, session: ClientSession) -> None:
         self.session = session
@@ -124,6 +124,7 @@ class Link:
         self.reason = ""
         self._final: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._end_waiter: asyncio.Future[None] | None = None
 
     async def wait_frames(self, max_frames: int | None = None) -> list[bytes]:
         """The next batch of frames (at least one), waiting while there are none; ``[]`` once the link ended
@@ -140,6 +141,16 @@ class Link:
                 await waiter
             finally:
                 self._waiter = None
+
+    async def wait_end(self) -> None:
+        """Return once the link has ended: for a transport blocked on its socket (a client that stopped
+        reading) rather than on :meth:`wait_frames`, so a cut still reaches it."""
+        if self.end is not None:
+            return
+        waiter = self._end_waiter
+        if waiter is None:
+            waiter = self._end_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(waiter)
 
     def __aiter__(self) -> AsyncIterator[list[bytes]]:
         return self._batches()
@@ -168,6 +179,9 @@ class Link:
         if final:
             self._final = final
         self._wake()
+        end_waiter = self._end_waiter
+        if end_waiter is not None and not end_waiter.done():
+            end_waiter.set_result(None)
 
 
 class ClientSession:
@@ -194,6 +208,7 @@ class ClientSession:
         "cuts",
         "detached_at",
         "hub",
+        "intents",
         "last_sent",
         "library",
         "limits",
@@ -211,9 +226,12 @@ class ClientSession:
         *,
         address: str = "",
         library: str = "",
+        intents: int | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.hub = hub
+        #: The client's IDENTIFY intents: live events they do not cover are not sent (None: all).
+        self.intents = -1 if intents is None else intents
         self.shard_id = shard_id
         self.limits = limits
         # Copied out of the limits: read on every event.

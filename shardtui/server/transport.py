@@ -13,7 +13,7 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import zstandard
 from aiohttp import web
@@ -21,6 +21,10 @@ from aiohttp import web
 log = logging.getLogger("shardtui.server")
 
 COMPRESSIONS: Final = frozenset({"zlib-stream", "zstd-stream"})
+#: Queued messages written with one socket write at most: a syscall per message was the writer's main
+#: cost with many small dispatches (bench/proxy.py); each stays its own WebSocket message.
+WRITE_BATCH: Final = 64
+_OP_TEXT, _OP_BINARY = 0x1, 0x2
 
 
 class Compressor:
@@ -32,11 +36,11 @@ class Compressor:
 
     __slots__ = ("_zlib", "_zstd", "kind")
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, zlib_level: int = 6) -> None:
         if kind not in COMPRESSIONS:
             raise ValueError(f"unsupported compression {kind!r}")
         self.kind = kind
-        self._zlib = zlib.compressobj() if kind == "zlib-stream" else None
+        self._zlib = zlib.compressobj(zlib_level) if kind == "zlib-stream" else None
         self._zstd = zstandard.ZstdCompressor().compressobj() if kind == "zstd-stream" else None
 
     def compress(self, data: bytes) -> bytes:
@@ -72,9 +76,10 @@ class WebSocketWriter:
         limits: QueueLimits | None = None,
         close: Callable[[int, str], Awaitable[None]],
         on_overflow: Callable[[], None] | None = None,
+        zlib_level: int = 6,
     ) -> None:
         self.ws = ws
-        self.compressor = Compressor(compression) if compression else None
+        self.compressor = Compressor(compression, zlib_level=zlib_level) if compression else None
         self.limits = limits or QueueLimits()
         self._close = close
         self._on_overflow = on_overflow
@@ -87,6 +92,9 @@ class WebSocketWriter:
         #: zlib-stream only: write the next message as two WebSocket frames (valid; clients buffer).
         self.split_next = False
         self.task: asyncio.Task[None] | None = None
+        #: Woken once the backlog falls to ``_room_at`` messages (`wait_room`); None: nobody waits.
+        self._room: asyncio.Future[None] | None = None
+        self._room_at = 0
 
     def start(self, name: str) -> None:
         self.task = asyncio.create_task(self._run(), name=name)
@@ -115,6 +123,24 @@ class WebSocketWriter:
         self._wakeup.set()
         return True
 
+    async def wait_room(self, messages: int) -> None:
+        """Wait until at most ``messages`` frames are queued (or the writer stopped): lets a producer
+        that holds its own bounded backlog (the proxy's client sessions) feed this writer only as fast as
+        the client reads."""
+        if self.queued_messages <= messages or self.task is None or self.task.done():
+            return
+        self._room_at = messages
+        room = self._room = asyncio.get_running_loop().create_future()
+        try:
+            await room
+        finally:
+            self._room = None
+
+    def _wake_room(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+
     def put_truncated(self, data: bytes) -> None:
         """Queue ``data`` compressed and cut in half: breaks the client's stream (fault injection)."""
         self._items.append((_TRUNCATED, data, 0, ""))
@@ -140,6 +166,41 @@ class WebSocketWriter:
             return
         await self.ws.send_bytes(blob)
 
+    @property
+    def _raw(self) -> object | None:
+        """aiohttp's frame writer under the response, when this aiohttp has the one `_write_batch` knows
+        (a server's frames are unmasked and, with ``compress=False``, never deflated by aiohttp)."""
+        writer = getattr(self.ws, "_writer", None)
+        if writer is None or getattr(writer, "use_mask", True) or getattr(writer, "compress", 1):
+            return None
+        if not hasattr(writer, "transport") or not hasattr(writer, "protocol"):
+            return None
+        return writer
+
+    async def _write_batch(self, batch: list[bytes]) -> None:
+        """Several messages, each its own WebSocket frame, in one transport write."""
+        writer: Any = self._raw
+        compressor = self.compressor
+        parts: list[bytes] = []
+        for data in batch:
+            payload = compressor.compress(data) if compressor is not None else data
+            length = len(payload)
+            first = 0x80 | (_OP_BINARY if compressor is not None else _OP_TEXT)
+            if length < 126:
+                parts.append(bytes((first, length)))
+            elif length < 65536:
+                parts.append(bytes((first, 126)) + length.to_bytes(2, "big"))
+            else:
+                parts.append(bytes((first, 127)) + length.to_bytes(8, "big"))
+            parts.append(payload)
+        transport = writer.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("Cannot write to closing transport")
+        transport.write(b"".join(parts))
+        protocol = writer.protocol
+        if protocol._paused:
+            await protocol._drain_helper()
+
     async def _run(self) -> None:
         items = self._items
         try:
@@ -152,7 +213,18 @@ class WebSocketWriter:
                 if kind == _FRAME:
                     self.queued_messages -= 1
                     self.queued_bytes -= len(data)
-                    await self._write(data)
+                    if items and items[0][0] == _FRAME and not self.split_next and self._raw is not None:
+                        batch = [data]
+                        while items and items[0][0] == _FRAME and len(batch) < WRITE_BATCH:
+                            more = items.popleft()[1]
+                            self.queued_messages -= 1
+                            self.queued_bytes -= len(more)
+                            batch.append(more)
+                        await self._write_batch(batch)
+                    else:
+                        await self._write(data)
+                    if self._room is not None and self.queued_messages <= self._room_at:
+                        self._wake_room()
                 elif kind == _TRUNCATED:
                     if self.compressor is not None:
                         blob = self.compressor.compress(data)
@@ -165,3 +237,5 @@ class WebSocketWriter:
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             # The peer vanished mid-write; the reader sees the same and cleans up.
             log.debug("gateway writer stopped: %s", type(exc).__name__)
+        finally:
+            self._wake_room()  # a producer waiting for room must not wait on a dead writer

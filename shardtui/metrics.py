@@ -15,10 +15,8 @@ metric.
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
-import socket
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
@@ -29,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from shardtui.gateway.manager import ShardManager
 from shardtui.gateway.models import ConnectionStage, ShardHealth, ShardId, ShardRunnerInfo
+from shardtui.listen import bind_reason, probe_bind, split_listen
 
 log = logging.getLogger(__name__)
 
@@ -41,40 +40,23 @@ class MetricsError(Exception):
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``"HOST:PORT"`` (IPv6 as ``"[::1]:9100"``) -> (host, port)."""
-    host, sep, port = listen.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    address = split_listen(listen)
+    if address is None:
         raise MetricsError(f'metrics listen address must be "HOST:PORT", got {listen!r}')
-    return host, int(port)
+    return address
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> MetricsError:
-    if exc.errno == errno.EADDRINUSE:
-        why = "the port is in use"
-    elif exc.errno == errno.EADDRNOTAVAIL:
-        why = "no local interface has that address"
-    else:
-        why = exc.strerror or str(exc)
-    return MetricsError(f"cannot serve metrics on {host}:{port}: {why}")
+    return MetricsError(f"cannot serve metrics on {host}:{port}: {bind_reason(exc)}")
 
 
 def check_bindable(listen: str) -> None:
     """Raise ``MetricsError`` now when ``listen`` cannot be bound, so a front end can say so in one
     line before it takes the terminal (``MetricsServer.start`` checks again when it binds)."""
     host, port = parse_listen(listen)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise _bind_error(host, port, exc) from None
-    for family, kind, proto, _name, address in infos:
-        with socket.socket(family, kind, proto) as probe:
-            # The same option aiohttp's server sets, so a port in TIME_WAIT is not called busy.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                raise _bind_error(host, port, exc) from None
+    failure = probe_bind(host, port)
+    if failure is not None:
+        raise _bind_error(host, port, failure)
 
 
 class _RunningTotal:

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hmac
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -33,6 +31,7 @@ from aiohttp import web
 from shardtui.gateway.aio import wait_for
 from shardtui.gateway.models import ConnectionStage, Dispatch, Presence, ShardId
 from shardtui.gateway.protocol import CloseCode, Opcode
+from shardtui.listen import bind_reason, probe_bind, split_listen
 from shardtui.server import (
     Accepted,
     AuthResult,
@@ -73,32 +72,18 @@ class ProxyError(Exception):
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> ProxyError:
-    if exc.errno == errno.EADDRINUSE:
-        why = "the port is in use"
-    elif exc.errno == errno.EADDRNOTAVAIL:
-        why = "no local interface has that address"
-    else:
-        why = exc.strerror or str(exc)
-    return ProxyError(f"cannot serve the proxy on {host}:{port}: {why}")
+    return ProxyError(f"cannot serve the proxy on {host}:{port}: {bind_reason(exc)}")
 
 
 def check_bindable(listen: str) -> None:
     """`ProxyError` now when ``"HOST:PORT"`` cannot be bound (a front end says it before it takes the
-    terminal; `Proxy.start` binds for real)."""
-    host, _, port_text = listen.strip().rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    port = int(port_text)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise _bind_error(host, port, exc) from None
-    for family, kind, proto, _name, address in infos:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                raise _bind_error(host, port, exc) from None
+    terminal; `Proxy.start` binds for real). The config has checked the shape already."""
+    address = split_listen(listen)
+    if address is None:
+        raise ProxyError(f'proxy listen address must be "HOST:PORT", got {listen!r}')
+    failure = probe_bind(*address)
+    if failure is not None:
+        raise _bind_error(*address, failure)
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,15 @@ def _common_parser() -> argparse.ArgumentParser:
     return common
 
 
+def _parsed_defaults() -> argparse.Namespace:
+    """The common flags' values when not given. Not ``set_defaults``: the common parser's actions are
+    shared with every subcommand (``parents``), so a default there would reset a flag given before
+    the subcommand; a pre-filled namespace is only written where a flag was given."""
+    return argparse.Namespace(
+        config=None, print_config=False, log_level=None, log_file=None, event_loop="asyncio"
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors in one line: the usage block above it buried what was wrong."""
 
@@ -236,12 +245,12 @@ def select_event_loop(choice: str) -> str:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(argv, namespace=_parsed_defaults())
     except SystemExit as exc:  # --help, --version and usage errors; argparse already printed
         return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
     command = args.command or "tui"
-    level = getattr(args, "log_level", None) or "warning"
-    log_file = getattr(args, "log_file", None)
+    level = args.log_level or "warning"
+    log_file = args.log_file
     try:
         if log_file is None and command == "tui":
             # Writing to stderr under a full-screen UI garbles it: log nowhere unless asked to.
@@ -252,7 +261,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"shardtui: {log_file}: cannot open log file: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        loop_name = select_event_loop(getattr(args, "event_loop", "asyncio"))
+        loop_name = select_event_loop(args.event_loop)
     except ValueError as exc:
         print(f"shardtui: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -263,8 +272,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_from_args(args)
 
     overrides, flags = overrides_from_args(args)
-    path = getattr(args, "config", None) or find_default_config()
-    printing = getattr(args, "print_config", False)
+    path = args.config or find_default_config()
+    printing = args.print_config
     try:
         config = load_config(path, overrides, flags=flags, check_token=not printing)
     except ConfigError as exc:
@@ -365,7 +374,7 @@ def _run_tui(config: Config) -> int:
     else:
         app = ShardTUI(config, readonly=config.ui.readonly)
     app.run()
-    startup_error = getattr(app, "startup_error", None)
+    startup_error = app.startup_error
     if startup_error:
         # The fleet refused this process (Redis away, name or shards taken): one line, now that
         # the terminal is back.
@@ -376,8 +385,8 @@ def _run_tui(config: Config) -> int:
         # The fatal screen went with the UI: the reason stays on the terminal (no token in it:
         # fatal messages are built from close codes and the gateway's reasons).
         print(f"shardtui: {report}", file=sys.stderr)
-    code = getattr(app, "return_code", None)
-    return 0 if code is None else int(code)
+    code = app.return_code
+    return 0 if code is None else code
 
 
 def _serve_sandbox_command(config: Config, args: argparse.Namespace) -> int:

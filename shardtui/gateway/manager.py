@@ -812,6 +812,12 @@ class ShardManager:
         """The current or last ``RollingRestartStatus``, or None."""
         return None if self._rolling is None else self._rolling.status
 
+    @property
+    def can_reshard(self) -> bool:
+        """A ShardManager implements live resharding (whether a given reshard is possible, e.g. the
+        budget or a partial shard range, ``reshard`` and ``plan("reshard", ...)`` say)."""
+        return True
+
     async def reshard(self, new_total: int, *, dedupe_grace: float | None = None) -> ReshardResult:
         """Move to ``new_total`` shards live: a complete new set identifies alongside the old one,
         the old set delivers until every new shard is CONNECTED, then delivery switches over (each

@@ -24,8 +24,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
-from shardtui.config import Config
-from shardtui.gateway.models import FatalErrorEvent, ShardId
+from shardtui.config import Config, ConfigError
+from shardtui.gateway.errors import FatalGatewayError
+from shardtui.gateway.models import FatalErrorEvent, ShardId, ShardRunnerInfo
 from shardtui.tui.actions import ShardActions
 from shardtui.tui.charts import ChartScreen
 from shardtui.tui.columns_screen import ColumnsScreen
@@ -37,6 +38,7 @@ from shardtui.tui.jump import JumpScreen
 from shardtui.tui.legend import legend_text
 from shardtui.tui.log_screen import LogScreen
 from shardtui.tui.model import Clock, ConsoleModel, QueueView
+from shardtui.tui.ports import ConsoleManager, ConsoleRuntime
 from shardtui.tui.screens import (
     ConfirmScreen,
     DetailsScreen,
@@ -62,10 +64,10 @@ MUTATING_ACTIONS = frozenset({"restart", "shutdown", "boot", "rolling_restart", 
 #: Exit status after a fatal error stopped the fleet: the same as headless mode's.
 EXIT_FATAL = 3
 
-RuntimeFactory = Callable[[Config], Any]
+RuntimeFactory = Callable[[Config], ConsoleRuntime]
 
 
-def _default_runtime_factory(config: Config) -> Any:
+def _default_runtime_factory(config: Config) -> ConsoleRuntime:
     from shardtui.runtime import Runtime
 
     return Runtime(config)
@@ -135,9 +137,9 @@ class ShardTUI(ShardActions):
         themes_dir: Path | None = None,
     ) -> None:
         self.config = config
-        self.readonly = readonly or bool(getattr(config.ui, "readonly", False))
+        self.readonly = readonly or config.ui.readonly
         self._runtime_factory = runtime_factory or _default_runtime_factory
-        identify_window = getattr(config.gateway, "identify_window", None)
+        identify_window = config.gateway.identify_window
         if identify_window is None:
             identify_window = 5.0 if config.gateway.mode == "discord" else config.sandbox.identify_window
         self.model = ConsoleModel(identify_window=identify_window, **({"clock": clock} if clock else {}))
@@ -145,8 +147,12 @@ class ShardTUI(ShardActions):
         self._theme_load: ThemeLoad = load_themes(themes_dir or THEMES_DIR)
         self._theme_problem: str | None = None
         self.refresh_interval = max(0.05, float(config.ui.refresh_interval))
-        self.runtime: Any = None
-        self.manager: Any = None
+        self.runtime: ConsoleRuntime | None = None
+        #: None until the runtime runs, and always in a fleet viewer (it runs no shard).
+        self.manager: ConsoleManager | None = None
+        #: The one line the CLI prints once the terminal is back when this process could not start
+        #: at all (the fleet console sets it when the fleet refused this process).
+        self.startup_error: str | None = None
         #: How actions reach the shards (the fleet console puts its own here).
         self.control: ShardControl = LocalControl(self)
         self._exit_code = 0
@@ -155,6 +161,9 @@ class ShardTUI(ShardActions):
         self._runtime_done = False
         #: The fatal error came as a manager event (cleared again by a boot), not from start-up.
         self._fatal_from_manager = False
+        self._sigterm_installed = False
+        #: The quit confirmation on screen (ctrl+c again answers it), or None.
+        self._quit_screen: ConfirmScreen | None = None
         self._tick_timer: Timer | None = None
         #: Ticks that raised; tests assert it stays 0.
         self.refresh_errors = 0
@@ -225,7 +234,7 @@ class ShardTUI(ShardActions):
         self._begin_quit()
 
     def on_unmount(self) -> None:
-        if getattr(self, "_sigterm_installed", False):
+        if self._sigterm_installed:
             try:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
             except (NotImplementedError, RuntimeError, ValueError):
@@ -289,10 +298,10 @@ class ShardTUI(ShardActions):
             finally:
                 unsubscribe()
 
-    def _adopt_runtime(self, runtime: Any) -> None:
+    def _adopt_runtime(self, runtime: ConsoleRuntime) -> None:
         self.runtime = runtime
         self.manager = runtime.manager
-        self.model.mode = str(getattr(runtime, "mode", self.config.gateway.mode))
+        self.model.mode = runtime.mode
 
     def _start_failed(self, exc: Exception) -> bool:
         """Show why the start failed; True keeps the console open (on its fatal screen) until quit."""
@@ -311,11 +320,13 @@ class ShardTUI(ShardActions):
 
     def _fatal_from_exception(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
-        kind = getattr(exc, "kind", None)
-        if not isinstance(kind, str):
-            kind = "configuration" if type(exc).__name__ == "ConfigError" else type(exc).__name__
-        code = getattr(exc, "code", None)
-        close_code = code if isinstance(code, int) else None
+        close_code: int | None = None
+        if isinstance(exc, FatalGatewayError):
+            kind, close_code = exc.kind, exc.code
+        elif isinstance(exc, ConfigError):
+            kind = "configuration"
+        else:
+            kind = type(exc).__name__
         self.model.apply(FatalErrorEvent(kind=kind, message=message, close_code=close_code))
         self._show_fatal()
         self._fatal_from_manager = False
@@ -365,20 +376,18 @@ class ShardTUI(ShardActions):
             model.sync(infos)
             model.scan()
         if manager is not None:
-            queue_status = getattr(manager, "queue_status", None)
-            if queue_status is not None:
-                model.queue = QueueView.from_status(queue_status())
-            model.session_start_limit = getattr(manager, "session_start_limit", None)
-            model.identifies_saved = int(getattr(manager, "identifies_saved", 0) or 0)
-            model.set_bot_user(getattr(manager, "bot_user", None))
+            model.queue = QueueView.from_status(manager.queue_status())
+            model.session_start_limit = manager.session_start_limit
+            model.identifies_saved = manager.identifies_saved
+            model.set_bot_user(manager.bot_user)
             if model.fatal is not None and self._fatal_from_manager and not model.fatal_is_new:
-                if getattr(manager, "fatal_error", None) is None:
+                if manager.fatal_error is None:
                     # The operator booted shards again after fixing the cause: a clean quit is a
                     # clean exit again.
                     model.fatal = None
                     self._exit_code = 0
 
-    def _shard_infos(self) -> Mapping[ShardId, Any] | None:
+    def _shard_infos(self) -> Mapping[ShardId, ShardRunnerInfo] | None:
         """The shards to show, keyed by id (None before the manager exists)."""
         return None if self.manager is None else self.manager.runners
 
@@ -742,7 +751,7 @@ class ShardTUI(ShardActions):
     def action_request_quit(self) -> None:
         if self._shutting_down:
             return
-        if isinstance(self.screen, ConfirmScreen) and getattr(self.screen, "is_quit", False):
+        if self._quit_screen is not None and self.screen is self._quit_screen:
             # ctrl+c twice: the second press answers yes.
             self.screen.dismiss(True)
             return
@@ -751,9 +760,10 @@ class ShardTUI(ShardActions):
             self._begin_quit()
             return
         screen = ConfirmScreen("Quit shardtui", question, yes="Quit")
-        screen.is_quit = True  # type: ignore[attr-defined]
+        self._quit_screen = screen
 
         def done(answer: bool | None) -> None:
+            self._quit_screen = None
             if answer:
                 self._begin_quit()
 

@@ -21,13 +21,14 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
     from shardtui.gateway.rolling import RollingRestartStatus
+    from shardtui.tui.ports import ConsoleManager
 
 
 class ControlHost(Protocol):
     """What a control needs from the console: the manager (None until it runs, or in a fleet
     viewer), the model it notes outcomes in, and the notification area."""
 
-    manager: Any
+    manager: ConsoleManager | None
     model: ConsoleModel
 
     def notify(
@@ -106,15 +107,22 @@ class LocalControl:
         self.host = host
 
     @property
-    def manager(self) -> Any:
+    def manager(self) -> ConsoleManager | None:
         return self.host.manager
+
+    def _running(self) -> ConsoleManager:
+        # The actions ask ``unavailable()`` before any command, so a command always has a manager.
+        manager = self.host.manager
+        if manager is None:
+            raise RuntimeError("The shard manager is not running yet.")
+        return manager
 
     def unavailable(self) -> str | None:
         return "The shard manager is not running yet." if self.manager is None else None
 
     def plan_text(self, action: str, ids: Sequence[int]) -> str:
         try:
-            plan = self.manager.plan(action, [ShardId(i) for i in ids])
+            plan = self._running().plan(action, [ShardId(i) for i in ids])
         except Exception as exc:
             return f"(no cost estimate: {exc})"
         return str(plan.text)
@@ -129,20 +137,20 @@ class LocalControl:
         model = self.host.model
         model.note(f"restart {shard_ids_phrase(ids)} (resume first): {self.plan_text('restart', ids)}")
         self.host.notify(f"Restarting {shard_ids_phrase(ids)} (resume first)")
-        manager = self.manager
+        manager = self._running()
         await self._each(
             "restart", ids, lambda sid: manager.restart(ShardId(sid), force_identify=force_identify)
         )
 
     async def shutdown(self, ids: Sequence[int]) -> None:
         self.host.model.note(f"shut down {shard_ids_phrase(ids)}")
-        manager = self.manager
+        manager = self._running()
         await self._each("shutdown", ids, lambda sid: manager.shutdown(ShardId(sid)))
 
     async def boot(self, ids: Sequence[int]) -> None:
         self.host.model.note(f"boot {shard_ids_phrase(ids)}: {self.plan_text('boot', ids)}")
         self.host.notify(f"Booting {shard_ids_phrase(ids)}")
-        manager = self.manager
+        manager = self._running()
         await self._each("boot", ids, lambda sid: manager.boot(ShardId(sid)))
 
     async def _each(self, verb: str, ids: Sequence[int], call: Callable[[int], Awaitable[Any]]) -> None:
@@ -192,11 +200,12 @@ class LocalControl:
     def rolling_progress(self) -> RollingRestartStatus | None:
         from shardtui.gateway.rolling import RollingState
 
-        status: RollingRestartStatus | None = getattr(self.manager, "rolling_status", None)
+        manager = self.manager
+        status = None if manager is None else manager.rolling_status
         return status if status is not None and status.state is RollingState.RUNNING else None
 
     def abort_rolling_restart(self) -> bool:
-        return bool(self.manager.abort_rolling_restart())
+        return self._running().abort_rolling_restart()
 
     async def rolling_restart(self, ids: Sequence[int]) -> None:
         from shardtui.gateway.rolling import RollingState
@@ -204,7 +213,7 @@ class LocalControl:
         model = self.host.model
         model.note(f"rolling restart of {len(ids)} shards")
         try:
-            status = await self.manager.rolling_restart(shard_ids=[ShardId(i) for i in ids])
+            status = await self._running().rolling_restart(shard_ids=[ShardId(i) for i in ids])
         except Exception as exc:
             model.note(f"rolling restart failed: {exc}", logging.ERROR)
             self.host.notify(str(exc), title="Rolling restart failed", severity="error")
@@ -217,20 +226,24 @@ class LocalControl:
         self.host.notify("Rolling restart finished")
 
     def reshard_unavailable(self) -> str | None:
-        return None if hasattr(self.manager, "reshard") else "This shard manager cannot reshard live."
+        manager = self.manager
+        if manager is None or not manager.can_reshard:
+            return "This shard manager cannot reshard live."
+        return None
 
     def shard_total(self) -> int | None:
-        return getattr(self.manager, "shard_total", None)
+        manager = self.manager
+        return None if manager is None else manager.shard_total
 
     def reshard_plan(self, total: int) -> str:
-        return str(self.manager.plan("reshard", [ShardId(i) for i in range(total)]).text)
+        return str(self._running().plan("reshard", [ShardId(i) for i in range(total)]).text)
 
     async def reshard(self, total: int) -> None:
         model = self.host.model
         model.note(f"reshard to {total} shards started")
         self.host.notify(f"Resharding to {total} shards")
         try:
-            await self.manager.reshard(total)
+            await self._running().reshard(total)
         except Exception as exc:
             model.note(f"reshard failed: {exc}", logging.ERROR)
             self.host.notify(str(exc), title="Reshard failed", severity="error")

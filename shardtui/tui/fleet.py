@@ -217,6 +217,9 @@ class FleetConsole(ShardTUI):
         self.lost_alerted: set[str] = set()
         #: Lost processes seen replaced: out of the summary until they beat again or expire.
         self.replaced: set[str] = set()
+        #: The fleet banner and process summary, once mounted.
+        self._banner: Static | None = None
+        self._processes: Static | None = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -343,8 +346,7 @@ class FleetConsole(ShardTUI):
         self._watch_processes(snapshot)
 
     def _alert_tracker(self) -> AlertTracker:
-        alerts = getattr(self.manager, "alerts", None)
-        return alerts if isinstance(alerts, AlertTracker) else self._own_alerts
+        return self._own_alerts if self.manager is None else self.manager.alerts
 
     def _watch_processes(self, snapshot: FleetSnapshot) -> None:
         """One lost_process incident per lost process, cleared when it is back, replaced or forgotten."""
@@ -406,8 +408,8 @@ class FleetConsole(ShardTUI):
 
     def _update_header(self) -> None:
         super()._update_header()
-        banner = getattr(self, "_banner", None)
-        if banner is None:
+        banner, processes = self._banner, self._processes
+        if banner is None or processes is None:  # not mounted yet
             return
         problem = self.fleet_problem
         if problem is None and self.fleet is not None and self.manager is not None:
@@ -426,7 +428,7 @@ class FleetConsole(ShardTUI):
             banner.add_class("visible")
         else:
             banner.remove_class("visible")
-        self._processes.update(Text(self.summary_text()))
+        processes.update(Text(self.summary_text()))
 
     def summary_text(self) -> str:
         snapshot = self.snapshot

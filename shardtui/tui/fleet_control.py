@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from shardtui.gateway.models import ConnectionStage, Presence, ShardId, ShardRunnerInfo
 from shardtui.tui.control import ControlHost, starts
@@ -283,7 +283,7 @@ class FleetShardControl:
         raise RuntimeError(self.reshard_unavailable())
 
     def quit_question(self) -> str | None:
-        manager: Any = self.host.manager
+        manager = self.host.manager
         running = 0 if manager is None else sum(1 for info in manager.runners.values() if info.running)
         if not running:
             return None  # a viewer runs no shard: nothing to ask about

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shardtui.gateway.closecodes import Scope, scope_of
 from shardtui.gateway.models import (
@@ -32,6 +32,9 @@ from shardtui.gateway.models import (
 from shardtui.tui.columns import COLUMNS, SORT_ORDER, Cell, Column, SortKey, row_cells, sort_value
 from shardtui.tui.filtering import row_matches
 from shardtui.tui.formatting import DASH, format_age, format_duration, format_latency, format_rate, percentile
+
+if TYPE_CHECKING:
+    from shardtui.gateway.queuer import QueueStatus
 
 Clock = Callable[[], float]
 
@@ -208,7 +211,7 @@ def startup_eta(not_ready: int, max_concurrency: int, identify_window: float) ->
 
 @dataclass(frozen=True, slots=True)
 class QueueView:
-    """The parts of the manager's queue status the console shows, read tolerant of its exact shape."""
+    """The parts of the manager's queue status the console shows."""
 
     queued: frozenset[int]
     identifying: frozenset[int]
@@ -217,21 +220,14 @@ class QueueView:
     waiting_reason: str | None = None
 
     @classmethod
-    def from_status(cls, status: Any) -> QueueView:
-        def ids(name: str) -> frozenset[int]:
-            return frozenset(int(i) for i in (getattr(status, name, None) or ()))
-
-        slots = getattr(status, "next_slot", None)
-        if slots is None:
-            slots = getattr(status, "next_slots", None)
-        if isinstance(slots, Mapping):
-            next_at = min(slots.values()) if slots else None
-        elif isinstance(slots, int | float):
-            next_at = float(slots)
-        else:
-            next_at = None
-        reason = getattr(status, "waiting_reason", None)
-        return cls(ids("queued"), ids("identifying"), next_at, str(reason) if reason else None)
+    def from_status(cls, status: QueueStatus) -> QueueView:
+        slots = status.next_slots
+        return cls(
+            frozenset(int(i) for i in status.queued),
+            frozenset(int(i) for i in status.identifying),
+            min(slots.values()) if slots else None,
+            status.waiting_reason or None,
+        )
 
 
 EMPTY_QUEUE = QueueView(frozenset(), frozenset(), None)

@@ -7,11 +7,13 @@ behaviour test runs against the real embedded sandbox instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from shardtui.config import Config
+from shardtui.gateway.alerts import AlertTracker
 from shardtui.gateway.gate import SessionStartLimit
+from shardtui.gateway.messenger import ShardMessenger
 from shardtui.gateway.models import (
     Activity,
     ConnectionStage,
@@ -21,6 +23,9 @@ from shardtui.gateway.models import (
     ShardRunnerInfo,
 )
 from shardtui.gateway.protocol import ActivityType, Status
+from shardtui.gateway.queuer import QueueStatus
+from shardtui.gateway.reshard import ReshardResult
+from shardtui.gateway.rolling import RollingRestartStatus
 from shardtui.tui.app import ShardTUI
 
 FROZEN_NOW = 1_800_000_000.0
@@ -31,31 +36,34 @@ class FixedPlan:
     text: str
 
 
-@dataclass
-class FixedQueueStatus:
-    queued: tuple[ShardId, ...] = ()
-    identifying: tuple[ShardId, ...] = ()
-    next_slots: dict[int, float] = field(default_factory=dict)
-    waiting_reason: str | None = None
-
-
 class FixedManager:
-    """Holds infos and answers the read-only questions; refuses every action so a snapshot cannot move."""
+    """Holds infos and answers the read-only questions; refuses every action so a snapshot cannot move.
+    A ``shardtui.tui.ports.ConsoleManager`` (tests/tui/test_tui_ports.py checks it stays one)."""
 
-    def __init__(self, infos: Iterable[ShardRunnerInfo], queue: FixedQueueStatus | None = None) -> None:
+    #: A frozen fleet has no live reshard to offer.
+    can_reshard = False
+
+    def __init__(self, infos: Iterable[ShardRunnerInfo], queue: QueueStatus | None = None) -> None:
         self.runners = {info.shard_id: info for info in infos}
         self.bot_user = {"username": "shardbot", "discriminator": "0", "id": "1"}
         self.session_start_limit = SessionStartLimit(
             total=1000, remaining=988, reset_at=FROZEN_NOW + 5400, max_concurrency=1
         )
-        self._queue = queue or FixedQueueStatus()
+        self._queue = queue or QueueStatus(queued=(), identifying=())
         self.fatal_error = None
+        self.identifies_saved = 0
+        self.shard_total: int | None = len(self.runners)
+        self.rolling_status: RollingRestartStatus | None = None
+        self.alerts = AlertTracker(lambda _event: None, lambda: FROZEN_NOW)
 
     def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
         return lambda: None
 
-    def queue_status(self) -> FixedQueueStatus:
+    def queue_status(self) -> QueueStatus:
         return self._queue
+
+    def messenger(self, shard_id: ShardId) -> ShardMessenger | None:
+        return None  # no runner behind a frozen row: presence is "not running"
 
     def plan(self, action: str, shard_ids: Iterable[ShardId]) -> FixedPlan:
         ids = ", ".join(str(s) for s in shard_ids)
@@ -67,6 +75,28 @@ class FixedManager:
     async def shutdown_all(self) -> None:
         for info in self.runners.values():
             info.running = False
+
+    # Every action is refused, as the console reports any failed command.
+
+    async def restart(self, shard_id: ShardId, *, force_identify: bool = False) -> None:
+        raise RuntimeError("a fixed fleet does not restart")
+
+    async def shutdown(self, shard_id: ShardId) -> None:
+        raise RuntimeError("a fixed fleet does not shut down")
+
+    async def boot(self, shard_id: ShardId) -> None:
+        raise RuntimeError("a fixed fleet does not boot")
+
+    async def rolling_restart(
+        self, *, force_identify: bool = False, shard_ids: Iterable[ShardId] | None = None
+    ) -> RollingRestartStatus:
+        raise RuntimeError("a fixed fleet does not restart")
+
+    def abort_rolling_restart(self) -> bool:
+        return False
+
+    async def reshard(self, new_total: int) -> ReshardResult:
+        raise RuntimeError("a fixed fleet does not reshard")
 
 
 class FixedRuntime:

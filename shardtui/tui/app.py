@@ -28,6 +28,7 @@ from shardtui.config import Config
 from shardtui.gateway.models import FatalErrorEvent, ShardId
 from shardtui.tui.actions import ShardActions
 from shardtui.tui.charts import ChartScreen
+from shardtui.tui.clients import ClientsFeed, ProxyView
 from shardtui.tui.columns_screen import ColumnsScreen
 from shardtui.tui.control import LocalControl, ShardControl
 from shardtui.tui.export import ExportScreen
@@ -149,6 +150,8 @@ class ShardTUI(ShardActions):
         self.manager: Any = None
         #: How actions reach the shards (the fleet console puts its own here).
         self.control: ShardControl = LocalControl(self)
+        #: This process's proxy clients (None without ``[proxy] listen``): column, log lines, details.
+        self.clients: ClientsFeed | None = None
         self._exit_code = 0
         self._quit_requested = asyncio.Event()
         self._shutting_down = False
@@ -293,6 +296,14 @@ class ShardTUI(ShardActions):
         self.runtime = runtime
         self.manager = runtime.manager
         self.model.mode = str(getattr(runtime, "mode", self.config.gateway.mode))
+        self._adopt_proxy(runtime.proxy)
+
+    def _adopt_proxy(self, proxy: ProxyView | None) -> None:
+        """With a proxy: the clients column appears and attach/detach lines go to the log."""
+        if proxy is None:
+            return
+        self.clients = ClientsFeed(proxy, self.model)
+        self._table.refresh_columns()
 
     def _start_failed(self, exc: Exception) -> bool:
         """Show why the start failed; True keeps the console open (on its fatal screen) until quit."""
@@ -364,6 +375,8 @@ class ShardTUI(ShardActions):
         if infos is not None:
             model.sync(infos)
             model.scan()
+        if self.clients is not None:
+            self.clients.tick()
         if manager is not None:
             queue_status = getattr(manager, "queue_status", None)
             if queue_status is not None:
@@ -542,7 +555,7 @@ class ShardTUI(ShardActions):
         if sid is None:
             self.notify("No shard selected.", severity="warning")
             return
-        self.push_screen(DetailsScreen(self.model, sid))
+        self.push_screen(DetailsScreen(self.model, sid, clients=self.clients, readonly=self.readonly))
 
     @on(DataTable.RowSelected, "#shards")
     def _row_selected(self, event: DataTable.RowSelected) -> None:

@@ -17,7 +17,7 @@ from shardtui.tui.screens import ConfirmScreen, DetailsScreen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
 
-from rawclient import RawClient  # noqa: E402
+from rawclient import RawClient
 
 pytest.importorskip("shardtui.proxy.server")
 
@@ -75,8 +75,9 @@ async def test_the_clients_column_details_and_k_disconnect_a_proxy_client() -> N
             )
             await wait_until(
                 pilot,
-                lambda: "client attached to shard 0" in "\n".join(
-                    line.text for line in app.query_one("#log", RichLog).lines
+                lambda: (
+                    "client attached to shard 0"
+                    in "\n".join(line.text for line in app.query_one("#log", RichLog).lines)
                 ),
                 "the attach line in the log pane",
             )
@@ -143,7 +144,8 @@ async def test_readonly_lists_clients_but_has_no_disconnect_key() -> None:
             await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), "the details pane")
             table = app.screen.query_one("#details-clients", ClientsTable)
             await wait_until(pilot, lambda: table.row_count == 1, "the client listed")
-            shown = {active.binding.action for active in app.screen.active_bindings.values() if active.enabled}
+            bindings = app.screen.active_bindings.values()
+            shown = {active.binding.action for active in bindings if active.enabled}
             assert "disconnect_client" not in shown
             await pilot.press("k")
             for _ in range(5):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from shardtui.tui.columns import Column
@@ -98,8 +99,14 @@ class ClientsFeed:
         return self.proxy.disconnect(session_id)
 
 
-class ClientsTable(DataTable[Text]):
+class ClientsTable(DataTable[Text], inherit_bindings=False):
     """A shard's attached clients in the details pane; the cursor picks the one ``k`` disconnects."""
+
+    # Only the cursor keys: enter (and the rest) stays the details pane's, which closes it.
+    BINDINGS = [
+        Binding("up", "cursor_up", "Previous client", show=False),
+        Binding("down", "cursor_down", "Next client", show=False),
+    ]
 
     COLUMNS = ("address", "library", "session", "seq", "backlog", "connected")
 

@@ -101,7 +101,8 @@ async def test_the_clients_column_details_and_k_disconnect_a_proxy_client() -> N
             assert await client.expect_close() == 4000
             await wait_until(pilot, lambda: app.runtime.proxy.clients() == [], "the session to end")
             await wait_until(pilot, lambda: table.row_count == 0, "the pane to list no client")
-            await pilot.press("escape")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: not isinstance(app.screen, DetailsScreen), "enter to close")
             await wait_until(pilot, lambda: cell(app, 0, "clients") == "0", "the column back to 0")
             assert "client detached from shard 0" in log_text(app)
             assert "disconnected client rawclient from 127.0.0.1" in log_text(app)
@@ -129,6 +130,9 @@ async def test_n_keeps_the_client_attached() -> None:
                 await pilot.pause(0.05)
             assert len(app.runtime.proxy.clients(0)) == 1
             assert cell(app, 0, "clients") == "1"
+            # With the client list focused, enter still closes the pane.
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: not isinstance(app.screen, DetailsScreen), "the pane closed")
         finally:
             await client.close()
 

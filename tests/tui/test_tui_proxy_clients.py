@@ -13,6 +13,7 @@ from textual.widgets import RichLog
 
 from shardtui.tui.app import ShardTUI
 from shardtui.tui.clients import ClientsTable
+from shardtui.tui.export import export_rows
 from shardtui.tui.screens import ConfirmScreen, DetailsScreen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
@@ -70,6 +71,7 @@ async def test_the_clients_column_details_and_k_disconnect_a_proxy_client() -> N
         try:
             await wait_until(pilot, lambda: cell(app, 0, "clients") == "1", "the clients column to show 1")
             assert cell(app, 1, "clients") == "0"
+            assert [row["clients"] for row in export_rows(app.model)] == [1, 0]
             await wait_until(
                 pilot, lambda: "client attached to shard 0: rawclient from 127.0.0.1" in log_text(app), "log"
             )
@@ -166,6 +168,7 @@ async def test_without_a_proxy_there_is_no_clients_column_or_client_list() -> No
         await connected(pilot, 1)
         assert app.runtime.proxy is None and app.clients is None
         assert "clients" not in [c.key for c in app.table.shown_columns]
+        assert "clients" not in export_rows(app.model)[0]
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, DetailsScreen), "the details pane")
         assert not app.screen.query("#details-clients")

@@ -274,6 +274,8 @@ class ShardTUI(ShardActions):
         runtime = self._runtime_factory(self.config)
         async with runtime:
             self._adopt_runtime(runtime)
+            # Here, not in _adopt_runtime, so the fleet console's member process gets it too.
+            self._adopt_proxy(runtime.proxy)
             manager = runtime.manager
             unsubscribe = manager.subscribe(self._on_manager_event)
             try:
@@ -296,14 +298,6 @@ class ShardTUI(ShardActions):
         self.runtime = runtime
         self.manager = runtime.manager
         self.model.mode = str(getattr(runtime, "mode", self.config.gateway.mode))
-        self._adopt_proxy(runtime.proxy)
-
-    def _adopt_proxy(self, proxy: ProxyView | None) -> None:
-        """With a proxy: the clients column appears and attach/detach lines go to the log."""
-        if proxy is None:
-            return
-        self.clients = ClientsFeed(proxy, self.model)
-        self._table.refresh_columns()
 
     def _start_failed(self, exc: Exception) -> bool:
         """Show why the start failed; True keeps the console open (on its fatal screen) until quit."""
@@ -315,6 +309,13 @@ class ShardTUI(ShardActions):
 
     def _runtime_stopping(self) -> None:
         """Quit was asked for, the shards are about to shut down (hook)."""
+
+    def _adopt_proxy(self, proxy: ProxyView | None) -> None:
+        """With a proxy: the clients column appears and attach/detach lines go to the log."""
+        if proxy is None:
+            return
+        self.clients = ClientsFeed(proxy, self.model)
+        self._table.refresh_columns()
 
     def _on_manager_event(self, event: Any) -> None:
         # Runs on every event: only the model is touched; the timer does the drawing.

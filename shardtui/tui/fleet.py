@@ -257,8 +257,6 @@ class FleetConsole(ShardTUI):
         self.runtime = runtime
         self.manager = runtime.manager
         self.fleet = runtime.fleet
-        # A member process shows its own proxy's clients; the other processes' rows keep a dash.
-        self._adopt_proxy(runtime.proxy)
 
     def _start_failed(self, exc: Exception) -> bool:
         if isinstance(exc, ConfigError):

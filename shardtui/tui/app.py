@@ -29,6 +29,7 @@ from shardtui.gateway.errors import FatalGatewayError
 from shardtui.gateway.models import FatalErrorEvent, ShardId, ShardRunnerInfo
 from shardtui.tui.actions import ShardActions
 from shardtui.tui.charts import ChartScreen
+from shardtui.tui.clients import ClientsFeed, ProxyView
 from shardtui.tui.columns_screen import ColumnsScreen
 from shardtui.tui.control import LocalControl, ShardControl
 from shardtui.tui.export import ExportScreen
@@ -155,6 +156,8 @@ class ShardTUI(ShardActions):
         self.startup_error: str | None = None
         #: How actions reach the shards (the fleet console puts its own here).
         self.control: ShardControl = LocalControl(self)
+        #: This process's proxy clients (None without ``[proxy] listen``): column, log lines, details.
+        self.clients: ClientsFeed | None = None
         self._exit_code = 0
         self._quit_requested = asyncio.Event()
         self._shutting_down = False
@@ -280,6 +283,8 @@ class ShardTUI(ShardActions):
         runtime = self._runtime_factory(self.config)
         async with runtime:
             self._adopt_runtime(runtime)
+            # Here, not in _adopt_runtime, so the fleet console's member process gets it too.
+            self._adopt_proxy(runtime.proxy)
             manager = runtime.manager
             unsubscribe = manager.subscribe(self._on_manager_event)
             try:
@@ -313,6 +318,13 @@ class ShardTUI(ShardActions):
 
     def _runtime_stopping(self) -> None:
         """Quit was asked for, the shards are about to shut down (hook)."""
+
+    def _adopt_proxy(self, proxy: ProxyView | None) -> None:
+        """With a proxy: the clients column appears and attach/detach lines go to the log."""
+        if proxy is None:
+            return
+        self.clients = ClientsFeed(proxy, self.model)
+        self._table.refresh_columns()
 
     def _on_manager_event(self, event: Any) -> None:
         # Runs on every event: only the model is touched; the timer does the drawing.
@@ -375,6 +387,8 @@ class ShardTUI(ShardActions):
         if infos is not None:
             model.sync(infos)
             model.scan()
+        if self.clients is not None:
+            self.clients.tick()
         if manager is not None:
             model.queue = QueueView.from_status(manager.queue_status())
             model.session_start_limit = manager.session_start_limit
@@ -551,7 +565,7 @@ class ShardTUI(ShardActions):
         if sid is None:
             self.notify("No shard selected.", severity="warning")
             return
-        self.push_screen(DetailsScreen(self.model, sid))
+        self.push_screen(DetailsScreen(self.model, sid, clients=self.clients, readonly=self.readonly))
 
     @on(DataTable.RowSelected, "#shards")
     def _row_selected(self, event: DataTable.RowSelected) -> None:

@@ -65,6 +65,8 @@ def export_rows(model: ConsoleModel) -> list[dict[str, Any]]:
                 "marked": sid in model.marked,
             }
         )
+        if model.client_counts is not None:
+            rows[-1]["clients"] = model.client_counts.get(sid)
     return rows
 
 

@@ -17,6 +17,7 @@ COLUMN_MEANINGS: dict[str, str] = {
     "latency": "last heartbeat round trip; — until the first ACK of this connection",
     "trend": "the last latency samples as a sparkline (wide terminals only)",
     "guilds": "guilds the shard holds",
+    "clients": "bot clients attached through the proxy to the shard (— : another process's shard)",
     "eps": "dispatch events per second",
     "events": "events received since the shard started",
     "seq": "last sequence number",

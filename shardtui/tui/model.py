@@ -266,6 +266,8 @@ class ConsoleModel:
         self.bot_user = ""
         self.session_start_limit: Any = None
         self.identifies_saved = 0
+        #: Live proxy clients per shard, None when this process runs no proxy (no clients column).
+        self.client_counts: dict[int, int] | None = None
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -419,6 +421,17 @@ class ConsoleModel:
         samples.append(sample)
         return sample
 
+    def set_client_counts(self, counts: Mapping[int, int]) -> None:
+        """The proxy's live clients per shard, read at the tick; marks the rows whose count changed."""
+        known = self.client_counts
+        if known is None:
+            return
+        # Only this process's shards: a fleet console's other rows keep a dash.
+        for sid, count in counts.items():
+            if known.get(sid) != count:
+                known[sid] = count
+                self.dirty.add(sid)
+
     def take_dirty(self) -> set[int]:
         dirty, self.dirty = self.dirty, set()
         return dirty
@@ -437,7 +450,11 @@ class ConsoleModel:
 
     def cells(self, sid: int) -> dict[str, Cell]:
         row = self.rows[sid]
-        return row_cells(row, self.clock(), marked=sid in self.marked, queued=sid in self.queue.queued)
+        cells = row_cells(row, self.clock(), marked=sid in self.marked, queued=sid in self.queue.queued)
+        if self.client_counts is not None:
+            count = self.client_counts.get(sid)
+            cells["clients"] = Cell(DASH if count is None else str(count))
+        return cells
 
     def age_cells(self, sid: int) -> dict[str, Cell]:
         """Only the time-driven cells, which change without any event."""

@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select,
 
 from shardtui.gateway.models import Presence
 from shardtui.gateway.protocol import ActivityType, Status
+from shardtui.tui.clients import ClientsFeed, ClientsTable, describe_client
 from shardtui.tui.columns import stage_word
 from shardtui.tui.formatting import describe_presence, format_age, format_latency
 from shardtui.tui.model import ConsoleModel
@@ -236,12 +237,20 @@ def _ago(seconds: float | None) -> str:
 class DetailsScreen(ModalScreen[None]):
     """One shard up close: its info, a latency sparkline and its recent log. Refreshed by the app's tick."""
 
-    BINDINGS = [Binding("escape,enter,q", "close", "Back", id="details.close")]
+    BINDINGS = [
+        Binding("escape,enter,q", "close", "Back", id="details.close"),
+        Binding("k", "disconnect_client", "Disconnect client", id="details.disconnect_client"),
+    ]
 
-    def __init__(self, model: ConsoleModel, sid: int) -> None:
+    def __init__(
+        self, model: ConsoleModel, sid: int, *, clients: ClientsFeed | None = None, readonly: bool = False
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.model = model
         self.sid = sid
+        #: The local proxy's clients; None without a proxy (no client list, no disconnect key).
+        self.clients = clients
+        self.readonly = readonly
 
     def compose(self) -> ComposeResult:
         with Vertical(id="details", classes="dialog"):
@@ -249,6 +258,9 @@ class DetailsScreen(ModalScreen[None]):
             yield Static(id="details-info")
             yield Label("latency (ms), last samples", classes="section", id="details-latency-label")
             yield Sparkline([], id="details-latency")
+            if self.clients is not None:
+                yield Label("attached clients", classes="section", id="details-clients-label")
+                yield ClientsTable(self.clients, self.sid, id="details-clients")
             yield Label("recent log, newest first", classes="section")
             with VerticalScroll(id="details-log-scroll"):
                 yield Static(id="details-log")
@@ -297,9 +309,51 @@ class DetailsScreen(ModalScreen[None]):
         # Newest first: the pane is short and the latest line is the one an operator wants.
         log = "\n".join(line.format() for line in reversed(list(row.log)[-50:])) or "(nothing yet)"
         log_widget.update(Text(log))
+        if self.clients is not None:
+            table = self.query_one("#details-clients", ClientsTable)
+            table.refresh_clients()
+            count = len(table.shown)
+            label = f"attached clients ({count})" if count else "attached clients: none"
+            if count and not self.readonly:
+                label += ", k disconnects the selected one"
+            self.query_one("#details-clients-label", Label).update(label)
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "disconnect_client":
+            # Hidden (not only refused) without a proxy and in a read-only console.
+            return self.clients is not None and not self.readonly
+        return True
+
+    def action_disconnect_client(self) -> None:
+        if self.clients is None or self.readonly:
+            return
+        client = self.query_one("#details-clients", ClientsTable).selected
+        if client is None:
+            self.notify("No client attached to this shard.", severity="warning")
+            return
+        feed = self.clients
+        who = describe_client(client)
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            if feed.disconnect(client.session_id):
+                self.model.note(f"disconnected client {who} from shard {self.sid}", shard_id=self.sid)
+            else:
+                self.notify(f"Client {who} had already gone.", severity="warning")
+            self.refresh_details()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Disconnect a client of shard {self.sid}?",
+                f"Close {who} with 4000 and end its session. The client can reconnect and identify again.",
+                yes="Disconnect",
+            ),
+            answered,
+        )
 
 
 class HelpScreen(ModalScreen[None]):

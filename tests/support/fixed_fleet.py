@@ -102,6 +102,7 @@ class FixedManager:
 class FixedRuntime:
     mode = "sandbox"
     sandbox = None
+    proxy = None
 
     def __init__(self, manager: FixedManager, start_error: Exception | None = None) -> None:
         self.manager = manager

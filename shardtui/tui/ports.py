@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from shardtui.gateway.queuer import QueueStatus
     from shardtui.gateway.reshard import ReshardResult
     from shardtui.gateway.rolling import RollingRestartStatus
+    from shardtui.tui.clients import ProxyView
 
 
 class ConsoleManager(Protocol):
@@ -103,6 +104,10 @@ class ConsoleRuntime(Protocol):
 
     @property
     def manager(self) -> ConsoleManager: ...
+
+    @property
+    def proxy(self) -> ProxyView | None:
+        """The gateway proxy bots attach to, when ``[proxy] listen`` is set."""
 
     async def start(self) -> None: ...
 

@@ -27,9 +27,11 @@ from typing import Any
 from common import SandboxProcess, machine, percentile, sandbox_manager, table
 
 from shardtui.config import Config
+from shardtui.gateway.alerts import AlertTracker
 from shardtui.gateway.gate import SessionStartLimit
 from shardtui.gateway.messages import ShardRunnerMessage
 from shardtui.gateway.models import ConnectionStage, ShardId, ShardRunnerInfo
+from shardtui.gateway.queuer import QueueStatus
 from shardtui.tui.app import ShardTUI
 from shardtui.tui.table import ShardTable
 
@@ -41,16 +43,11 @@ class Plan:
     text: str
 
 
-@dataclass(frozen=True)
-class QueueStatus:
-    queued: tuple[ShardId, ...] = ()
-    identifying: tuple[ShardId, ...] = ()
-    next_slots: dict[int, float] | None = None
-    waiting_reason: str | None = None
-
-
 class StaticManager:
-    """The read side of a ShardManager over infos the bench mutates itself."""
+    """The read side of a ShardManager over infos the bench mutates itself (what the console's
+    ``ConsoleManager`` protocol reads; it never acts)."""
+
+    can_reshard = False
 
     def __init__(self, count: int) -> None:
         now = time.time()
@@ -77,12 +74,19 @@ class StaticManager:
             total=1000, remaining=1000, reset_at=now + 3600, max_concurrency=1
         )
         self.fatal_error = None
+        self.identifies_saved = 0
+        self.shard_total: int | None = count
+        self.rolling_status = None
+        self.alerts = AlertTracker(lambda _event: None)
+
+    def messenger(self, shard_id: ShardId) -> None:
+        return None
 
     def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
         return lambda: None
 
     def queue_status(self) -> QueueStatus:
-        return QueueStatus(next_slots={})
+        return QueueStatus(queued=(), identifying=())
 
     def plan(self, action: str, shard_ids: Iterable[ShardId]) -> Plan:
         return Plan(f"{action}: bench")
@@ -98,6 +102,7 @@ class StaticManager:
 class BenchRuntime:
     mode = "sandbox"
     sandbox = None
+    proxy = None
 
     def __init__(self, manager: Any) -> None:
         self.manager = manager

@@ -35,6 +35,7 @@ from shardtui.gateway.connection import (
 from shardtui.gateway.delivery import Delivery
 from shardtui.gateway.errors import FatalGatewayError, fatal_error_for_close
 from shardtui.gateway.gate import AcquireOnly, IdentifyGate, as_identify_gate
+from shardtui.gateway.inbox import RunnerInbox
 from shardtui.gateway.messages import (
     ShardManagerMessage,
     ShardRunnerMessage,
@@ -138,7 +139,7 @@ class ShardRunner:
         self.info = info
         self._manager_tx = manager_tx
         self._emit_cb = emit
-        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._inbox: RunnerInbox[ShardRunnerMessageT] = RunnerInbox()
         #: The handle for commands to this shard; others reach it through ``ShardManager.messenger(id)``.
         self.messenger = ShardMessenger(shard_id, self._inbox)
         self._rng = _SHARED_RNG

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -20,6 +22,7 @@ import zstandard
 
 from shardtui.gateway.aio import wait_for
 from shardtui.gateway.compression import ZstdStreamInflater, make_inflater
+from shardtui.gateway.delivery import GUILD_EVENTS, Delivery
 from shardtui.gateway.errors import DecompressionError, FatalGatewayError
 from shardtui.gateway.http import USER_AGENT
 from shardtui.gateway.models import Dispatch
@@ -103,7 +106,7 @@ class Connection:
     def open_fast_path(
         self,
         receive_dispatch: Callable[[dict], Dispatch | None],
-        deliver: Callable[[Dispatch], None],
+        delivery: Delivery,
         *,
         text: bool,
     ) -> None:
@@ -112,6 +115,11 @@ class Connection:
         feed = self.feed
         loads = orjson.loads
         decoded_kind = MessageKind.DECODED
+        info = delivery.info
+        guild_events = GUILD_EVENTS
+        track_guilds = delivery.track_guilds
+        wall_clock = time.time
+        isawaitable = inspect.isawaitable
 
         def take(frame: bytes) -> Message | None:
             # The hot path, run inside the socket's data_received while the reader waits with
@@ -128,7 +136,22 @@ class Connection:
             dispatch = receive_dispatch(payload)
             if dispatch is None:
                 return Message(decoded_kind, payload)
-            deliver(dispatch)
+            # Delivery.deliver inlined (a dispatch here always has a seq): one Python call fewer per
+            # event. The handler is read per event: a reshard's rebind may swap it mid-connection.
+            info.events_received += 1
+            info.last_seq = dispatch.seq
+            info.last_dispatch_at = wall_clock()
+            if dispatch.name in guild_events:
+                track_guilds(dispatch)
+            handler = delivery.handler
+            if handler is not None:
+                try:
+                    result = handler(dispatch)
+                except Exception as exc:
+                    delivery.handler_failed(exc, dispatch.name)
+                    return None
+                if result is not None and isawaitable(result):
+                    delivery.queue_awaitable(result)
             return None
 
         ws.set_taker(take, text=text)

@@ -22,7 +22,7 @@ from shardtui.gateway.models import Dispatch, ShardId, ShardRunnerInfo
 HANDLER_ERROR_LOG_INTERVAL: Final = 5.0
 #: Queued async handler calls at which the operator is told the handler cannot keep up.
 HANDLER_BACKLOG_WARNING: Final = 10_000
-_GUILD_EVENTS: Final = frozenset({"READY", "GUILD_CREATE", "GUILD_DELETE"})
+GUILD_EVENTS: Final = frozenset({"READY", "GUILD_CREATE", "GUILD_DELETE"})
 
 
 class Delivery:
@@ -77,29 +77,33 @@ class Delivery:
         if dispatch.seq is not None:
             info.last_seq = dispatch.seq
         info.last_dispatch_at = time.time()
-        if dispatch.name in _GUILD_EVENTS:
-            self._track_guilds(dispatch)
+        if dispatch.name in GUILD_EVENTS:
+            self.track_guilds(dispatch)
         handler = self.handler
         if handler is None:
             return
         try:
             result = handler(dispatch)
         except Exception as exc:
-            self._failed(exc, dispatch.name)
+            self.handler_failed(exc, dispatch.name)
             return
         if result is not None and inspect.isawaitable(result):
-            pending = self._pending
-            if pending is None:
-                pending = self._pending = deque()
-            pending.append(result)
-            if len(pending) == HANDLER_BACKLOG_WARNING:
-                self._log(
-                    logging.WARNING,
-                    f"the async event handler is {HANDLER_BACKLOG_WARNING} events behind; "
-                    "events wait in memory until it catches up",
-                )
-            if self._task is None:
-                self._task = asyncio.create_task(self._deliver_loop(), name=f"shard-{self.shard_id}-delivery")
+            self.queue_awaitable(result)
+
+    def queue_awaitable(self, result: Awaitable[Any]) -> None:
+        """An async handler's work, awaited in order by the delivery task."""
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = deque()
+        pending.append(result)
+        if len(pending) == HANDLER_BACKLOG_WARNING:
+            self._log(
+                logging.WARNING,
+                f"the async event handler is {HANDLER_BACKLOG_WARNING} events behind; "
+                "events wait in memory until it catches up",
+            )
+        if self._task is None:
+            self._task = asyncio.create_task(self._deliver_loop(), name=f"shard-{self.shard_id}-delivery")
 
     def discard_pending(self) -> None:
         """Close handler coroutines that will never be awaited, so Python does not warn about them."""
@@ -121,11 +125,11 @@ class Delivery:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    self._failed(exc, "an event")
+                    self.handler_failed(exc, "an event")
         finally:
             self._task = None
 
-    def _failed(self, exc: Exception, name: str) -> None:
+    def handler_failed(self, exc: Exception, name: str) -> None:
         self._errors += 1
         now = time.monotonic()
         if now - self._error_logged_at >= HANDLER_ERROR_LOG_INTERVAL:
@@ -133,7 +137,7 @@ class Delivery:
             more = f" ({self._errors} handler errors so far)" if self._errors > 1 else ""
             self._log(logging.ERROR, f"event handler raised on {name}: {type(exc).__name__}: {exc}{more}")
 
-    def _track_guilds(self, dispatch: Dispatch) -> None:
+    def track_guilds(self, dispatch: Dispatch) -> None:
         data = dispatch.data
         if type(data) is not dict:
             return

@@ -7,8 +7,7 @@ limiter when the shard is connected.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -43,12 +42,19 @@ def _status(value: Status | str) -> Status:
         raise ValueError(f"unknown status {value!r} (use one of {known})") from None
 
 
+class CommandInbox(Protocol):
+    """Where a messenger puts commands: the runner's inbox (or any queue with a ``put_nowait`` that
+    never blocks)."""
+
+    def put_nowait(self, item: ShardRunnerMessageT, /) -> None: ...
+
+
 class ShardMessenger:
     """Non-blocking commands to one shard's runner."""
 
     __slots__ = ("_inbox", "shard_id")
 
-    def __init__(self, shard_id: ShardId, inbox: asyncio.Queue[ShardRunnerMessageT]) -> None:
+    def __init__(self, shard_id: ShardId, inbox: CommandInbox) -> None:
         self.shard_id = shard_id
         self._inbox = inbox
 

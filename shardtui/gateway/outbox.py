@@ -39,6 +39,19 @@ class SendResult(enum.Enum):
 class Outbox:
     """Sends gateway commands on the current connection, rate limited, in the order they came."""
 
+    # One per shard: slots instead of an instance dict (issue #18: idle memory).
+    __slots__ = (
+        "_deferred",
+        "_info",
+        "_limiter",
+        "_log",
+        "_presence_pending",
+        "_sender",
+        "_shard",
+        "_ws",
+        "shard_id",
+    )
+
     def __init__(
         self, shard_id: ShardId, shard: Shard, info: ShardRunnerInfo, log: Callable[[int, str], None]
     ) -> None:

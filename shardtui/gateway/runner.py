@@ -35,6 +35,7 @@ from shardtui.gateway.connection import (
 from shardtui.gateway.delivery import Delivery
 from shardtui.gateway.errors import FatalGatewayError, fatal_error_for_close
 from shardtui.gateway.gate import AcquireOnly, IdentifyGate, as_identify_gate
+from shardtui.gateway.inbox import RunnerInbox
 from shardtui.gateway.messages import (
     ShardManagerMessage,
     ShardRunnerMessage,
@@ -123,6 +124,34 @@ class ShardRunner:
     """Runs one shard until it is shut down or refused for good. :meth:`run` never raises (except
     ``CancelledError`` when cancelled, after closing the socket and ending every task it started)."""
 
+    # One per shard: slots instead of an instance dict of ~25 attributes (issue #18: idle memory).
+    __slots__ = (
+        "_conn",
+        "_connects",
+        "_delivery",
+        "_emit_cb",
+        "_failures",
+        "_final",
+        "_identify_task",
+        "_inbox",
+        "_manager_tx",
+        "_outbox",
+        "_rate_mark",
+        "_refusals",
+        "_rng",
+        "_shard",
+        "_timer_conn",
+        "_timer_handle",
+        "_timer_task",
+        "_wake",
+        "_ws",
+        "info",
+        "messenger",
+        "options",
+        "shard_id",
+        "total",
+    )
+
     def __init__(
         self,
         shard_id: ShardId,
@@ -138,7 +167,7 @@ class ShardRunner:
         self.info = info
         self._manager_tx = manager_tx
         self._emit_cb = emit
-        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._inbox: RunnerInbox[ShardRunnerMessageT] = RunnerInbox()
         #: The handle for commands to this shard; others reach it through ``ShardManager.messenger(id)``.
         self.messenger = ShardMessenger(shard_id, self._inbox)
         self._rng = _SHARED_RNG
@@ -169,6 +198,10 @@ class ShardRunner:
         #: Set only while _wait sleeps between connections (an idle Event is 0.75 KiB per shard).
         self._wake: asyncio.Event | None = None
         self._identify_task: asyncio.Task | None = None
+        #: The connection's timer: a loop callback between ticks, a task only while a tick's actions run.
+        self._timer_conn: Connection | None = None
+        self._timer_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._timer_task: asyncio.Task | None = None
         self._failures = 0
         #: WebSocket handshakes refused in a row (an HTTP answer other than 101).
         self._refusals = 0
@@ -312,18 +345,20 @@ class ShardRunner:
         self._outbox.connected(ws)
         deliver = self._delivery.deliver
         self._apply_sync(shard.connection_opened(time.monotonic()))
-        timer = asyncio.create_task(self._timer_loop(conn), name=f"shard-{self.shard_id}-timer")
+        self._start_timer(conn)
         # With transport compression only binary frames are compressed; a text frame (never sent by
         # Discord then) goes the slow way, which decodes it as it is.
-        conn.open_fast_path(shard.receive_dispatch, deliver, text=self.options.compression == "none")
+        conn.open_fast_path(shard.receive_dispatch, self._delivery, text=self.options.compression == "none")
         try:
             await conn.read(shard, deliver, self._apply, self._connection_failed, self._scrub)
         finally:
             conn.close_fast_path()
             # The identify and the command sender belong to this connection (and its limiter); what
             # they had not sent yet stays queued for the next session.
-            helpers = [t for t in (timer, self._identify_task, self._outbox.detach_sender()) if t is not None]
-            self._identify_task = None
+            self._stop_timer()
+            owned = (self._timer_task, self._identify_task, self._outbox.detach_sender())
+            helpers = [t for t in owned if t is not None]
+            self._timer_task = self._identify_task = None
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -388,28 +423,62 @@ class ShardRunner:
                     name=f"shard-{self.shard_id}-close",
                 )
 
-    async def _timer_loop(self, conn: Connection) -> None:
+    def _start_timer(self, conn: Connection) -> None:
+        self._timer_conn = conn
+        # First tick on the next loop turn, as a timer task's first step would be: a HELLO that came with
+        # the handshake's bytes is handled by then, so the first wait is for the first heartbeat.
+        self._timer_handle = asyncio.get_running_loop().call_soon(self._on_timer)
+
+    def _stop_timer(self) -> None:
+        self._timer_conn = None
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+
+    def _on_timer(self) -> None:
+        """Heartbeats, the zombie check and events/s for one connection. A loop callback rather than a task
+        that sleeps: an idle shard's timer then costs one TimerHandle instead of a task, its coroutine and
+        a sleep future (~1.2 KiB per shard); a task runs only while a tick's actions are applied."""
+        self._timer_handle = None
+        conn = self._timer_conn
+        if conn is None or conn.outcome is not None or self._ws is not conn.ws:
+            return
         shard = self._shard
-        ws = conn.ws
         try:
-            while conn.outcome is None and self._ws is ws:
-                now = time.monotonic()
-                self._update_rate(now)
-                deadline = shard.next_deadline()
-                if deadline is not None and now >= deadline:
-                    await self._apply(shard.tick(now))
-                    continue
-                wait = 1.0 if deadline is None else min(1.0, deadline - now)
-                await asyncio.sleep(wait)
+            now = time.monotonic()
+            self._update_rate(now)
+            deadline = shard.next_deadline()
+            if deadline is not None and now >= deadline:
+                actions = list(shard.tick(now))  # a copy: the Shard may reuse its list
+                self._timer_task = asyncio.create_task(
+                    self._apply_tick(conn, actions), name=f"shard-{self.shard_id}-timer"
+                )
+                return
+            wait = 1.0 if deadline is None else min(1.0, deadline - now)
+            self._timer_handle = asyncio.get_running_loop().call_later(wait, self._on_timer)
+        except Exception as exc:
+            self._timer_failed(exc)
+
+    async def _apply_tick(self, conn: Connection, actions: list[ShardAction]) -> None:
+        try:
+            await self._apply(actions)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # without this task there are no heartbeats: drop the connection
-            self._log(logging.ERROR, f"heartbeat timer failed: {describe_exc(exc)}; reconnecting")
-            self._end_connection(
-                Reconnect(
-                    shard.has_session, shard.connect_url(), RESUMABLE_CLOSE, "timer failed", failure=True
-                )
-            )
+        except Exception as exc:
+            self._timer_task = None
+            self._timer_failed(exc)
+            return
+        self._timer_task = None
+        if self._timer_conn is conn:
+            self._on_timer()  # at once, as a loop would: a tick may leave another deadline already due
+
+    def _timer_failed(self, exc: Exception) -> None:
+        # Without the timer there are no heartbeats: drop the connection.
+        shard = self._shard
+        self._log(logging.ERROR, f"heartbeat timer failed: {describe_exc(exc)}; reconnecting")
+        self._end_connection(
+            Reconnect(shard.has_session, shard.connect_url(), RESUMABLE_CLOSE, "timer failed", failure=True)
+        )
 
     def _update_rate(self, now: float) -> None:
         received = self.info.events_received

@@ -246,6 +246,47 @@ class Shard:
     method takes ``now`` explicitly. ``rng`` drives the heartbeat jitter and the op 9 wait.
     """
 
+    # One per shard: slots instead of an instance dict of ~37 attributes, ~1 KiB (issue #18).
+    __slots__ = (
+        "_abandon_session",
+        "_anomaly_logs",
+        "_clock",
+        "_identify_sent",
+        "_opened_at",
+        "_out",
+        "_replaying",
+        "_resume_seq",
+        "_resume_via_base",
+        "_rng",
+        "_seq_warned",
+        "_setup_deadline",
+        "_setup_seq",
+        "_token",
+        "gateway_url",
+        "heartbeat_acked",
+        "heartbeat_interval",
+        "hello_timeout",
+        "ignored_payloads",
+        "intents",
+        "invalid_session_delay",
+        "large_threshold",
+        "last_heartbeat_sent",
+        "latency",
+        "next_heartbeat",
+        "presence",
+        "query",
+        "resume_gateway_url",
+        "seq",
+        "seq_gaps",
+        "seq_regressions",
+        "session_id",
+        "setup_timeout",
+        "shard_id",
+        "stage",
+        "stale_dropped",
+        "total",
+    )
+
     def __init__(
         self,
         shard_id: ShardId | int,

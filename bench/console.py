@@ -99,6 +99,19 @@ class StaticManager:
             info.running = False
 
 
+class RestartSpy:
+    """A ``CommandInbox`` in front of a runner's inbox that notes when a Restart arrives."""
+
+    def __init__(self, inner: Any, on_restart: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_restart = on_restart
+
+    def put_nowait(self, message: Any, /) -> None:
+        if isinstance(message, ShardRunnerMessage.Restart):
+            self._on_restart()
+        self._inner.put_nowait(message)
+
+
 class BenchRuntime:
     mode = "sandbox"
     sandbox = None
@@ -187,14 +200,10 @@ async def key_to_runner(shards: int, samples: int) -> list[float]:
                 messenger = manager.messenger(ShardId(sid))
                 assert messenger is not None
                 inbox = messenger._inbox
-                put = inbox.put_nowait
-
-                def spy(message: Any, sid: int = sid, put: Callable[[Any], None] = put) -> None:
-                    if isinstance(message, ShardRunnerMessage.Restart):
-                        arrived[sid] = time.perf_counter()
-                    put(message)
-
-                inbox.put_nowait = spy  # type: ignore[method-assign]
+                # The runner's inbox has __slots__: the messenger's reference is swapped for a spy.
+                messenger._inbox = RestartSpy(
+                    inbox, lambda sid=sid: arrived.__setitem__(sid, time.perf_counter())
+                )
                 table_widget.select_shard(sid)
                 await pilot.pause()
                 arrived.pop(sid, None)
@@ -202,7 +211,7 @@ async def key_to_runner(shards: int, samples: int) -> list[float]:
                 await pilot.press("r")
                 await wait_for(lambda sid=sid: sid in arrived, 5)
                 delays.append(arrived[sid] - started)
-                inbox.put_nowait = put  # type: ignore[method-assign]
+                messenger._inbox = inbox
                 await wait_for(lambda info=info: info.stage is ConnectionStage.CONNECTED, 10)
             await pilot.press("q")
             await pilot.pause()

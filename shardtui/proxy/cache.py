@@ -315,14 +315,22 @@ class ShardCache:
             if member is not None and isinstance(member.get("user"), dict):
                 state.members[bot_id] = {**member, "user": {**member["user"], **d}}  # type: ignore[union-attr]
 
-    def _on_guild_create(self, d: dict[str, Any]) -> None:
+    def _guild_outage(self, d: dict[str, Any]) -> str | None:
+        """The guild id of a GUILD_CREATE/DELETE, None when it has none or when it only marks an
+        outage (``unavailable: true``: the guild is kept, as unavailable, for a later GUILD_CREATE)."""
         gid = d.get("id")
         if gid is None:
-            return
+            return None
         gid = str(gid)
         if d.get("unavailable") is True:
             self._guilds[gid] = None
             self._outage.add(gid)
+            return None
+        return gid
+
+    def _on_guild_create(self, d: dict[str, Any]) -> None:
+        gid = self._guild_outage(d)
+        if gid is None:
             return
         self._guilds[gid] = GuildState(d, self.options, self.bot_id)
         self._outage.discard(gid)
@@ -344,13 +352,8 @@ class ShardCache:
             state.stickers = d["stickers"]
 
     def _on_guild_delete(self, d: dict[str, Any]) -> None:
-        gid = d.get("id")
+        gid = self._guild_outage(d)
         if gid is None:
-            return
-        gid = str(gid)
-        if d.get("unavailable") is True:
-            self._guilds[gid] = None
-            self._outage.add(gid)
             return
         self._guilds.pop(gid, None)
         self._outage.discard(gid)

@@ -288,6 +288,7 @@ class Runtime:
             state_file=gw.state_file,
             ssl_context=tls_context(self.config),
             restart_wedged=health.restart_wedged,
+            outage_grace=health.outage_after,
             **extra,
         )
 

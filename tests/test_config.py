@@ -152,6 +152,7 @@ FILE_ERRORS = [
         ["sandbox.faults[0].choices", 'found string "zombi"', 'did you mean "zombie"'],
     ),
     ("negative guilds", "[sandbox]\nguilds = -1\n", ["sandbox.guilds", "from 0 to", "integer -1"]),
+    ("negative outage grace", "[health]\noutage_after = -1\n", ["health.outage_after", "at least 0"]),
     ("section is a value", "ui = 3\n", ["ui", "a [ui] table", "integer 3"]),
     ("syntax error", "[gateway]\nshards = \n", ["line 2", "TOML syntax error"]),
     ("syntax error in table header", "[bot]\n\n[gateway\n", ["line 3", "TOML syntax error"]),

@@ -22,6 +22,8 @@ def _config(tmp_path: Path) -> Path:
         f"""
 [gateway]
 compression = "zlib-stream"
+[health]
+outage_after = 0.1
 [sandbox]
 guilds = 6
 shards = 2

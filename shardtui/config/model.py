@@ -92,6 +92,8 @@ class HealthConfig:
     wedged_after: float | None = None
     #: Restart a wedged shard by itself (resume first, with backoff, within the identify budget).
     restart_wedged: bool = False
+    #: Seconds every running shard must stay down before it is an outage alert (0 = at once).
+    outage_after: float = 10.0
 
 
 @dataclass(slots=True)

@@ -133,6 +133,10 @@ def positive_float(v: Any, c: KeyContext) -> float:
     return parse_float(v, c, lo=0.0, lo_open=True)
 
 
+def non_negative_float(v: Any, c: KeyContext) -> float:
+    return parse_float(v, c, lo=0.0)
+
+
 def optional_positive_float(v: Any, c: KeyContext) -> float | None:
     if isinstance(v, str) and v.strip().lower() in ("", "none", "auto"):
         return None

@@ -11,6 +11,7 @@ from shardtui.config.faults import parse_faults
 from shardtui.config.parsers import (
     KeyContext,
     Parser,
+    non_negative_float,
     optional_positive_float,
     parse_bool,
     parse_choice,
@@ -94,6 +95,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
     "health": {
         "wedged_after": optional_positive_float,
         "restart_wedged": parse_bool,
+        "outage_after": non_negative_float,
     },
     "proxy": PROXY_SCHEMA,
 }

@@ -111,7 +111,12 @@ class ShardManager:
         self._health_task: asyncio.Task[None] | None = None
         self._rates = RateTracker()
         #: Open incidents; emits AlertEvent / AlertClearedEvent on the event bus.
-        self.alerts = AlertTracker(self.events.emit, clock.wall)
+        self.alerts = AlertTracker(
+            self.events.emit,
+            clock.wall,
+            outage_grace=options.outage_grace,
+            schedule=lambda delay, callback: asyncio.get_running_loop().call_later(delay, callback),
+        )
         self._healer = WedgedHealer(base_backoff=max(5.0, options.health_policy.min_wedged_seconds))
         self._stage_event = asyncio.Event()
         self._initialized = False
@@ -589,6 +594,7 @@ class ShardManager:
         if keep_sessions is None:
             keep_sessions = self.options.state_file is not None
         self._closing = True
+        self.alerts.cancel_pending()
         self._abort_background_work()
         try:
             self.events.emit(ShardLogEvent(None, logging.INFO, "shutting down all shards"))
@@ -841,6 +847,7 @@ class ShardManager:
         if self._rolling is not None and self._rolling.status.state is RollingState.RUNNING:
             raise RuntimeError("a rolling restart is running; reshard after it finished")
         self._resharding = True
+        self.alerts.cancel_pending()
         try:
             grace = DEDUPE_GRACE_SECONDS if dedupe_grace is None else dedupe_grace
             return await run_reshard(self, new_total, dedupe_grace=grace)

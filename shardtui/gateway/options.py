@@ -16,6 +16,10 @@ from shardtui.gateway.models import Dispatch, Presence
 from shardtui.gateway.protocol import COMPRESSIONS, IDENTIFY_WINDOW_SECONDS, GatewayIntents
 from shardtui.gateway.sessions import DEFAULT_MAX_AGE_SECONDS
 
+#: A routine reconnect (op 7, a resume, even an identify after op 9) is back within a few seconds; a
+#: whole bot down for longer is worth waking someone.
+DEFAULT_OUTAGE_GRACE_SECONDS = 10.0
+
 
 @dataclass
 class ShardManagerOptions:
@@ -44,6 +48,8 @@ class ShardManagerOptions:
     health_policy: HealthPolicy = field(default_factory=HealthPolicy)
     #: Restart a wedged shard by itself (resume first, with backoff, within the identify budget).
     restart_wedged: bool = False
+    #: Seconds every running shard must stay down before it is an outage alert (0: at once).
+    outage_grace: float = DEFAULT_OUTAGE_GRACE_SECONDS
     #: How long ``shutdown`` / ``shutdown_all`` wait for runners to close before cancelling them.
     shutdown_timeout: float = 5.0
     #: Timeout of the ``GET /gateway/bot`` request.
@@ -58,6 +64,8 @@ class ShardManagerOptions:
             raise ValueError(
                 f"compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}"
             )
+        if self.outage_grace < 0:
+            raise ValueError(f"outage_grace must be 0 or more seconds, got {self.outage_grace!r}")
         if not 50 <= self.large_threshold <= 250:
             raise ValueError(f"large_threshold must be 50..250, got {self.large_threshold}")
         if self.identify_window < 0:

@@ -4,8 +4,10 @@ stopped and started again on the same port) where every shard comes back."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from support.manager import options_for
 from support.waiting import eventually
 
@@ -168,7 +170,7 @@ async def test_an_outage_alerts_once_and_clears_when_every_shard_is_back() -> No
     first = Sandbox(settings)
     await first.start(host="127.0.0.1", port=0)
     port = int(first.rest_url.split(":")[2].split("/")[0])
-    manager = ShardManager(options_for(first))
+    manager = ShardManager(options_for(first, outage_grace=0.3))
     out = Recorder()
     manager.subscribe(out)
     second: Sandbox | None = None
@@ -190,6 +192,114 @@ async def test_an_outage_alerts_once_and_clears_when_every_shard_is_back() -> No
         for sandbox in (first, second):
             if sandbox is not None and sandbox.running:
                 await sandbox.stop()
+
+
+class ManualScheduler:
+    """``loop.call_later`` with a hand on the clock: the test decides when the grace period ends."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Any, ManualScheduler.Handle]] = []
+
+    class Handle:
+        def __init__(self) -> None:
+            self.cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __call__(self, delay: float, callback: Any) -> ManualScheduler.Handle:
+        handle = ManualScheduler.Handle()
+        self.pending.append((delay, callback, handle))
+        return handle
+
+    def live(self) -> list[float]:
+        return [delay for delay, _, handle in self.pending if not handle.cancelled]
+
+    def fire(self) -> None:
+        due, self.pending = self.pending, []
+        for _, callback, handle in due:
+            if not handle.cancelled:
+                callback()
+
+
+def test_an_outage_waits_out_its_grace_period_and_dates_from_the_fall() -> None:
+    """A one-shard bot's routine reconnect takes every shard down for a moment: with a grace period it
+    is no incident; a fall that outlasts the grace is one alert, dated from when the last shard fell."""
+    out = Recorder()
+    clock = [1000.0]
+    later = ManualScheduler()
+    tracker = AlertTracker(out, lambda: clock[0], outage_grace=10.0, schedule=later)
+    runners = fleet(1)
+    move(tracker, runners, 0, C)  # the shard has been up: a fall from here on can be an outage
+    # Routine reconnect: down and back before the grace ends, no alert, the re-check cancelled.
+    move(tracker, runners, 0, R)
+    assert later.live() == [10.0]
+    clock[0] += 0.2
+    move(tracker, runners, 0, C)
+    assert later.live() == []
+    later.fire()
+    assert out.alerts() == []
+    # A real fall: nothing until the grace is over, then one alert with the fall's time.
+    clock[0] = 2000.0
+    move(tracker, runners, 0, D)
+    move(tracker, runners, 0, R)  # reconnect attempts in the grace period schedule nothing more
+    move(tracker, runners, 0, D)
+    assert out.alerts() == [] and later.live() == [10.0]
+    clock[0] = 2010.0
+    later.fire()
+    assert out.alerts() == [("alert", AlertKind.OUTAGE, None)]
+    assert out.events[-1].at == 2000.0
+    clock[0] = 2030.0
+    move(tracker, runners, 0, C)
+    assert out.alerts()[-1] == ("cleared", AlertKind.OUTAGE, None)
+    assert out.events[-1].duration == 30.0
+    # Stopping (or resharding) drops a pending check: no alert from a shard set being closed.
+    move(tracker, runners, 0, D)
+    tracker.cancel_pending()
+    later.fire()
+    assert out.alerts()[-1] == ("cleared", AlertKind.OUTAGE, None)
+
+
+def test_a_grace_period_needs_a_scheduler() -> None:
+    try:
+        AlertTracker(Recorder(), outage_grace=5.0)
+    except ValueError as error:
+        assert "scheduler" in str(error)
+    else:
+        raise AssertionError("a grace period without a scheduler was accepted")
+
+
+OUTAGE_AND_CLEAR = [("alert", AlertKind.OUTAGE, None), ("cleared", AlertKind.OUTAGE, None)]
+
+
+@pytest.mark.parametrize(("grace", "expected"), [(0.8, []), (0.0, OUTAGE_AND_CLEAR)])
+async def test_a_one_shard_bots_routine_reconnect_is_no_outage_within_the_grace(
+    sandbox_factory, grace: float, expected: list[Any]
+) -> None:
+    """The same through a real manager: the sandbox drops the only shard, it resumes at once, and
+    the grace period passes without an alert; with no grace the same drop is an outage."""
+    sandbox = await sandbox_factory(shards=1, max_concurrency=1)
+    manager = ShardManager(options_for(sandbox, outage_grace=grace))
+    out = Recorder()
+    manager.subscribe(out)
+
+    def connects() -> int:
+        return sum(
+            1
+            for e in out.events
+            if isinstance(e, ShardStageUpdateEvent) and e.new is ConnectionStage.CONNECTED
+        )
+
+    await manager.initialize()
+    try:
+        assert await manager.wait_until_connected(15.0)
+        assert sandbox.inject("close", 0, code=4000) == 1
+        await eventually(lambda: connects() >= 2, within=15.0)
+        if grace:
+            await asyncio.sleep(grace * 1.5)  # past the grace: the check ran and found the shard up
+        assert out.alerts() == expected
+    finally:
+        await manager.shutdown_all()
 
 
 def test_lost_processes_are_separate_incidents_raised_once_each() -> None:

@@ -66,6 +66,7 @@ async def test_an_outage_shows_a_banner_until_every_shard_is_back() -> None:
     config = fast_config()
     config.gateway.rest_url = first.rest_url
     config.sandbox.token = settings.token
+    config.health.outage_after = 0.3
     app = ShardTUI(config)
     banner = None
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from support import waiting
+from support.headless import sandbox_config
 
 from shardtui.cli import main
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
@@ -176,27 +177,16 @@ TOKEN = make_token(9876543210987654321)
 
 
 def _headless_config(tmp_path: Path, code: int) -> Path:
-    path = tmp_path / "shards.toml"
-    path.write_text(
-        f"""
-[gateway]
-compression = "zlib-stream"
-[sandbox]
-guilds = 6
-shards = 2
-max_concurrency = 2
-identify_window = 0.05
-heartbeat_interval_ms = 300
-event_rate = 20.0
-token = "{TOKEN}"
-[[sandbox.faults]]
+    return sandbox_config(
+        tmp_path,
+        TOKEN,
+        f"""[[sandbox.faults]]
 kind = "close"
 every = 0.5
 shard = 0
 code = {code}
-"""
+""",
     )
-    return path
 
 
 @pytest.mark.parametrize("code", sorted({**BOT_WIDE, **PER_SHARD}))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.headless import sandbox_config
 
 from shardtui.cli import main
 from shardtui.sandbox.tokens import make_token
@@ -17,28 +18,17 @@ TOKEN = make_token(1234567890123456789)
 
 
 def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "shards.toml"
-    path.write_text(
-        f"""
-[gateway]
-compression = "zlib-stream"
-[health]
+    return sandbox_config(
+        tmp_path,
+        TOKEN,
+        """[health]
 outage_after = 0.1
-[sandbox]
-guilds = 6
-shards = 2
-max_concurrency = 2
-identify_window = 0.05
-heartbeat_interval_ms = 300
-event_rate = 20.0
-token = "{TOKEN}"
 [[sandbox.faults]]
 kind = "outage"
 every = 2.0
 seconds = 0.3
-"""
+""",
     )
-    return path
 
 
 def test_an_outage_prints_one_alert_line_and_one_cleared_line(

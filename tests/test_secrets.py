@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from support import waiting
+from support.headless import sandbox_config
 
 from shardtui.config import Config
 from shardtui.gateway.errors import FatalGatewayError
@@ -131,20 +132,10 @@ async def test_library_logs_events_reprs_and_errors_never_hold_the_token(sandbox
 
 
 def _config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "shards.toml"
-    path.write_text(
-        f"""
-[gateway]
-compression = "zlib-stream"
-[sandbox]
-guilds = 6
-shards = 2
-max_concurrency = 2
-identify_window = 0.05
-heartbeat_interval_ms = 300
-event_rate = 30.0
-token = "{TOKEN}"
-[[sandbox.faults]]
+    return sandbox_config(
+        tmp_path,
+        TOKEN,
+        """[[sandbox.faults]]
 kind = "random"
 every = 0.25
 choices = ["reconnect", "invalid_session", "close", "malformed", "truncated", "drop", "zombie"]
@@ -155,9 +146,9 @@ kind = "close"
 every = 2.0
 shard = 0
 code = 4004
-"""
+""",
+        event_rate=30.0,
     )
-    return path
 
 
 def test_headless_stream_report_and_stderr_never_hold_the_token(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.headless import sandbox_config
 
 from shardtui.cli import main
 from shardtui.config import load_config
@@ -25,23 +26,7 @@ SHARDS = 3
 
 
 def _config(tmp_path: Path, extra: str = "", *, shards: int = SHARDS) -> Path:
-    path = tmp_path / "shards.toml"
-    path.write_text(
-        f"""
-[gateway]
-compression = "zlib-stream"
-[sandbox]
-guilds = 9
-shards = {shards}
-max_concurrency = {shards}
-identify_window = 0.05
-heartbeat_interval_ms = 300
-event_rate = 40.0
-token = "{TOKEN}"
-{extra}
-"""
-    )
-    return path
+    return sandbox_config(tmp_path, TOKEN, extra, guilds=9, shards=shards, event_rate=40.0)
 
 
 def _lines(out: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.headless import sandbox_config
 from support.waiting import eventually
 
 from shardtui.cli import main
@@ -36,25 +37,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def _config_file(tmp_path: Path, extra: str = "") -> Path:
-    path = tmp_path / "shards.toml"
-    path.write_text(
-        f"""
-[gateway]
-compression = "zlib-stream"
-[sandbox]
-guilds = 8
-shards = 2
-max_concurrency = 2
-identify_window = 0.05
-heartbeat_interval_ms = 300
-event_rate = 40.0
-token = "{TOKEN}"
-[metrics]
-listen = "127.0.0.1:0"
-{extra}
-"""
-    )
-    return path
+    extra = '[metrics]\nlisten = "127.0.0.1:0"\n' + extra
+    return sandbox_config(tmp_path, TOKEN, extra, guilds=8, event_rate=40.0)
 
 
 async def scrape(url: str) -> Samples:

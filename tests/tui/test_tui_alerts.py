@@ -4,11 +4,13 @@ then started again on the same port) shows a banner in the header until every sh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from support.tui import fast_config, wait_until
 from textual.widgets import RichLog
 
-from shardtui.gateway.models import AlertKind, ConnectionStage
+from shardtui.gateway.models import AlertKind, ConnectionStage, ShardHealth, ShardId
 from shardtui.sandbox import Sandbox, SandboxSettings
 from shardtui.sandbox.tokens import make_token
 from shardtui.tui.app import ShardTUI
@@ -93,3 +95,42 @@ async def test_an_outage_shows_a_banner_until_every_shard_is_back() -> None:
         for sandbox in (first, second):
             if sandbox is not None and sandbox.running:
                 await sandbox.stop()
+
+
+async def test_a_wedged_shard_reads_wedged_alerts_once_and_heals_by_itself() -> None:
+    """The sandbox keeps ACKing shard 1's heartbeats but stops its dispatches while its peers receive:
+    its row reads WEDGED, one toast and one log line say so, ``[health] restart_wedged`` resumes it,
+    and the buffered events arriving clear the incident. The health check is run between pilot cycles
+    instead of waiting for its 5 s timer; everything else is the running console's own path."""
+    config = fast_config(event_rate=150.0)
+    config.health.wedged_after = 0.5
+    config.health.restart_wedged = True
+    app = ShardTUI(config)
+
+    def health(shard: int) -> ShardHealth:
+        return app.model.rows[shard].info.health
+
+    def checked(condition: Callable[[], bool]) -> Callable[[], bool]:
+        def poll() -> bool:
+            app.runtime.manager.check_health()
+            return condition()
+
+        return poll
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: connected(app, 3), "all shards connected")
+        if not app.query_one("#log").display:
+            await pilot.press("l")
+        for _ in range(20):  # the health check's rates need a little history of the busy peers
+            app.runtime.manager.check_health()
+            await pilot.pause(0.05)
+        assert app.runtime.sandbox.inject("wedge", 1) == 1
+        await wait_until(pilot, checked(lambda: notes(app, "Alert: wedged")), "the wedged alert")
+        assert notes(app, "Alert:") == [("Alert: wedged · shard 1", "warning")]
+        assert "ALERT wedged: shard 1 is wedged" in log_text(app)
+        await wait_until(pilot, checked(lambda: notes(app, "Cleared: wedged")), "the wedged shard to heal")
+        assert health(1) in (ShardHealth.OK, ShardHealth.QUIET)
+        assert app.runtime.manager.runners[ShardId(1)].wedged_restarts >= 1
+        assert notes(app, "Alert:") == [("Alert: wedged · shard 1", "warning")]  # one incident, one toast
+        assert log_text(app).count("cleared wedged after") == 1
+        assert all(health(shard) is not ShardHealth.WEDGED for shard in (0, 2))

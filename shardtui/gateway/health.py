@@ -66,6 +66,16 @@ class _Fleet:
         self.total_rate = sum(self.rates.values())
         self.total_guilds = sum(i.guilds for i in connected)
         self.sorted_rates = sorted(self.rates.values())
+        # The two latest dispatches, so each shard finds its peers' latest without a pass of its own.
+        dispatched = [(i.last_dispatch_at, i.shard_id) for i in connected if i.last_dispatch_at is not None]
+        self._latest = sorted(dispatched, reverse=True)[:2]
+
+    def peers_latest_dispatch(self, info: ShardRunnerInfo) -> float | None:
+        """When any other connected shard last received a dispatch (None if none has)."""
+        for at, shard_id in self._latest:
+            if shard_id != info.shard_id:
+                return at
+        return None
 
     def _median_without(self, value: float) -> float:
         ordered = self.sorted_rates
@@ -81,7 +91,9 @@ class _Fleet:
         """Events/s this shard should see, judged from its peers (scaled by guild count when known)."""
         own = self.rates[info.shard_id]
         peer_guilds = self.total_guilds - info.guilds
-        if info.guilds > 0 and peer_guilds > 0:
+        if peer_guilds > 0:
+            # Guild counts are known (READY told them): a shard with none hears no guild events,
+            # however busy its peers are, and its silence is no sign of a wedge.
             return (self.total_rate - own) / peer_guilds * info.guilds
         return self._median_without(own)
 
@@ -119,7 +131,10 @@ def assess_health(
             verdicts[info.shard_id] = OK
             continue
         silent_since = max(starts)
-        silence = now - silent_since
+        # Silence counts only while the peers kept receiving: when the whole process stalled (a
+        # blocked event loop, a paused VM) every shard went quiet together and none is wedged.
+        peers_latest = fleet.peers_latest_dispatch(info)
+        silence = (now if peers_latest is None else min(now, peers_latest)) - silent_since
         gap = 1.0 / expected
         wedged_after = max(policy.min_wedged_seconds, policy.wedged_after_gaps * gap)
         # A short wedged_after must not hide behind the quiet threshold.

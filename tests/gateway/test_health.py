@@ -40,6 +40,24 @@ def test_silent_shard_with_acked_heartbeats_among_busy_peers_is_wedged() -> None
     assert verdict(infos, 0).health is ShardHealth.OK
 
 
+def test_a_shard_without_guilds_among_busy_peers_is_not_wedged() -> None:
+    # More shards than the bot needs: shard 3's READY listed no guild, so no guild event is due.
+    infos = [shard(0), shard(1), shard(2), shard(3, silent_for=3600.0, guilds=0)]
+    assert verdict(infos, 3).health is ShardHealth.OK
+    assert verdict(infos, 0).health is ShardHealth.OK
+
+
+def test_a_stall_every_shard_shared_is_no_wedge() -> None:
+    # The event loop was blocked for 5 minutes: no shard received anything, so none is singled out.
+    infos = [shard(i, silent_for=300.0 + i) for i in range(4)]
+    assert {v.health for v in assess_health(infos, NOW).values()} == {ShardHealth.OK}
+    # Once the peers receive again, the one that still hears nothing is silent up to their latest dispatch.
+    for i in (0, 1, 3):
+        infos[i].last_dispatch_at = NOW - 0.5
+    result = verdict(infos, 2)
+    assert result.health is ShardHealth.WEDGED and "no dispatch for 5 min" in result.reason
+
+
 def test_short_silence_is_quiet_before_it_is_wedged() -> None:
     infos = [shard(0), shard(1, silent_for=20.0)]
     result = verdict(infos, 1)

@@ -102,7 +102,8 @@ async def test_a_wedged_shard_reads_wedged_alerts_once_and_heals_by_itself() -> 
     its row reads WEDGED, one toast and one log line say so, ``[health] restart_wedged`` resumes it,
     and the buffered events arriving clear the incident. The health check is run between pilot cycles
     instead of waiting for its 5 s timer; everything else is the running console's own path."""
-    config = fast_config(event_rate=150.0)
+    # Thirty guilds, so each shard has some (a shard without guilds hears nothing and is never wedged).
+    config = fast_config(event_rate=150.0, guilds=30)
     config.health.wedged_after = 0.5
     config.health.restart_wedged = True
     app = ShardTUI(config)

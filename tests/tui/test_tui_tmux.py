@@ -168,13 +168,16 @@ def test_sigterm_closes_the_console_cleanly(tmp_path: Path) -> None:
         pane.tmux("kill-server")
 
 
-FATAL_CONFIG = CONFIG.replace("[ui]", """[[sandbox.faults]]
+FATAL_CONFIG = CONFIG.replace(
+    "[ui]",
+    """[[sandbox.faults]]
 kind = "close"
 every = 1.5
 shard = 0
 code = 4004
 
-[ui]""")
+[ui]""",
+)
 
 
 def test_a_fatal_stop_leaves_its_reason_on_the_terminal_and_exits_3(tmp_path: Path) -> None:

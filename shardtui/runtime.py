@@ -236,6 +236,7 @@ class Runtime:
             host=host,
             port=port,
             client_token=client_token,
+            public_url=cfg.public_url,
             limits=SessionLimits(
                 outbox_max_events=cfg.max_backlog_events,
                 outbox_max_bytes=cfg.max_backlog_bytes,

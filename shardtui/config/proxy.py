@@ -7,8 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from yarl import URL
+
 from shardtui.config.errors import ConfigError, describe
 from shardtui.config.parsers import (
+    KeyContext,
     Parser,
     parse_bool,
     parse_float,
@@ -27,6 +30,9 @@ class ProxyConfig:
     listen: str | None = None
     #: Allow a non-loopback ``listen`` (bots on other hosts; anyone who can reach it may try tokens).
     allow_remote: bool = False
+    #: The ws:// or wss:// URL bots are told to connect to (a TLS front end, a DNS name); None: the
+    #: bound address, or for a wildcard listen the Host each bot's request named.
+    public_url: str | None = None
     #: Name of an environment variable holding a separate client token bot code uses instead of the real one.
     client_token_env: str | None = None
     #: Per client: unsent events / bytes before it is cut with a resumable close; also its replay buffer.
@@ -44,6 +50,7 @@ class ProxyConfig:
 PROXY_SCHEMA: dict[str, Parser] = {
     "listen": parse_listen_address,
     "allow_remote": parse_bool,
+    "public_url": lambda v, c: parse_public_url(v, c),
     "client_token_env": parse_optional_str,
     "max_backlog_events": ranged_int(1, 10_000_000),
     "max_backlog_bytes": ranged_int(1024, 1 << 34),
@@ -52,6 +59,21 @@ PROXY_SCHEMA: dict[str, Parser] = {
     "cache_members": parse_bool,
     "cache_presences": parse_bool,
 }
+
+
+def parse_public_url(value: object, ctx: KeyContext) -> str | None:
+    """A ws:// or wss:// URL with a host and no query (clients append their own ``?v=10&...``)."""
+    text = parse_optional_str(value, ctx)
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        url = URL(text)
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("ws", "wss") or not url.host or url.query_string or url.fragment:
+        raise ctx.error('a ws:// or wss:// URL without a query (e.g. "wss://gateway.example.com")', value)
+    return text
 
 
 def is_loopback_host(host: str) -> bool:

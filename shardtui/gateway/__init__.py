@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "AlertKind": "models",
     "AlertEvent": "models",
     "AlertClearedEvent": "models",
+    "ReshardSwitchEvent": "models",
     "AlertTracker": "alerts",
     "WedgedHealer": "healing",
     # messages

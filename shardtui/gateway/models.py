@@ -307,6 +307,17 @@ class AlertClearedEvent:
     process: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ReshardSwitchEvent:
+    """A live reshard is switching delivery to the new set: every dispatch from here on comes from
+    shards ``0..new_total-1`` of ``new_total`` (``ShardManager.shard_total`` follows once the old set is
+    closed). Emitted once, before the first dispatch of the new set reaches the event handler."""
+
+    old_total: int
+    new_total: int
+    at: float = field(default_factory=time.time)
+
+
 ManagerEvent = (
     ShardStageUpdateEvent
     | ShardInfoUpdateEvent
@@ -314,6 +325,7 @@ ManagerEvent = (
     | FatalErrorEvent
     | AlertEvent
     | AlertClearedEvent
+    | ReshardSwitchEvent
 )
 
 

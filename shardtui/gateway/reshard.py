@@ -32,6 +32,7 @@ from shardtui.gateway.models import (
     Dispatch,
     ManagerEvent,
     Presence,
+    ReshardSwitchEvent,
     ShardId,
     ShardInfoUpdateEvent,
     ShardLogEvent,
@@ -322,6 +323,9 @@ async def run_reshard(manager: ReshardHost, new_total: int, *, dedupe_grace: flo
         manager.reclaim_gate()
         raise
 
+    # Before the held dispatches go out: a consumer that lays out per shard total (the proxy) must
+    # switch first, since the manager's own total changes only after the old set is closed.
+    manager.events.emit(ReshardSwitchEvent(old_total, new_total))
     delivered = await router.switch()
     manager.events.log(
         None,

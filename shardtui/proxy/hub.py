@@ -344,9 +344,10 @@ class ShardHub:
         self._subscribers = tuple(self._sessions.values())
         return link
 
-    def begin(self, link: Link, snapshot: Snapshot) -> None:
-        """READY (seq 1, with the session's own session_id, ``resume_gateway_url`` and ``shard``) and the
-        snapshot's dispatches, then the live events that arrived since :meth:`open_session`."""
+    def begin(self, link: Link, snapshot: Snapshot, *, resume_gateway_url: str | None = None) -> None:
+        """READY (seq 1, with the session's own session_id, ``resume_gateway_url`` (the hub's unless
+        given) and ``shard``) and the snapshot's dispatches, then the live events that arrived since
+        :meth:`open_session`."""
         ready_fields, dispatches = snapshot
         session = link.session
         if self.bot_user_id is None:
@@ -356,12 +357,18 @@ class ShardHub:
             if key not in ready:
                 ready[key] = value.copy() if isinstance(value, list | dict) else value
         ready["session_id"] = session.session_id
-        ready["resume_gateway_url"] = self.resume_gateway_url
+        ready["resume_gateway_url"] = resume_gateway_url or self.resume_gateway_url
         ready["shard"] = [self.shard_id, self.shard_total]
         session.begin(ready, dispatches)
 
     async def identify(
-        self, source: SnapshotSource, *, intents: int | None = None, address: str = "", library: str = ""
+        self,
+        source: SnapshotSource,
+        *,
+        intents: int | None = None,
+        address: str = "",
+        library: str = "",
+        resume_gateway_url: str | None = None,
     ) -> Link:
         """:meth:`open_session`, the snapshot from ``source`` (awaited if it must be), :meth:`begin`.
         If the snapshot fails the session is dropped (op 9 on the link) and the error propagates."""
@@ -373,7 +380,7 @@ class ShardHub:
         except BaseException:
             link.session.invalidate("snapshot failed")
             raise
-        self.begin(link, snapshot)
+        self.begin(link, snapshot, resume_gateway_url=resume_gateway_url)
         return link
 
     def resume(self, session_id: str, seq: object) -> ResumeOutcome:

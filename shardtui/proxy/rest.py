@@ -91,7 +91,7 @@ class RestProxy:
         *,
         upstream: str,
         token: str,
-        ws_url: str | Callable[[], str],
+        ws_url: str | Callable[[str | None], str],
         shard_count: Callable[[], int],
         health: HealthCheck | None = None,
         client_token: str | None = None,
@@ -162,9 +162,9 @@ class RestProxy:
 
     # -- local answers ----------------------------------------------------------------------------
 
-    @property
-    def ws_url(self) -> str:
-        url = self._ws_url() if callable(self._ws_url) else self._ws_url
+    def ws_url(self, request: web.Request) -> str:
+        """The gateway URL to tell this request's bot (``ws_url`` called with its Host header)."""
+        url = self._ws_url(request.headers.get("Host")) if callable(self._ws_url) else self._ws_url
         # Clients append their own query.
         return url.split("?", 1)[0]
 
@@ -174,14 +174,14 @@ class RestProxy:
         return header is not None and hmac.compare_digest(header.encode(), expected.encode())
 
     async def gateway(self, request: web.Request) -> web.Response:
-        return json_response({"url": self.ws_url})
+        return json_response({"url": self.ws_url(request)})
 
     async def gateway_bot(self, request: web.Request) -> web.Response:
         if not self._authorized(request.headers.get(AUTHORIZATION)):
             return unauthorized()
         return json_response(
             {
-                "url": self.ws_url,
+                "url": self.ws_url(request),
                 "shards": self._shard_count(),
                 "session_start_limit": {
                     "total": SESSION_STARTS,

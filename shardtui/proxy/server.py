@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -29,7 +30,14 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 
 from shardtui.gateway.aio import wait_for
-from shardtui.gateway.models import ConnectionStage, Dispatch, Presence, ShardId
+from shardtui.gateway.models import (
+    ConnectionStage,
+    Dispatch,
+    ManagerEvent,
+    Presence,
+    ReshardSwitchEvent,
+    ShardId,
+)
 from shardtui.gateway.protocol import CloseCode, Opcode
 from shardtui.listen import bind_reason, probe_bind, split_listen
 from shardtui.server import (
@@ -65,6 +73,23 @@ PUMP_LOW: Final = 64
 PROXY_ZLIB_LEVEL: Final = 1
 #: The close for a stopping proxy: every library resumes (or re-identifies) after it.
 STOP_CODE: Final = int(CloseCode.UNKNOWN_ERROR)
+#: The close for the clients of a shard total that is gone (a live reshard). No library resumes or
+#: re-identifies after it: the bot stops, and started again (AutoShardedClient, GatewayBot, discord.js's
+#: "auto") it reads /gateway/bot and gets the new total. 4000 would only lead it to RESUME (op 9),
+#: IDENTIFY with the old total and 4010.
+RESHARD_CODE: Final = int(CloseCode.SHARDING_REQUIRED)
+
+
+def reshard_reason(total: int) -> str:
+    return f"Resharded to {total} shards: reconnect with the count from /gateway/bot."
+
+
+#: Bind addresses that name no host a bot could be told to connect to.
+WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
+#: A Host header fit to be echoed in a URL: a name or IPv4 address, or a bracketed IPv6 one, and a port.
+_HOST_HEADER: Final = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?"
+)
 
 
 class ProxyError(Exception):
@@ -100,6 +125,10 @@ class ProxySettings:
     ready_timeout: float = 30.0
     #: Seconds between sweeps of expired client sessions.
     sweep_interval: float = 5.0
+    #: The ws:// or wss:// URL bots are told to connect to (``/gateway/bot``, READY's
+    #: ``resume_gateway_url``): a TLS front end or a name for another host. None: the bound address,
+    #: or for a wildcard bind (0.0.0.0, ::) the Host the bot's own request named.
+    public_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +233,7 @@ class ProxyBackend:
             intents=request.intents,
             address=_peer(socket),
             library=library_of(request.raw),
+            resume_gateway_url=proxy.ws_url_for(socket.request.headers.get("Host")),
         )
         self._start(socket, link, resumed=False)
         return Accepted()
@@ -364,8 +394,8 @@ class Proxy:
         self.rest = RestProxy(
             upstream=rest_upstream,
             token=token,
-            ws_url=lambda: self.ws_url,
-            shard_count=lambda: self.manager.shard_total or 1,
+            ws_url=self.ws_url_for,
+            shard_count=lambda: self.served_total() or 1,
             health=self.health,
             client_token=settings.client_token,
         )
@@ -373,8 +403,13 @@ class Proxy:
         self._listeners: list[Callable[[ClientEvent], Any]] = []
         self._ready_waiters: dict[int, asyncio.Event] = {}
         self._total_known = asyncio.Event()
-        #: The shard total the cache's layout and the hubs are for (None before the first dispatch).
+        #: The shard total and ids the cache's layout, the hubs and IDENTIFY checks are for (None
+        #: before the first dispatch). A live reshard switches them before the manager's own total.
         self._layout_total: int | None = None
+        self._layout_ids: frozenset[int] | None = None
+        #: The total a live reshard left, while the manager still reports it (until its old set is closed).
+        self._switched_from: int | None = None
+        manager.subscribe(self._on_manager_event)
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._port: int | None = None
@@ -392,12 +427,27 @@ class Proxy:
 
     @property
     def ws_url(self) -> str:
+        """The WebSocket URL bots are told (``public_url`` when set; see :meth:`ws_url_for`)."""
+        if self.settings.public_url is not None:
+            return self.settings.public_url
         host = self.settings.host
-        if host in ("", "0.0.0.0", "::"):
+        if host in WILDCARD_HOSTS:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
         return f"ws://{host}:{self.port}"
+
+    def ws_url_for(self, host_header: str | None) -> str:
+        """The URL to tell the bot whose request named ``host_header``: behind a wildcard bind the
+        address a bot reached is the one it can reach again (127.0.0.1 would be wrong on another host)."""
+        if (
+            self.settings.public_url is None
+            and self.settings.host in WILDCARD_HOSTS
+            and host_header is not None
+            and _HOST_HEADER.fullmatch(host_header)
+        ):
+            return f"ws://{host_header}"
+        return self.ws_url
 
     @property
     def http_url(self) -> str:
@@ -414,7 +464,11 @@ class Proxy:
         """One upstream dispatch: the cache first, then the clients (the hub's ordering contract)."""
         total = self.manager.shard_total
         if total != self._layout_total:
-            self._relayout(total)
+            if total == self._switched_from:
+                pass  # a live reshard switched the layout already; the manager catches up at adopt
+            else:
+                self._switched_from = None
+                self._relayout(total, None)
         self.cache.feed(dispatch)
         sid = dispatch.shard_id.id
         hub = self.hubs.get(sid)
@@ -427,27 +481,41 @@ class Proxy:
             if waiter is not None:
                 waiter.set()
 
-    def _relayout(self, total: int | None) -> None:
-        """The shard total changed (a live reshard; or the first dispatch): every client of the old total
-        is closed (they reconnect, fetch /gateway/bot or get 4010 naming the new total) and the cache
-        moves each guild to the shard that owns it under the new total."""
+    def _on_manager_event(self, event: ManagerEvent) -> None:
+        if isinstance(event, ReshardSwitchEvent):
+            self._switched_from = event.old_total
+            self._relayout(event.new_total, range(event.new_total))
+
+    def _relayout(self, total: int | None, ids: range | None) -> None:
+        """The shard total changed (a live reshard's switch; or the first dispatch): every client of
+        the old total is closed with 4011 (restarted, a bot reads /gateway/bot; one that reconnects with
+        the old count gets 4010 naming the new total) and the cache moves each guild to the shard that
+        owns it under the new total. ``ids``: the shards served from now on (None: the manager's)."""
         previous, self._layout_total = self._layout_total, total
-        if previous is None or total is None:
+        served = (sid.id for sid in self.manager.runners) if ids is None else ids
+        self._layout_ids = frozenset(served)
+        if previous is None or total is None or previous == total:
             return
-        for hub in self.hubs.values():
-            hub.close_all(STOP_CODE, f"resharded from {previous} to {total} shards")
+        closed = sum(hub.close_all(RESHARD_CODE, reshard_reason(total)) for hub in self.hubs.values())
         self.hubs.clear()
-        self.cache.rebucket(total, [sid.id for sid in self.manager.runners])
-        log.info("proxy: resharded from %s to %s shards; clients of the old total closed", previous, total)
+        self.cache.rebucket(total, sorted(self._layout_ids))
+        log.info(
+            "proxy: resharded from %s to %s shards; %d client session(s) of the old total closed with %d",
+            previous, total, closed, RESHARD_CODE,
+        )  # fmt: skip
+
+    def served_total(self) -> int | None:
+        """The shard total bots must identify with (a live reshard's new one from its switch on)."""
+        return self._layout_total if self._layout_total is not None else self.manager.shard_total
 
     def hub(self, shard_id: int) -> ShardHub:
-        """The hub of ``shard_id`` (created on first use, with the manager's current total)."""
-        total = self.manager.shard_total or 1
+        """The hub of ``shard_id`` (created on first use, with the served total)."""
+        total = self.served_total() or 1
         hub = self.hubs.get(shard_id)
         if hub is not None and hub.shard_total == total:
             return hub
         if hub is not None:
-            hub.close_all(STOP_CODE, f"resharded to {total} shards")
+            hub.close_all(RESHARD_CODE, reshard_reason(total))
         hub = self.hubs[shard_id] = ShardHub(
             shard_id,
             total,
@@ -456,24 +524,29 @@ class Proxy:
         )
         return hub
 
+    def _served_ids(self) -> frozenset[int]:
+        if self._layout_ids is not None:
+            return self._layout_ids
+        return frozenset(sid.id for sid in self.manager.runners)
+
     def runs(self, shard_id: int) -> bool:
-        return ShardId(shard_id) in self.manager.runners if shard_id >= 0 else False
+        return shard_id in self._served_ids()
 
     def shard_reason(self, shard_id: int, shard_total: int) -> str:
-        total = self.manager.shard_total
-        ids = sorted(sid.id for sid in self.manager.runners)
+        total = self.served_total()
+        ids = sorted(self._served_ids())
         span = f"{ids[0]}..{ids[-1]}" if ids else "none"
         reason = f"Invalid shard [{shard_id}, {shard_total}]: expected total {total}, shards here {span}."
         return reason[:120]
 
     async def wait_total(self) -> int | None:
-        """The manager's shard total, waiting (bounded) while it is not known yet."""
-        total = self.manager.shard_total
+        """The served shard total, waiting (bounded) while it is not known yet."""
+        total = self.served_total()
         if total is not None:
             return total
         with contextlib.suppress(TimeoutError):
             await wait_for(self._total_known.wait(), self.settings.ready_timeout)
-        return self.manager.shard_total
+        return self.served_total()
 
     async def wait_ready(self, shard_id: int) -> bool:
         """True once the cache of ``shard_id`` has seen an upstream READY (now or from a saved cache)."""

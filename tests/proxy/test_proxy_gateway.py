@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 from support.waiting import eventually
 from test_cache_sandbox import EVERYTHING, KINDS, comparable
 
+from shardtui.gateway.models import ReshardSwitchEvent
 from shardtui.proxy.server import ProxySettings
 from shardtui.proxy.session import SessionLimits
 
@@ -305,8 +307,13 @@ async def test_after_a_live_reshard_clients_of_the_new_total_get_its_guild_layou
     old = await raw(rig.url)
     await old.ready(sandbox.token, (0, 2), INTENTS)
     await rig.manager.reshard(3, dedupe_grace=0.0)
-    sandbox.emit(3, "CHANNEL_CREATE")  # dispatches of the new total reach the proxy
-    assert await old.expect_close(wait=20) == 4000
+    # Closed at the switch with 4011 (no library resumes after it; restarted, the bot reads /gateway/bot).
+    assert await old.expect_close(wait=20) == 4011
+    assert "3 shards" in old.close_reason and "/gateway/bot" in old.close_reason
+    async with aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bot {sandbox.token}"}
+        async with http.get(f"{rig.proxy.rest_url}/gateway/bot", headers=auth) as response:
+            assert (await response.json())["shards"] == 3
     stale = await raw(rig.url)
     await stale.hello()
     await stale.identify(sandbox.token, (0, 2), INTENTS)
@@ -318,3 +325,76 @@ async def test_after_a_live_reshard_clients_of_the_new_total_get_its_guild_layou
         assert {g["id"] for g in ready["d"]["guilds"]} == expected
         creates = [await client.recv() for _ in expected]
         assert {p["d"]["id"] for p in creates if p["t"] == "GUILD_CREATE"} == expected
+
+
+async def test_events_held_through_a_reshard_reach_the_clients_of_the_new_total(
+    sandbox_factory, rigs, raw
+) -> None:
+    """The new set delivers from the switch on, while the manager still reports the old total until
+    its old set is closed: its dispatches are laid out for the new total and reach the shard owning them."""
+    sandbox = await sandbox_factory(shards=2, guilds=12, identify_window=0.0)
+    rig = await rigs(sandbox)
+    switch_totals: list[tuple[int, int]] = []
+    rig.manager.subscribe(
+        lambda e: (
+            switch_totals.append((e.old_total, e.new_total)) if isinstance(e, ReshardSwitchEvent) else None
+        )
+    )
+    reshard = asyncio.create_task(rig.manager.reshard(3, dedupe_grace=0.0))
+
+    async def emit_until_done() -> None:
+        while not reshard.done():
+            sandbox.emit(2, "CHANNEL_CREATE")
+            await asyncio.sleep(0.002)
+
+    await emit_until_done()
+    result = await reshard
+    assert switch_totals == [(2, 3)]
+    # Traffic ran through the switch (the new set's copies of what the old set delivered were dropped).
+    assert result.duplicates_dropped > 0
+    for shard in range(3):
+        client = await raw(rig.url)
+        ready = await client.ready(sandbox.token, (shard, 3), INTENTS)
+        expected = {str(g) for g in sandbox.guild_ids_for_shard(shard, 3)}
+        assert {g["id"] for g in ready["d"]["guilds"]} == expected
+        proxied = {p["d"]["id"]: p["d"] for p in [await client.recv() for _ in expected]}
+        # The channels created during the reshard are in the cache, each under its guild's new shard.
+        direct = await raw(sandbox.gateway_url)
+        await direct.ready(sandbox.token, (shard, 3), INTENTS)
+        truth = {p["d"]["id"]: p["d"] for p in [await direct.recv() for _ in expected]}
+        assert proxied.keys() == truth.keys() == expected
+        for guild_id, guild in truth.items():
+            assert {c["id"] for c in proxied[guild_id]["channels"]} == {c["id"] for c in guild["channels"]}
+
+
+async def test_public_url_is_what_bots_are_told(sandbox_factory, rigs, raw) -> None:
+    sandbox = await sandbox_factory(shards=1, guilds=2)
+    rig = await rigs(sandbox, settings=ProxySettings(public_url="wss://gateway.example.com"))
+    async with aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bot {sandbox.token}"}
+        async with http.get(
+            f"http://127.0.0.1:{rig.proxy.port}/api/v10/gateway/bot", headers=auth
+        ) as response:
+            assert (await response.json())["url"] == "wss://gateway.example.com"
+    client = await raw(f"ws://127.0.0.1:{rig.proxy.port}")
+    ready = await client.ready(sandbox.token, (0, 1), INTENTS)
+    assert ready["d"]["resume_gateway_url"] == "wss://gateway.example.com"
+
+
+async def test_a_wildcard_listen_tells_each_bot_the_host_it_reached(sandbox_factory, rigs, raw) -> None:
+    sandbox = await sandbox_factory(shards=1, guilds=2)
+    rig = await rigs(sandbox, settings=ProxySettings(host="0.0.0.0"))
+    port = rig.proxy.port
+    async with aiohttp.ClientSession() as http:
+        for host, expected in (
+            (f"bots.internal:{port}", f"ws://bots.internal:{port}"),
+            (f"10.1.2.3:{port}", f"ws://10.1.2.3:{port}"),
+            ("evil/path?x=1", f"ws://127.0.0.1:{port}"),  # not a host: the bound address instead
+        ):
+            async with http.get(
+                f"http://127.0.0.1:{port}/api/v10/gateway", headers={"Host": host}
+            ) as response:
+                assert (await response.json())["url"] == expected, host
+    client = await raw(f"ws://127.0.0.1:{port}")
+    ready = await client.ready(sandbox.token, (0, 1), INTENTS)
+    assert ready["d"]["resume_gateway_url"] == f"ws://127.0.0.1:{port}"

@@ -262,3 +262,28 @@ def test_the_cli_says_a_proxy_port_in_use_in_one_line_with_status_2(
     assert len(lines) == 1, captured.err
     assert "proxy.listen" in lines[0] and "port is in use" in lines[0] and str(port) in lines[0]
     assert '"event":"stage"' not in captured.out
+
+
+def test_public_url_must_be_a_ws_url_without_a_query() -> None:
+    for bad in ("https://gw.example.com", "ws://gw.example.com/?v=10", "gw.example.com:7878", "wss://"):
+        with pytest.raises(ConfigError) as caught:
+            load_config(None, {"proxy.listen": "127.0.0.1:7878", "proxy.public_url": bad}, environ={})
+        assert "proxy.public_url" in str(caught.value) and "ws:// or wss://" in str(caught.value), bad
+
+
+async def test_the_runtime_tells_bots_the_public_url(sandbox_factory, raw) -> None:
+    sandbox = await sandbox_factory(shards=1, guilds=2)
+    config = config_for(sandbox, **{"proxy.public_url": "wss://gateway.example.com/bots"})
+    async with Runtime(config) as runtime:
+        proxy = runtime.proxy
+        assert proxy is not None
+        await runtime.start()
+        assert await runtime.manager.wait_until_connected(timeout=20)
+        local = f"http://127.0.0.1:{proxy.port}/api/v10"
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bot {sandbox.token}"}
+            async with http.get(f"{local}/gateway/bot", headers=headers) as response:
+                assert (await response.json())["url"] == "wss://gateway.example.com/bots"
+        client = await raw(f"ws://127.0.0.1:{proxy.port}")
+        ready = await client.ready(sandbox.token, (0, 1), INTENTS)
+        assert ready["d"]["resume_gateway_url"] == "wss://gateway.example.com/bots"

@@ -172,7 +172,7 @@ async def test_gateway_routes_are_answered_by_the_proxy(serve_proxy) -> None:
     proxy, base = await serve_proxy(
         upstream=unreachable,
         token="real.token.value",
-        ws_url=lambda: "ws://127.0.0.1:9999/?v=10&encoding=json",
+        ws_url=lambda _host: "ws://127.0.0.1:9999/?v=10&encoding=json",
         shard_count=lambda: shards[0],
         max_concurrency=16,
     )

@@ -35,6 +35,8 @@ class RawClient:
         self._buffer = b""
         self.received: list[dict[str, Any]] = []
         self.frame_types: list[aiohttp.WSMsgType] = []
+        #: The reason text of the server's close frame, once one arrived.
+        self.close_reason = ""
 
     @classmethod
     async def connect(
@@ -54,6 +56,7 @@ class RawClient:
         while True:
             msg = await asyncio.wait_for(self.ws.receive(), wait)
             if msg.type == aiohttp.WSMsgType.CLOSE:
+                self.close_reason = msg.extra or ""
                 raise Closed(msg.data)
             if msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 raise Closed(self.ws.close_code)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from shardtui.tui.model import ConsoleModel
 
 #: Live attached clients per shard; shown after the guild count, before the rarer counters.
-CLIENTS_COLUMN = Column("clients", "clients", 7, 3)
+#: Eight wide: the label and the sort arrow.
+CLIENTS_COLUMN = Column("clients", "clients", 8, 3)
 #: Session ids are long hex strings; this much tells two apart in a pane and a log line.
 SESSION_CHARS = 8
 

@@ -96,6 +96,7 @@ class SortKey(enum.Enum):
     HEALTH = "health"
     LATENCY = "latency"
     GUILDS = "guilds"
+    CLIENTS = "clients"
     EVENTS_PER_SECOND = "ev/s"
     EVENTS = "events"
     RESUMES = "resumes"
@@ -111,6 +112,7 @@ SORT_COLUMN: dict[SortKey, str] = {
     SortKey.HEALTH: "health",
     SortKey.LATENCY: "latency",
     SortKey.GUILDS: "guilds",
+    SortKey.CLIENTS: "clients",
     SortKey.EVENTS_PER_SECOND: "eps",
     SortKey.EVENTS: "events",
     SortKey.RESUMES: "resumes",
@@ -229,6 +231,9 @@ def sort_value(row: ShardRow, key: SortKey, now: float, queued: bool = False) ->
         return (info.latency is None, -(info.latency or 0.0), sid)
     if key is SortKey.GUILDS:
         return (-info.guilds, sid)
+    if key is SortKey.CLIENTS:
+        # Most clients first; shards whose clients this console cannot see go last.
+        return (row.clients is None, -(row.clients or 0), sid)
     if key is SortKey.EVENTS_PER_SECOND:
         return (-info.events_per_second, sid)
     if key is SortKey.EVENTS:

@@ -14,7 +14,6 @@ from shardtui.gateway.models import ConnectionStage, ShardHealth
 from shardtui.tui.columns import stage_word
 
 if TYPE_CHECKING:
-    from shardtui.gateway.models import ShardRunnerInfo
     from shardtui.tui.model import ShardRow
 
 
@@ -37,21 +36,22 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-def _latency(info: ShardRunnerInfo) -> float | None:
-    return info.latency
+def _latency(row: ShardRow) -> float | None:
+    return row.info.latency
 
 
 #: Numeric fields a comparison can use, with what each reads (None: not measured, never matches).
-NUMERIC_FIELDS: dict[str, Callable[[ShardRunnerInfo], float | None]] = {
-    "id": lambda info: info.shard_id.id,
+NUMERIC_FIELDS: dict[str, Callable[[ShardRow], float | None]] = {
+    "id": lambda row: row.info.shard_id.id,
     "latency": _latency,
-    "guilds": lambda info: info.guilds,
-    "eps": lambda info: info.events_per_second,
-    "events": lambda info: info.events_received,
-    "seq": lambda info: info.last_seq,
-    "resumes": lambda info: info.resumes,
-    "reconnects": lambda info: info.reconnects,
-    "close": lambda info: info.last_close_code,
+    "guilds": lambda row: row.info.guilds,
+    "clients": lambda row: row.clients,
+    "eps": lambda row: row.info.events_per_second,
+    "events": lambda row: row.info.events_received,
+    "seq": lambda row: row.info.last_seq,
+    "resumes": lambda row: row.info.resumes,
+    "reconnects": lambda row: row.info.reconnects,
+    "close": lambda row: row.info.last_close_code,
 }
 #: The column labels an operator sees, as names for the same fields.
 _NUMERIC_ALIASES = {"ev/s": "eps", "res": "resumes", "rec": "reconnects"}
@@ -70,8 +70,8 @@ class Comparison:
     op: str
     number: float
 
-    def matches(self, info: ShardRunnerInfo) -> bool:
-        value = NUMERIC_FIELDS[self.field](info)
+    def matches(self, row: ShardRow) -> bool:
+        value = NUMERIC_FIELDS[self.field](row)
         # A shard with no measurement yet (latency before the first ACK, seq before the first
         # dispatch) neither passes nor fails a threshold: it is left out.
         return value is not None and _OPERATORS[self.op](float(value), self.number)
@@ -137,7 +137,7 @@ def compile_filter(query: str) -> RowFilter:
     Raises FilterError."""
     comparison = parse_comparison(query)
     if comparison is not None:
-        return lambda row, _queued: comparison.matches(row.info)
+        return lambda row, _queued: comparison.matches(row)
     field, value = parse_filter(query)
     if not value:
         return lambda _row, _queued: True

@@ -98,6 +98,8 @@ class ShardRow:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     #: What the console last sent with set_presence, shown until the runner reports it applied.
     sent_presence: Presence | None = None
+    #: Bot clients attached through this process's proxy (None: no proxy, or another process's shard).
+    clients: int | None = None
     #: The info's fields as last seen by ``ConsoleModel.scan``.
     signature: tuple[Any, ...] = ()
     _last_sample_ack: float | None = None
@@ -430,6 +432,9 @@ class ConsoleModel:
         for sid, count in counts.items():
             if known.get(sid) != count:
                 known[sid] = count
+                row = self.rows.get(sid)
+                if row is not None:
+                    row.clients = count
                 self.dirty.add(sid)
 
     def take_dirty(self) -> set[int]:
@@ -490,8 +495,12 @@ class ConsoleModel:
         return sort_value(self.rows[sid], self.sort_key, self.clock(), sid in self.queue.queued)
 
     def cycle_sort(self, step: int) -> SortKey:
-        index = SORT_ORDER.index(self.sort_key)
-        self.sort_key = SORT_ORDER[(index + step) % len(SORT_ORDER)]
+        # Without a proxy there is no clients column to sort by.
+        order = SORT_ORDER
+        if self.client_counts is None:
+            order = tuple(k for k in SORT_ORDER if k is not SortKey.CLIENTS)
+        index = order.index(self.sort_key) if self.sort_key in order else 0
+        self.sort_key = order[(index + step) % len(order)]
         return self.sort_key
 
     def reverse_sort(self) -> bool:

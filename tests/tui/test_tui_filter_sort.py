@@ -8,6 +8,7 @@ from support.tui import fast_config, wait_until
 from textual.widgets import Input, Label
 
 from shardtui.tui.app import ShardTUI
+from shardtui.tui.clients import CLIENTS_COLUMN
 from shardtui.tui.columns import COLUMNS, SORT_COLUMN, SORT_ORDER, SortKey, columns_for_width, sort_arrow
 from shardtui.tui.filtering import FilterError, parse_filter
 from shardtui.tui.screens import ConfirmScreen
@@ -154,7 +155,7 @@ async def test_sorted_column_header_shows_the_arrow() -> None:
 
 
 def test_every_sortable_column_fits_its_label_and_arrow() -> None:
-    widths = {c.key: (c.label, c.width) for c in COLUMNS}
+    widths = {c.key: (c.label, c.width) for c in (*COLUMNS, CLIENTS_COLUMN)}
     for key in SORT_ORDER:
         label, width = widths[SORT_COLUMN[key]]
         assert len(label + sort_arrow(key)) <= width, key

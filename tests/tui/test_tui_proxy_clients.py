@@ -13,7 +13,9 @@ from textual.widgets import RichLog
 
 from shardtui.tui.app import ShardTUI
 from shardtui.tui.clients import ClientsTable
+from shardtui.tui.columns import SortKey
 from shardtui.tui.export import export_rows
+from shardtui.tui.model import ConsoleModel
 from shardtui.tui.screens import ConfirmScreen, DetailsScreen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
@@ -175,3 +177,38 @@ async def test_without_a_proxy_there_is_no_clients_column_or_client_list() -> No
         await pilot.press("k")
         await pilot.pause(0.05)
         assert isinstance(app.screen, DetailsScreen)
+
+
+async def test_the_clients_column_sorts_and_filters() -> None:
+    app = ShardTUI(proxy_config(shards=3))
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, 3)
+        clients = [await attach(app, (1, 3)), await attach(app, (1, 3)), await attach(app, (2, 3))]
+        try:
+            await wait_until(
+                pilot, lambda: [cell(app, s, "clients") for s in range(3)] == ["0", "2", "1"], "the counts"
+            )
+            while app.model.sort_key is not SortKey.CLIENTS:
+                await pilot.press("greater_than_sign")
+            await pilot.pause()
+            assert "clients▼" in app.table.header_labels()
+            assert app.model.visible_ids() == [1, 2, 0]  # most clients first
+            await pilot.press("slash")
+            for key in "clients>0":
+                await pilot.press(key)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: app.model.visible_ids() == [1, 2], "the filter to apply")
+            await clients[0].close()
+            await wait_until(pilot, lambda: cell(app, 1, "clients") == "1", "the count to drop")
+        finally:
+            for client in clients:
+                await client.close()
+
+
+def test_without_a_proxy_the_sort_never_lands_on_clients() -> None:
+    model = ConsoleModel()
+    seen = {model.cycle_sort(1) for _ in range(len(SortKey) * 2)}
+    assert SortKey.CLIENTS not in seen and SortKey.GUILDS in seen
+    model.client_counts = {}
+    seen = {model.cycle_sort(1) for _ in range(len(SortKey) * 2)}
+    assert SortKey.CLIENTS in seen

@@ -257,6 +257,8 @@ class Runtime:
         self.manager.options.event_handler = chain_handlers(proxy.on_dispatch, handler)
         if self.metrics is not None:
             self.metrics.add_collector(ProxyClientsCollector(proxy))
+        if self.fleet is not None:
+            self.fleet.publish_clients(proxy.clients_per_shard)
 
     def _options(self, token: str, handler: Callable[..., Any] | None) -> ShardManagerOptions:
         from shardtui.gateway.health import HealthPolicy

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -227,6 +227,14 @@ class FleetNode:
                 publisher.poke()
 
         self._unsubscribe = manager.subscribe(on_event)
+
+    def publish_clients(self, clients: Callable[[], Mapping[int, int]]) -> None:
+        """Publish each shard's count of bot clients attached through this process's proxy (the
+        fleet console shows every process's, not only its own)."""
+        if self.publisher is None:
+            raise RuntimeError("attach a ShardManager (or use build_manager) before publish_clients()")
+        self.publisher.clients = clients
+        self.publisher.poke()
 
     async def start(self) -> None:
         """Start publishing and listening for commands. Raises ``NameInUseError`` when a live

@@ -93,6 +93,12 @@ class FleetShard:
         return str(reason) if reason else None
 
     @property
+    def clients(self) -> int | None:
+        """Bot clients attached through the owner's proxy; None without a proxy or once lost."""
+        count = self.info.get("proxy_clients")
+        return None if self.lost or type(count) is not int else count
+
+    @property
     def stage(self) -> str:
         """The published stage; ``queued`` while the owner has it queued for an identify slot,
         ``lost`` when the owner's heartbeat expired."""
@@ -360,6 +366,9 @@ class StatePublisher:
         self.waiting = waiting
         #: Why the process holds all its identifies back, or None.
         self.held = held
+        #: Bot clients attached through this process's gateway proxy per shard (None: no proxy).
+        #: Set once the proxy serves (after the manager, hence not a constructor argument).
+        self.clients: Callable[[], Mapping[int, int]] | None = None
         self.interval = interval
         self.ttl = ttl
         self.shard_range = shard_range
@@ -466,9 +475,12 @@ class StatePublisher:
         (its info alone reads as disconnected, like a stopped shard's)."""
         infos = dict(self.runners())
         waiting = dict(self.waiting()) if self.waiting is not None else {}
+        clients = self.clients() if self.clients is not None else None
         mapping: dict[str, bytes] = {}
         for sid, info in infos.items():
             data = info.to_dict()
+            if clients is not None:
+                data["proxy_clients"] = clients.get(int(sid), 0)
             reason = waiting.get(int(sid))
             if reason is not None and info.running and info.stage is ConnectionStage.DISCONNECTED:
                 data["queued"] = True

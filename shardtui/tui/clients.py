@@ -75,14 +75,22 @@ def with_clients_column(columns: tuple[Column, ...]) -> tuple[Column, ...]:
     return (*columns[:at], CLIENTS_COLUMN, *columns[at:])
 
 
+def show_clients_column(model: ConsoleModel) -> bool:
+    """Give ``model`` the clients column; False when it had it already."""
+    if model.client_counts is not None:
+        return False
+    model.columns = with_clients_column(model.columns)
+    model.client_counts = {}
+    return True
+
+
 class ClientsFeed:
     """The local runtime's proxy, wired into the console model."""
 
     def __init__(self, proxy: ProxyView, model: ConsoleModel) -> None:
         self.proxy = proxy
         self.model = model
-        model.columns = with_clients_column(model.columns)
-        model.client_counts = {}
+        show_clients_column(model)
         self.unsubscribe = proxy.subscribe(self._on_client_event)
 
     def _on_client_event(self, event: ClientEvent) -> None:

@@ -30,6 +30,7 @@ from shardtui.config import Config, ConfigError
 from shardtui.gateway.alerts import AlertTracker
 from shardtui.gateway.models import AlertKind, ShardId, ShardRunnerInfo
 from shardtui.tui.app import RuntimeFactory, ShardTUI
+from shardtui.tui.clients import show_clients_column
 from shardtui.tui.columns import COLUMNS, Cell, Column
 from shardtui.tui.filtering import row_matches
 from shardtui.tui.fleet_control import FleetShardControl
@@ -39,6 +40,7 @@ from shardtui.tui.screens import ConfirmScreen
 
 if TYPE_CHECKING:
     from shardtui.fleet import FleetNode, FleetProcess, FleetSnapshot
+    from shardtui.fleet.state import FleetShard
 
 log = logging.getLogger("shardtui.tui.fleet")
 
@@ -330,6 +332,7 @@ class FleetConsole(ShardTUI):
                 model.dirty.add(sid)
         for key in set(self._remote) - seen:
             del self._remote[key]
+        self._adopt_client_counts(shown, local)
         remote_queued = frozenset(sid for sid in snapshot.queued() if ShardId(sid) in seen)
         # The queued word is not in the info (a queued shard reads as disconnected): redraw the
         # rows whose queued state changed.
@@ -344,6 +347,17 @@ class FleetConsole(ShardTUI):
             model.presence_text.pop(sid, None)
         model.processes_alive = sum(1 for p in snapshot.processes if p.alive)
         self._watch_processes(snapshot)
+
+    def _adopt_client_counts(self, shown: Iterable[FleetShard], local: str | None) -> None:
+        """Other processes' proxy clients as they publish them (this process's own come from its
+        proxy at every tick); the column appears once any process of the fleet runs a proxy."""
+        counts = {s.shard_id: s.clients for s in shown if s.process != local or s.lost}
+        if self.model.client_counts is None:
+            if all(count is None for count in counts.values()):
+                return
+            show_clients_column(self.model)
+            self._table.refresh_columns()
+        self.model.set_client_counts(counts)
 
     def _alert_tracker(self) -> AlertTracker:
         return self._own_alerts if self.manager is None else self.manager.alerts

@@ -282,6 +282,8 @@ class ConsoleModel:
             row = self.rows.get(sid)
             if row is None or row.info is not info:
                 row = ShardRow(info) if row is None else _rebind(row, info)
+                if self.client_counts is not None:
+                    row.clients = self.client_counts.get(sid)
                 row.sample_latency()
                 self.rows[sid] = row
                 self.dirty.add(sid)
@@ -423,15 +425,18 @@ class ConsoleModel:
         samples.append(sample)
         return sample
 
-    def set_client_counts(self, counts: Mapping[int, int]) -> None:
-        """The proxy's live clients per shard, read at the tick; marks the rows whose count changed."""
+    def set_client_counts(self, counts: Mapping[int, int | None]) -> None:
+        """Live proxy clients per shard (this process's proxy at the tick; other fleet processes' from
+        their published state); None: not known (a dash). Marks the rows whose count changed."""
         known = self.client_counts
         if known is None:
             return
-        # Only this process's shards: a fleet console's other rows keep a dash.
         for sid, count in counts.items():
             if known.get(sid) != count:
-                known[sid] = count
+                if count is None:
+                    known.pop(sid, None)
+                else:
+                    known[sid] = count
                 row = self.rows.get(sid)
                 if row is not None:
                     row.clients = count

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -17,6 +19,10 @@ from shardtui.gateway.models import ConnectionStage, ShardId
 from shardtui.runtime import Runtime
 from shardtui.tui.fleet import FleetConsole
 from shardtui.tui.screens import ConfirmScreen
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
+
+from rawclient import RawClient
 
 SIZE = (160, 40)
 
@@ -401,3 +407,40 @@ def test_a_shard_range_clash_is_reported_under_the_process_that_clashes() -> Non
     # Forgetting changes the fleet: --readonly hides it like the other mutating keys.
     assert app.check_action("forget_lost", ()) is True
     assert FleetConsole(config, readonly=True).check_action("forget_lost", ()) is False
+
+
+async def test_the_viewer_shows_every_process_proxy_clients(
+    sandbox_factory, redis_url: str, cluster_name: str
+) -> None:
+    """Each process publishes its proxy's clients per shard; the fleet viewer (no proxy of its own)
+    shows the clients column for them, and a dash for a process that runs no proxy."""
+    sandbox = await sandbox_factory(shards=4, max_concurrency=2, identify_window=0.05)
+    alpha = Runtime(member_config(sandbox, redis_url, cluster_name, "alpha", (0, 1)))
+    beta_config = member_config(sandbox, redis_url, cluster_name, "beta", (2, 3))
+    beta_config.proxy.listen = "127.0.0.1:0"
+    beta = Runtime(beta_config)
+    app = FleetConsole(viewer_config(redis_url, cluster_name))
+    async with alpha, beta:
+        await alpha.start()
+        await beta.start()
+        assert beta.proxy is not None
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: all_connected(app, 4), "all 4 fleet shards connected")
+            await wait_until(
+                pilot, lambda: "clients" in [c.key for c in app.table.shown_columns], "the clients column"
+            )
+            client = await RawClient.connect(beta.proxy.ws_url)
+            try:
+                await client.ready(sandbox.token, (3, 4), 513)
+                await wait_until(pilot, lambda: cell(app, 3, "clients") == "1", "beta's client on shard 3")
+                assert [cell(app, sid, "clients") for sid in range(4)] == ["—", "—", "0", "1"]
+                await pilot.press("slash")
+                for key in "clients>0":
+                    await pilot.press(key)
+                await pilot.press("enter")
+                await wait_until(pilot, lambda: app.model.visible_ids() == [3], "the clients filter")
+            finally:
+                await client.close()
+            # The detach is published too: shard 3 leaves the filtered table.
+            await wait_until(pilot, lambda: app.model.visible_ids() == [], "the detach to be published")
+            assert app.model.rows[3].clients == 0

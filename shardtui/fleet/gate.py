@@ -38,6 +38,7 @@ log = logging.getLogger("shardtui.fleet.gate")
 # KEYS[1] bucket key, KEYS[2] budget hash.
 # ARGV[1] holder, ARGV[2] window ms, ARGV[3..5] seed remaining / total / reset_at ms ("" = no seed),
 # ARGV[6] "1" when the seed is a fresh reading (it may lower a budget Redis already keeps).
+# ARGV[7] this process's max_concurrency, kept with the budget for readers that run no shard.
 # Returns {granted 0|1, kind, wait_ms, remaining, total, reset_at_ms, now_ms}; -1 = budget untracked.
 _GRANT_SCRIPT = """
 local t = redis.call('TIME')
@@ -66,6 +67,7 @@ if remaining ~= nil and total ~= nil and reset_at ~= nil then
     reset_at = now + 86400000
     redis.call('HSET', KEYS[2], 'remaining', remaining, 'reset_at', reset_at)
   end
+  redis.call('HSET', KEYS[2], 'max_concurrency', ARGV[7])
   redis.call('PEXPIREAT', KEYS[2], reset_at + 86400000)
   if remaining <= 0 then
     return {0, 'budget', reset_at - now, remaining, total, reset_at, now}
@@ -270,7 +272,7 @@ class RedisIdentifyGate(IdentifyGateDefaults):
         try:
             raw: Any = await self._script(
                 keys=[self.keys.bucket(bucket), self.keys.budget],
-                args=[self._holder_of(shard_id), window_ms, *seed],
+                args=[self._holder_of(shard_id), window_ms, *seed, self.max_concurrency],
             )
         except UNREACHABLE_ERRORS as exc:
             self._unreachable = True

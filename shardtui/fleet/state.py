@@ -248,12 +248,13 @@ class FleetView:
 
     async def session_budget(self) -> SessionStartLimit | None:
         """The fleet's daily session start budget as the shared identify gate counts it (None until
-        a process seeded it, or when Redis cannot say). ``max_concurrency`` is not kept there: 0."""
+        a process seeded it, or when Redis cannot say), with the max_concurrency the granting processes
+        identify under (0 from a Redis an older shardtui filled)."""
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(self.keys.budget, "remaining", "total", "reset_at")
+                pipe.hmget(self.keys.budget, "remaining", "total", "reset_at", "max_concurrency")
                 pipe.time()
-                (remaining, total, reset_at), (seconds, micros) = await pipe.execute()
+                (remaining, total, reset_at, concurrency), (seconds, micros) = await pipe.execute()
         except (RedisError, OSError):
             return None
         if remaining is None or total is None or reset_at is None:
@@ -262,7 +263,7 @@ class FleetView:
         offset = time.time() - (int(seconds) + int(micros) / 1e6)
         return SessionStartLimit(
             total=int(total), remaining=max(0, int(remaining)), reset_at=int(reset_at) / 1000.0 + offset,
-            max_concurrency=0,
+            max_concurrency=int(concurrency) if concurrency is not None else 0,
         )  # fmt: skip
 
     async def snapshot(self) -> FleetSnapshot:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from shardtui.fleet.gate import RedisIdentifyGate
 from shardtui.fleet.keys import FleetKeys
+from shardtui.fleet.state import FleetView
 from shardtui.gateway.gate import IdentifyGate, SessionStartLimit, SystemClock
 from shardtui.gateway.models import ShardId
 
@@ -126,6 +127,9 @@ async def test_session_budget_is_shared_and_refills_at_the_reset(
     assert sorted(int(s) for g in gates for s, _ in g.admitted) == list(range(8))
     assert int(await redis.hget(keys.budget, "remaining")) == 2
     assert all(g.waiting_reason is None for g in gates)
+    # A viewer, which runs no shard and has no /gateway/bot reading, reads the identify buckets too.
+    budget = await FleetView(redis, keys).session_budget()
+    assert budget is not None and (budget.remaining, budget.total, budget.max_concurrency) == (2, 5, 8)
 
 
 async def test_a_lower_fresh_reading_lowers_the_shared_budget(redis: Redis, cluster_name: str):

@@ -299,6 +299,8 @@ async def test_viewer_header_rolling_plan_and_progress_lost_replaced_and_forgott
             text = header(app)
             assert "2 processes alive" in text and "(not ready)" not in text
             assert "ready 4/4" in text and "starts 996/1000" in text, text
+            # The identify buckets the fleet runs under, for the start-up ETA (was 0 in a viewer).
+            assert app.model.session_start_limit.max_concurrency == 2
 
             # The rolling restart shows its plan first, then its progress while it runs.
             await pilot.press("R")

@@ -53,7 +53,11 @@ Decisions, and why:
   changes nothing; any other op 4 gets Discord's fresh answer.
 * **Intents.** Each session keeps its IDENTIFY intents; a live event whose intent
   (:func:`~shardtui.proxy.intents.required_intent`, one dict lookup per event) the session lacks is not
-  numbered for it, as Discord would not send it. Events of unknown intent go to every session.
+  numbered for it, as Discord would not send it. Events of unknown intent go to every session. A session
+  without MESSAGE_CONTENT gets MESSAGE_CREATE / MESSAGE_UPDATE / AUTO_MODERATION_ACTION_EXECUTION with the
+  content fields emptied (Discord's rule and its exceptions:
+  :func:`~shardtui.server.message_content.without_message_content`), serialized once per event and only
+  while such a session is subscribed.
 * **Slow clients.** A session's outbox is bounded in events and bytes (snapshot and replayed frames at its
   head excepted). Past the bound the session is cut: its link ends with a resumable close (4000), it is
   counted (``cut_slow_total``), and it keeps numbering events into its replay buffer so a RESUME gets them.
@@ -69,6 +73,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol
 
 from shardtui.gateway.models import Dispatch
+from shardtui.server.message_content import CONTENT_EVENTS, MESSAGE_CONTENT, without_message_content
 
 from .frames import dispatch_parts
 from .intents import required_intent
@@ -212,6 +217,8 @@ class ShardHub:
         self._sessions: dict[str, ClientSession] = {}
         # Rebuilt (never mutated) when membership changes, so publish can iterate while sessions close.
         self._subscribers: tuple[ClientSession, ...] = ()
+        #: Some subscriber lacks MESSAGE_CONTENT: content events need their stripped variant too.
+        self._content_blind = False
         self._nonce_prefix = "p" + secrets.token_hex(4) + "."
         self._nonce_counter = 0
         self._chunk_requests: dict[str, _ChunkRequest] = {}
@@ -238,6 +245,11 @@ class ShardHub:
         data = dispatch.data
         head, body = dispatch_parts(name, data)
         need = required_intent(name, data)
+        if self._content_blind and name in CONTENT_EVENTS:
+            stripped = without_message_content(name, data, self.bot_user_id)
+            if stripped is not None:
+                self._publish_content(subscribers, need, head, body, dispatch_parts(name, stripped)[1])
+                return
         if need:
             for session in subscribers:
                 if session.intents & need:
@@ -245,6 +257,22 @@ class ShardHub:
         else:
             for session in subscribers:
                 session.push(head, body)
+
+    @staticmethod
+    def _publish_content(
+        subscribers: Sequence[ClientSession], need: int, head: bytes, body: bytes, blind_body: bytes
+    ) -> None:
+        """A content event: the full body to sessions with MESSAGE_CONTENT, the stripped one (serialized
+        once) to the others; either way only to sessions whose intents cover the event."""
+        for session in subscribers:
+            intents = session.intents
+            if need and not intents & need:
+                continue
+            session.push(head, body if intents & MESSAGE_CONTENT else blind_body)
+
+    def _resubscribe(self) -> None:
+        subscribers = self._subscribers = tuple(self._sessions.values())
+        self._content_blind = any(not s.intents & MESSAGE_CONTENT for s in subscribers)
 
     def _broadcast(self, name: str, data: Any) -> None:
         subscribers = self._subscribers
@@ -341,7 +369,7 @@ class ShardHub:
         link = session.attach()
         self.table.add(session)
         self._sessions[session.session_id] = session
-        self._subscribers = tuple(self._sessions.values())
+        self._resubscribe()
         return link
 
     def begin(self, link: Link, snapshot: Snapshot, *, resume_gateway_url: str | None = None) -> None:
@@ -473,7 +501,7 @@ class ShardHub:
 
     def _forget(self, session: ClientSession) -> None:
         if self._sessions.pop(session.session_id, None) is not None:
-            self._subscribers = tuple(self._sessions.values())
+            self._resubscribe()
         self.table.remove(session)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shardtui.gateway.protocol import GatewayIntents
+from shardtui.server.message_content import MESSAGE_CONTENT, without_message_content
 
 from .world import EMOJI, GAMES, MAX_CHANNELS, MAX_MEMBERS, MAX_ROLES, MESSAGES, Guild, Member, World, iso
 
@@ -346,12 +347,12 @@ EVENT_KINDS = (
 )
 
 
-def filter_for_intents(event: Generated, intents: int) -> dict[str, Any] | None:
+def filter_for_intents(event: Generated, intents: int, bot_user_id: str) -> dict[str, Any] | None:
     """The data a session with ``intents`` receives for ``event``, or None when it gets nothing."""
     if not intents & event.intent:
         return None
-    if event.has_content and event.guild_id is not None and not intents & GatewayIntents.MESSAGE_CONTENT:
-        data = dict(event.data)
-        data.update({"content": "", "embeds": [], "attachments": [], "components": []})
-        return data
+    if event.has_content and not intents & MESSAGE_CONTENT:
+        stripped = without_message_content(event.name, event.data, bot_user_id)
+        if stripped is not None:
+            return stripped
     return event.data

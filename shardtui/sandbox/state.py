@@ -112,13 +112,14 @@ class SandboxState:
         event_id = self.next_event_id()
         event.data[EVENT_ID_KEY] = event_id
         delivered = 0
+        bot_user_id = str(self.world.bot.id)
         for session in self.live_sessions():
             if event.guild_id is None:
                 if session.shard_id != 0:
                     continue
             elif not session.covers_guild(event.guild_id):
                 continue
-            data = filter_for_intents(event, session.intents)
+            data = filter_for_intents(event, session.intents, bot_user_id)
             if data is None:
                 continue
             session.dispatch(event.name, data, event_id)

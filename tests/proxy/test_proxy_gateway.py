@@ -14,6 +14,7 @@ from shardtui.proxy.server import ProxySettings
 from shardtui.proxy.session import SessionLimits
 
 INTENTS = 513  # GUILDS | GUILD_MESSAGES
+CONTENT = 1 << 15  # MESSAGE_CONTENT
 
 
 def dispatches(payloads: list[dict]) -> list[dict]:
@@ -398,3 +399,37 @@ async def test_a_wildcard_listen_tells_each_bot_the_host_it_reached(sandbox_fact
     client = await raw(f"ws://127.0.0.1:{port}")
     ready = await client.ready(sandbox.token, (0, 1), INTENTS)
     assert ready["d"]["resume_gateway_url"] == f"ws://127.0.0.1:{port}"
+
+
+async def test_a_client_without_message_content_gets_messages_as_discord_sends_them(
+    sandbox_factory, rigs, raw
+) -> None:
+    """The upstream shard has MESSAGE_CONTENT; one client asked for it, one did not: the second gets
+    guild messages with the content fields empty, live and in a RESUME's replay, the first gets them whole."""
+    sandbox = await sandbox_factory(shards=1, guilds=2, privileged_intents=["message_content"])
+    rig = await rigs(sandbox, intents=INTENTS | CONTENT)
+    full = await raw(rig.url)
+    await full.ready(sandbox.token, (0, 1), INTENTS | CONTENT)
+    blind = await raw(rig.url)
+    ready = await blind.ready(sandbox.token, (0, 1), INTENTS)
+    await blind.recv_until(lambda p: p.get("s") == 3)  # READY + 2 GUILD_CREATEs
+    sandbox.emit(3, "MESSAGE_CREATE")
+    whole = [p["d"] for p in dispatches(await full.recv_until(lambda p: p.get("s") == 6))]
+    empty = [p["d"] for p in dispatches(await blind.recv_until(lambda p: p.get("s") == 6))]
+    whole, empty = whole[-3:], empty[-3:]
+    assert all(m["content"] for m in whole)
+    assert [m["content"] for m in empty] == ["", "", ""]
+    assert [m["id"] for m in empty] == [m["id"] for m in whole]
+
+    await blind.close(4000)
+    await eventually(lambda: rig.proxy.clients_per_shard()[0] == 1)
+    sandbox.emit(2, "MESSAGE_CREATE")
+    await full.recv_until(lambda p: p.get("s") == 8)
+    again = await raw(rig.url)
+    await again.hello()
+    await again.send(
+        {"op": 6, "d": {"token": sandbox.token, "session_id": ready["d"]["session_id"], "seq": 6}}
+    )
+    replay = await again.recv_until("RESUMED")
+    assert [p["s"] for p in replay] == [7, 8, 9]
+    assert [p["d"]["content"] for p in replay[:-1]] == ["", ""]

@@ -237,6 +237,7 @@ class Runtime:
             port=port,
             client_token=client_token,
             public_url=cfg.public_url,
+            hold_heartbeat_ack=cfg.hold_heartbeat_ack,
             limits=SessionLimits(
                 outbox_max_events=cfg.max_backlog_events,
                 outbox_max_bytes=cfg.max_backlog_bytes,

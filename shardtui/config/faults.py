@@ -26,6 +26,7 @@ FAULT_PARAMS: dict[str, tuple[str, ...]] = {
     "oversized": ("size",),
     "delay_hello": ("seconds", "count"),
     "refuse": ("seconds",),
+    "latency": ("seconds",),
     "outage": ("seconds",),
 }
 

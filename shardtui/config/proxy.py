@@ -45,6 +45,9 @@ class ProxyConfig:
     #: Keep members / presences in the cache a late client's GUILD_CREATEs are built from.
     cache_members: bool = True
     cache_presences: bool = True
+    #: Hold each client's heartbeat ACK for its upstream shard's measured latency, so a bot's own
+    #: latency figure is the shard's real one instead of the loopback hop to the proxy.
+    hold_heartbeat_ack: bool = False
 
 
 PROXY_SCHEMA: dict[str, Parser] = {
@@ -58,6 +61,7 @@ PROXY_SCHEMA: dict[str, Parser] = {
     "max_sessions": ranged_int(1, 1_000_000),
     "cache_members": parse_bool,
     "cache_presences": parse_bool,
+    "hold_heartbeat_ack": parse_bool,
 }
 
 

@@ -129,6 +129,9 @@ class ProxySettings:
     #: ``resume_gateway_url``): a TLS front end or a name for another host. None: the bound address,
     #: or for a wildcard bind (0.0.0.0, ::) the Host the bot's own request named.
     public_url: str | None = None
+    #: Answer a client's op 1 after its upstream shard's measured latency (at most half the client's
+    #: heartbeat interval), so the bot's own latency shows the shard's.
+    hold_heartbeat_ack: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +287,12 @@ class ProxyBackend:
     # -- commands ---------------------------------------------------------------------------------
 
     def heartbeat(self, socket: GatewaySocket, seq: int | None) -> None:
-        return None
+        if not self.proxy.settings.hold_heartbeat_ack:
+            return
+        conn = self._conns.get(socket.id)
+        link = conn.link if conn is not None else None
+        # The server sends op 11 after this hook, ``ack_delay`` seconds late.
+        socket.ack_delay = 0.0 if link is None else self.proxy.held_ack_delay(link.session.shard_id)
 
     async def command(self, socket: GatewaySocket, command: CommandReceived) -> Rejected | None:
         conn = self._conns.get(socket.id)
@@ -557,6 +565,15 @@ class Proxy:
         with contextlib.suppress(TimeoutError):
             await wait_for(waiter.wait(), self.settings.ready_timeout)
         return cache.ready_seen
+
+    def held_ack_delay(self, shard_id: int) -> float:
+        """How long a client's op 11 waits with ``hold_heartbeat_ack``: the upstream shard's last
+        measured latency, capped at half the client's interval so no library thinks it a zombie."""
+        info = self.manager.runners.get(ShardId(shard_id))
+        latency = info.latency if info is not None else None
+        if latency is None or latency <= 0:
+            return 0.0
+        return min(latency, self.settings.heartbeat_interval_ms / 2000)
 
     def messenger(self, shard_id: int) -> ShardMessenger | None:
         """The shard's messenger (its outgoing limiter); None while the shard has no runner."""

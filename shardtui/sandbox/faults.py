@@ -69,6 +69,8 @@ def _apply(state: SandboxState, conn: Connection, kind: str, params: dict[str, A
         conn.close(code, reason)
     elif kind == "malformed":
         conn.send_raw(b'{"t":"MESSAGE_CREATE","s":')
+    elif kind == "latency":
+        conn.socket.ack_delay = max(0.0, float(params.get("seconds", 0.25)))
     elif kind == "split":
         conn.split_next = True
     elif kind == "truncated":

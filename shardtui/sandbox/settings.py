@@ -32,6 +32,7 @@ FAULT_KINDS: dict[str, str] = {
     "split": "zlib-stream: send the next payload as two WebSocket frames (valid; clients must buffer)",
     "oversized": "send a valid dispatch of several MB; params: size (bytes, default 2 MiB)",
     "heartbeat_request": "send op 1, asking the client to heartbeat now",
+    "latency": "answer heartbeats late, as a slow link would; params: seconds (default 0.25; 0 ends it)",
     "delay_hello": "delay HELLO on the next new connections; params: seconds (default 2), count (default 1)",
     "refuse": "refuse new connections (HTTP 503); params: seconds (default 2)",
     "outage": "drop every connection and refuse new ones; params: seconds (default 1)",

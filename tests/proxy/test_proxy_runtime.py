@@ -287,3 +287,37 @@ async def test_the_runtime_tells_bots_the_public_url(sandbox_factory, raw) -> No
         client = await raw(f"ws://127.0.0.1:{proxy.port}")
         ready = await client.ready(sandbox.token, (0, 1), INTENTS)
         assert ready["d"]["resume_gateway_url"] == "wss://gateway.example.com/bots"
+
+
+async def test_hold_heartbeat_ack_gives_a_bot_its_shards_real_latency(sandbox_factory, raw) -> None:
+    # Upstream heartbeats every 4 s, each answered 1 s late on shard 1 only.
+    sandbox = await sandbox_factory(shards=2, guilds=4, heartbeat_interval_ms=4000)
+    config = config_for(sandbox, **{"proxy.hold_heartbeat_ack": "true"})
+    async with Runtime(config) as runtime:
+        proxy = runtime.proxy
+        assert proxy is not None and proxy.settings.hold_heartbeat_ack
+        await runtime.start()
+        assert await runtime.manager.wait_until_connected(timeout=20)
+        sandbox.inject("latency", 1, seconds=1.0)
+        slow_info = next(i for s, i in runtime.manager.runners.items() if s.id == 1)
+        await eventually(lambda: (slow_info.latency or 0.0) >= 1.0, within=20)
+
+        url = f"ws://127.0.0.1:{proxy.port}"
+        slow = await raw(url)
+        await slow.ready(sandbox.token, (1, 2), INTENTS)
+        fast = await raw(url)
+        await fast.ready(sandbox.token, (0, 2), INTENTS)
+        loop = asyncio.get_running_loop()
+        acked: dict[str, float] = {}
+
+        async def beat(name: str, client: Any) -> None:
+            sent = loop.time()
+            await client.heartbeat()
+            await client.recv_until(lambda p: p["op"] == 11, wait=10.0)
+            acked[name] = loop.time() - sent
+
+        await asyncio.gather(beat("slow", slow), beat("fast", fast))
+        # The slow shard's client waited at least its shard's latency (a lower bound by construction);
+        # the other shard's client was not held behind it.
+        assert acked["slow"] >= 1.0
+        assert acked["fast"] < acked["slow"]

@@ -174,6 +174,18 @@ async def test_heartbeat_request_sends_op1(sandbox, raw):
     assert (await client.recv_until(lambda p: p["op"] == 1))[-1] == {"t": None, "s": None, "op": 1, "d": None}
 
 
+async def test_latency_holds_heartbeat_acks_on_that_connection_until_lifted(sandbox, raw):
+    slow, _ = await _ready(raw, sandbox)
+    assert sandbox.inject("latency", 0, seconds=30) == 1
+    await slow.heartbeat()
+    with pytest.raises(TimeoutError):
+        await slow.recv_until(lambda p: p["op"] == 11, wait=0.5)
+    sandbox.inject("latency", 0, seconds=0)
+    await slow.heartbeat()
+    # The held ACK is still pending (30 s); the new one is not held.
+    assert (await slow.recv_until(lambda p: p["op"] == 11))[-1]["op"] == 11
+
+
 async def test_delay_hello_holds_hello_on_the_next_connection_only(sandbox, raw):
     assert sandbox.inject("delay_hello", seconds=30, count=1) == 1
     slow = await raw(sandbox)

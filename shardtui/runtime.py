@@ -220,6 +220,7 @@ class Runtime:
         from shardtui.proxy.cache import CacheOptions, GuildStateCache
         from shardtui.proxy.server import Proxy, ProxyError, ProxySettings
         from shardtui.proxy.session import SessionLimits
+        from shardtui.proxy.sessions_file import sessions_path, take_sessions
 
         host, port = parse_listen(cfg.listen)
         cache_options = CacheOptions(members=cfg.cache_members, presences=cfg.cache_presences)
@@ -255,6 +256,9 @@ class Runtime:
             where = where_of(self.config.provenance.get("proxy.listen", self.config.source))
             raise ConfigError(where, "proxy.listen", message=str(exc)) from None
         self.proxy = proxy
+        if state_file is not None:
+            # Before the first upstream dispatch: what the upstream resume replays is numbered for them.
+            proxy.restore_sessions(take_sessions(sessions_path(state_file), max_age=cfg.resume_window))
         self.manager.options.event_handler = chain_handlers(proxy.on_dispatch, handler)
         if self.metrics is not None:
             self.metrics.add_collector(ProxyClientsCollector(proxy))
@@ -362,6 +366,15 @@ class Runtime:
             log.error("could not save the proxy cache to %s: %s", path, exc.strerror or exc)
             return
         log.info("saved the proxy cache to %s", path)
+        from shardtui.proxy.sessions_file import sessions_path
+
+        path = sessions_path(state_file)
+        try:
+            count = self.proxy.save_sessions(path)
+        except OSError as exc:
+            log.error("could not save the proxy's client sessions to %s: %s", path, exc.strerror or exc)
+            return
+        log.info("saved %d proxy client session(s) to %s", count, path)
 
     async def close(self) -> None:
         """Shut every shard down (bounded time), then stop the sandbox. Idempotent; never raises but
@@ -375,7 +388,10 @@ class Runtime:
         if self.proxy is not None:
             # Clients first (a resumable close each), so none is told anything after its shard went.
             try:
-                await self.proxy.stop()
+                # With a state file the sessions stay (detached, still numbering what the shards deliver
+                # until they stop) and are saved with the cache: the clients RESUME across the restart.
+                keep = self.config.gateway.state_file is not None and self._started
+                await self.proxy.stop(keep_sessions=keep)
             except Exception:
                 log.exception("error while stopping the proxy")
         if self._manager is not None:

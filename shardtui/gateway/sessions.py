@@ -73,14 +73,9 @@ class LoadedSessions:
     warning: str | None = None
 
 
-def save_sessions(path: str | os.PathLike[str], sessions: Iterable[SavedSession]) -> int:
-    """Write ``sessions`` to ``path`` atomically with mode 0600; returns how many were written."""
-    target = Path(path)
-    items = sorted(sessions, key=lambda s: s.shard_id)
-    payload = orjson.dumps(
-        {"version": STATE_FILE_VERSION, "sessions": [s.as_dict() for s in items]},
-        option=orjson.OPT_INDENT_2,
-    )
+def write_private(target: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``target`` atomically (a crash leaves the old file or the new), mode 0600
+    from the first byte: session ids and cached guild data are nobody else's to read."""
     directory = target.parent if str(target.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600, so the session ids are never readable by others, not even briefly.
@@ -97,6 +92,17 @@ def save_sessions(path: str | os.PathLike[str], sessions: Iterable[SavedSession]
         raise
     with contextlib.suppress(OSError):
         os.chmod(target, 0o600)
+
+
+def save_sessions(path: str | os.PathLike[str], sessions: Iterable[SavedSession]) -> int:
+    """Write ``sessions`` to ``path`` atomically with mode 0600; returns how many were written."""
+    target = Path(path)
+    items = sorted(sessions, key=lambda s: s.shard_id)
+    payload = orjson.dumps(
+        {"version": STATE_FILE_VERSION, "sessions": [s.as_dict() for s in items]},
+        option=orjson.OPT_INDENT_2,
+    )
+    write_private(target, payload)
     return len(items)
 
 

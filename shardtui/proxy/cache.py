@@ -35,6 +35,7 @@ import orjson
 
 from shardtui.gateway.models import Dispatch
 from shardtui.gateway.protocol import GatewayIntents
+from shardtui.gateway.sessions import write_private
 
 log = logging.getLogger("shardtui.proxy")
 
@@ -756,11 +757,9 @@ class GuildStateCache:
         return cache
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write every shard's cache to ``path`` atomically (a crash leaves the old file or the new)."""
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(orjson.dumps(self.to_json()))
-        os.replace(tmp, target)
+        """Write every shard's cache to ``path`` atomically (a crash leaves the old file or the new),
+        mode 0600."""
+        write_private(Path(path), orjson.dumps(self.to_json()))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], options: CacheOptions | None = None) -> GuildStateCache:

@@ -430,6 +430,7 @@ class ShardHub:
                 reason = f"seq {seq} is past the replay buffer"
             session.invalidate(reason)
             return ResumeOutcome(None, 0, reason)
+        session.confirm(seq)
         return ResumeOutcome(session.resume_with(replayed, self._resumed_parts), len(replayed))
 
     def request_members(self, session: ClientSession, d: Mapping[str, Any]) -> dict[str, Any]:
@@ -476,6 +477,45 @@ class ShardHub:
         for session in sessions:
             session.close(code, reason)
         return len(sessions)
+
+    def release_all(self, code: int, reason: str) -> int:
+        """End every live socket with ``code`` (resumable) and keep the sessions, detached and still
+        numbering events: a stop whose sessions the next process takes over (:meth:`saved_form`)."""
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            session.release(code, reason)
+        return len(sessions)
+
+    def saved_form(self) -> dict[str, Any]:
+        """This shard's resumable sessions, for :meth:`restore` in the next process."""
+        sessions = [form for s in self._sessions.values() if (form := s.saved_form()) is not None]
+        return {
+            "shard_id": self.shard_id,
+            "shard_total": self.shard_total,
+            "bot_user_id": self.bot_user_id,
+            "sessions": sessions,
+        }
+
+    def restore(self, saved: Mapping[str, Any]) -> int:
+        """Take over the sessions of a previous process (:meth:`saved_form`), detached and resumable:
+        events published from now on are numbered for them, and a RESUME gets them replayed. A saved
+        session that does not hold together is skipped. Returns how many were restored."""
+        bot_user_id = saved.get("bot_user_id")
+        if self.bot_user_id is None and type(bot_user_id) is str:
+            self.bot_user_id = bot_user_id
+        restored = 0
+        for form in saved.get("sessions") or ():
+            if type(form) is not dict or form.get("session_id") in self.table:
+                continue
+            try:
+                session = ClientSession.restore(self, self.table.limits, form, self.table.clock)
+            except ValueError:
+                continue
+            self.table.add(session)
+            self._sessions[session.session_id] = session
+            restored += 1
+        self._resubscribe()
+        return restored
 
     def sessions(self) -> list[ClientSession]:
         return list(self._sessions.values())

@@ -57,6 +57,7 @@ from .cache import CacheOptions, GuildStateCache
 from .hub import CacheSnapshots, ShardHub, library_of
 from .rest import RestProxy, json_response
 from .session import ClientStats, Link, LinkEnd, SessionLimits, SessionState, SessionTable
+from .sessions_file import save_sessions
 
 if TYPE_CHECKING:
     from shardtui.gateway.manager import ShardManager
@@ -287,12 +288,13 @@ class ProxyBackend:
     # -- commands ---------------------------------------------------------------------------------
 
     def heartbeat(self, socket: GatewaySocket, seq: int | None) -> None:
-        if not self.proxy.settings.hold_heartbeat_ack:
-            return
         conn = self._conns.get(socket.id)
         link = conn.link if conn is not None else None
-        # The server sends op 11 after this hook, ``ack_delay`` seconds late.
-        socket.ack_delay = 0.0 if link is None else self.proxy.held_ack_delay(link.session.shard_id)
+        if link is not None:
+            link.session.confirm(seq)
+        if self.proxy.settings.hold_heartbeat_ack:
+            # The server sends op 11 after this hook, ``ack_delay`` seconds late.
+            socket.ack_delay = 0.0 if link is None else self.proxy.held_ack_delay(link.session.shard_id)
 
     async def command(self, socket: GatewaySocket, command: CommandReceived) -> Rejected | None:
         conn = self._conns.get(socket.id)
@@ -480,7 +482,8 @@ class Proxy:
         self.cache.feed(dispatch)
         sid = dispatch.shard_id.id
         hub = self.hubs.get(sid)
-        if hub is None:
+        if hub is None or hub.shard_total != (self.served_total() or 1):
+            # (A hub restored from a previous process for another total is replaced here.)
             hub = self.hub(sid)
         hub.publish(dispatch)
         if dispatch.name == "READY":
@@ -609,15 +612,21 @@ class Proxy:
             await asyncio.sleep(self.settings.sweep_interval)
             self.table.sweep()
 
-    async def stop(self) -> None:
-        """Close every client with a resumable code and release the port. Idempotent."""
+    async def stop(self, *, keep_sessions: bool = False) -> None:
+        """Close every client with a resumable code and release the port. Idempotent.
+
+        ``keep_sessions``: the sessions stay, detached, and go on numbering what the upstream shards
+        still deliver until they stop, for :meth:`save_sessions` (a restart the clients RESUME across)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
         for hub in self.hubs.values():
-            hub.close_all(STOP_CODE, "proxy stopping")
+            if keep_sessions:
+                hub.release_all(STOP_CODE, "proxy restarting: resume")
+            else:
+                hub.close_all(STOP_CODE, "proxy stopping")
         sockets = self.backend.sockets()
         if sockets:
             await asyncio.gather(
@@ -627,6 +636,31 @@ class Proxy:
         if runner is not None:
             await runner.cleanup()
         await self.rest.close()
+
+    def save_sessions(self, path: str) -> int:
+        """Write the resumable client sessions for the next process (after the upstream shards stopped,
+        so they hold every event up to the saved upstream seq). OSError when it cannot be written."""
+        return save_sessions(self.hubs.values(), path)
+
+    def restore_sessions(self, shards: list[dict[str, Any]]) -> int:
+        """Take over the client sessions a previous process saved (`take_sessions`), before the first
+        upstream dispatch: each shard's hub is made for the saved total (replaced, its sessions dropped,
+        if the first dispatch comes under another). Returns how many sessions were restored."""
+        restored = 0
+        for form in shards:
+            sid, total = form.get("shard_id"), form.get("shard_total")
+            if type(sid) is not int or type(total) is not int or not 0 <= sid < total:
+                continue
+            known = self.manager.shard_total
+            if (known is not None and known != total) or sid in self.hubs:
+                continue
+            hub = self.hubs[sid] = ShardHub(
+                sid, total, self.table, resume_gateway_url=self.ws_url if self._port is not None else ""
+            )
+            restored += hub.restore(form)
+        if restored:
+            log.info("proxy: restored %d client session(s) of the previous run; they may resume", restored)
+        return restored
 
     # -- read API (console, metrics, headless) ----------------------------------------------------
 

@@ -203,6 +203,7 @@ class ClientSession:
         "_replay_first",
         "_replay_max_bytes",
         "_replay_max_events",
+        "acked",
         "address",
         "connected_since",
         "cuts",
@@ -248,6 +249,8 @@ class ClientSession:
         self.seq = 0
         #: Seq of the last frame handed to a socket.
         self.last_sent = 0
+        #: The last seq the client said it received (its heartbeat's ``d``, its RESUME's ``seq``).
+        self.acked = 0
         self.cuts = 0
         self.connected_since: float | None = None
         self.detached_at: float | None = None
@@ -466,6 +469,93 @@ class ClientSession:
         self.last_sent = self.seq - len(self._outbox)
         self.push(*resumed_parts)
         return link
+
+    def confirm(self, seq: object) -> None:
+        """The client's heartbeat ``d``: it received every frame up to ``seq``."""
+        if type(seq) is int and self.acked < seq <= self.last_sent:
+            self.acked = seq
+
+    def release(self, code: int, reason: str) -> None:
+        """End the live socket with ``code`` (resumable) after the frames already numbered for it, and
+        keep the session, detached: for a proxy stop whose sessions are saved for the next start."""
+        link = self._link
+        if self.state is SessionState.CLOSED:
+            return
+        if self._pending is not None:
+            self.close(code, reason)  # no READY yet: nothing a RESUME could continue
+            return
+        if link is None:
+            return
+        self._link = None
+        final = list(self._outbox)
+        self._clear_outbox()
+        self.last_sent = self.seq
+        self.state = SessionState.DETACHED
+        self.detached_at = self._clock()
+        link._finish(LinkEnd.CLOSED, code, reason, final)
+
+    def saved_form(self) -> dict[str, Any] | None:
+        """What a next process needs to take this session over (:meth:`restore`): the frames after
+        what the client confirmed, as text. None for a session that could not be resumed anyway."""
+        if self.state is SessionState.CLOSED or self._pending is not None:
+            return None
+        first = max(self._replay_first, self.acked + 1)
+        frames = list(islice(self._replay, first - self._replay_first, None))
+        return {
+            "session_id": self.session_id,
+            "intents": self.intents,
+            "address": self.address,
+            "library": self.library,
+            "seq": self.seq,
+            "replay_first": first,
+            "replay": [frame.decode() for frame in frames],
+            "cuts": self.cuts,
+        }
+
+    @classmethod
+    def restore(
+        cls, hub: ShardHub, limits: SessionLimits, saved: Mapping[str, Any], clock: Clock = time.monotonic
+    ) -> ClientSession:
+        """A session of a previous process (:meth:`saved_form`), detached, resumable for a whole window
+        from now, numbering on from its seq. ``ValueError`` for a form that does not hold together."""
+        session_id, seq, first, replay = (
+            saved.get(k) for k in ("session_id", "seq", "replay_first", "replay")
+        )
+        if (
+            type(session_id) is not str
+            or not session_id
+            or type(seq) is not int
+            or type(first) is not int
+            or type(replay) is not list
+            or not all(type(frame) is str for frame in replay)
+            or seq < 1
+            or first + len(replay) != seq + 1
+        ):
+            raise ValueError("a saved client session is malformed")
+        intents = saved.get("intents")
+        library, address, cuts = saved.get("library"), saved.get("address"), saved.get("cuts")
+        session = cls(
+            hub,
+            hub.shard_id,
+            limits,
+            address=address if type(address) is str else "",
+            library=library if type(library) is str else "",
+            intents=intents if type(intents) is int and intents >= 0 else None,
+            clock=clock,
+        )
+        session.session_id = session_id
+        session.cuts = cuts if type(cuts) is int else 0
+        session._pending = None
+        session.seq = session.last_sent = seq
+        session.acked = first - 1
+        frames = [frame.encode() for frame in replay][-limits.replay_max_events :]
+        session._replay.extend(frames)
+        session._replay_first = seq + 1 - len(frames)
+        session._replay_bytes = sum(len(frame) for frame in frames)
+        session._trim_replay()
+        session.state = SessionState.DETACHED
+        session.detached_at = clock()
+        return session
 
     def _link_gone(self, link: Link) -> None:
         if self._link is not link:

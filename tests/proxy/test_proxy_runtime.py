@@ -126,6 +126,62 @@ async def test_a_restart_with_a_state_file_identifies_nothing_and_clients_come_b
         assert after[1]["d"]["channels"] == before[1]["d"]["channels"]
 
 
+def event_ids(payloads: list[dict[str, Any]]) -> list[int]:
+    return [p["d"]["_sandbox_event_id"] for p in payloads if p.get("t") == "MESSAGE_CREATE"]
+
+
+async def test_a_client_resumes_across_a_proxy_restart_and_gets_what_happened_while_it_was_down(
+    sandbox_factory, raw, tmp_path: Path
+) -> None:
+    sandbox = await sandbox_factory(shards=2, guilds=6)
+    state_file = str(tmp_path / "sessions.json")
+    first = Runtime(config_for(sandbox, **{"gateway.state_file": state_file}))
+    async with first:
+        await first.start()
+        assert await first.manager.wait_until_connected(timeout=20)
+        assert first.proxy is not None
+        port = first.proxy.port
+        client = await raw(first.proxy.ws_url)
+        ready = await client.ready(sandbox.token, (0, 2), INTENTS)
+        session_id = ready["d"]["session_id"]
+        before = len(sandbox.event_ids(0))
+        sandbox.emit(12, "MESSAGE_CREATE")
+        live = sandbox.event_ids(0)[before:]
+        assert live, "no event went to shard 0"
+        got = await client.recv_until(lambda p: event_ids([p]) == live[-1:], wait=10)
+        assert event_ids(got) == live
+        await client.heartbeat(client.last_seq)  # what the proxy keeps for a RESUME starts after this
+        await client.recv_until(lambda p: p["op"] == 11)
+    assert await client.expect_close() == 4000
+    assert saved(f"{state_file}.clients.json")
+    last_seq = client.last_seq
+    starts = sandbox.stats()["session_starts_used"]
+
+    # While the proxy is down: events the upstream session will have replayed.
+    before = len(sandbox.event_ids(0))
+    sandbox.emit(12, "MESSAGE_CREATE")
+    missed = sandbox.event_ids(0)[before:]
+    assert missed, "no event went to shard 0"
+
+    second = Runtime(config_for(sandbox, f"127.0.0.1:{port}", **{"gateway.state_file": state_file}))
+    async with second:
+        await second.start()
+        assert second.proxy is not None
+        assert not saved(f"{state_file}.clients.json")  # consumed: never restored twice
+        again = await raw(second.proxy.ws_url)
+        await again.hello()
+        await again.send({"op": 6, "d": {"token": sandbox.token, "session_id": session_id, "seq": last_seq}})
+        frames = await again.recv_until(lambda p: missed[-1] in event_ids([p]), wait=20)
+        assert sandbox.stats()["session_starts_used"] == starts
+        assert event_ids(frames) == missed  # each once, in order
+        seqs = [p["s"] for p in frames if p.get("s") is not None]
+        assert seqs == list(range(last_seq + 1, last_seq + 1 + len(seqs)))
+        names = [p.get("t") for p in frames]
+        if "RESUMED" not in names:
+            names += [p.get("t") for p in await again.recv_until("RESUMED")]
+        assert names.count("RESUMED") == 1 and "READY" not in names
+
+
 async def test_headless_prints_client_lines_and_reports_proxy_counts(
     sandbox_factory, raw, tmp_path: Path
 ) -> None:

@@ -74,6 +74,8 @@ PUMP_LOW: Final = 64
 PROXY_ZLIB_LEVEL: Final = 1
 #: The close for a stopping proxy: every library resumes (or re-identifies) after it.
 STOP_CODE: Final = int(CloseCode.UNKNOWN_ERROR)
+#: Seconds a stop waits for HTTP requests still in flight.
+STOP_GRACE: Final = 2.0
 #: The close for the clients of a shard total that is gone (a live reshard). No library resumes or
 #: re-identifies after it: the bot stops, and started again (AutoShardedClient, GatewayBot, discord.js's
 #: "auto") it reads /gateway/bot and gets the new total. 4000 would only lead it to RESUME (op 9),
@@ -591,7 +593,8 @@ class Proxy:
         app = web.Application()
         self.rest.add_routes(app)
         app.router.add_get("/{tail:.*}", self.server.handle)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # A stop waits this long at most for requests still running (a REST call streaming through).
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=STOP_GRACE)
         await runner.setup()
         host, port = self.settings.host, self.settings.port
         site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -622,6 +625,13 @@ class Proxy:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        runner = self._runner
+        if runner is not None:
+            # Stop listening before the clients are closed: a bot resumes at once on a 4000, and one
+            # that reached this stopping process would be attached to it again (and held until the
+            # stop's grace ran out) instead of finding the port closed and retrying the next process.
+            for site in list(runner.sites):
+                await site.stop()
         for hub in self.hubs.values():
             if keep_sessions:
                 hub.release_all(STOP_CODE, "proxy restarting: resume")

@@ -9,12 +9,17 @@ stream is unusable and the runner must reconnect.
 from __future__ import annotations
 
 import zlib
-from typing import Protocol
+from typing import Final, Protocol
 
 import zstandard
 
 from shardtui.gateway.errors import DecompressionError
 from shardtui.gateway.protocol import ZLIB_SUFFIX
+
+#: The zstd output buffer per decompress call. zstandard's default (128 KiB) is sized for files: a
+#: gateway message is ~1 KB, and allocating 128 KiB per message to shrink it after cost 2.5-3.5 KiB of
+#: RSS per idle shard (bench/memory.py); a larger message just takes more 16 KiB rounds.
+ZSTD_WRITE_SIZE: Final = 16 * 1024
 
 
 class Inflater(Protocol):
@@ -78,7 +83,9 @@ class ZstdStreamInflater:
     __slots__ = ("_inflater", "decompress")
 
     def __init__(self) -> None:
-        self._inflater = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+        self._inflater = zstandard.ZstdDecompressor().decompressobj(
+            read_across_frames=True, write_size=ZSTD_WRITE_SIZE
+        )
         #: The context's own method, for the runner's hot path: returns b"" instead of None for an
         #: incomplete message and raises ``zstandard.ZstdError`` instead of DecompressionError.
         self.decompress = self._inflater.decompress

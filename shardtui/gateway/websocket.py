@@ -193,7 +193,9 @@ class GatewaySocket(asyncio.Protocol):
         self._need = 2
         self._fragments: list[bytes] | None = None
         self._fragment_opcode = 0
-        self._queue: deque[tuple[Message, int]] = deque()
+        # Made when a message must wait and dropped once drained: an empty deque is 760 bytes, and an
+        # idle shard's messages all go to the taker.
+        self._queue: deque[tuple[Message, int]] | None = None
         self._queued_bytes = 0
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
@@ -331,7 +333,6 @@ class GatewaySocket(asyncio.Protocol):
     def _parse(self, data: bytes) -> None:
         pos = 0
         end_of_data = len(data)
-        queue = self._queue
         while True:
             left = end_of_data - pos
             if left < 2:
@@ -367,7 +368,7 @@ class GatewaySocket(asyncio.Protocol):
                 take = self._take
                 if (
                     take is not None
-                    and not queue
+                    and not self._queue  # (re-read: a message queued by this loop is made here)
                     and self._waiter is not None
                     and (b0 == _FIN_BINARY or self._take_text)
                 ):
@@ -489,7 +490,10 @@ class GatewaySocket(asyncio.Protocol):
     # -- the queue ------------------------------------------------------------------------------------
 
     def _enqueue(self, message: Message, size: int) -> None:
-        self._queue.append((message, size))
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append((message, size))
         if size:
             self._queued_bytes += size
             if self._queued_bytes > QUEUE_HIGH and not self._reading_paused and self._transport is not None:
@@ -521,9 +525,12 @@ class GatewaySocket(asyncio.Protocol):
             finally:
                 self._waiter = None
                 self._receiving = False
+            queue = self._queue
             if not queue:
                 return _CLOSED_MESSAGE
         message, size = queue.popleft()
+        if not queue:
+            self._queue = None
         if size:
             self._queued_bytes -= size
             if self._reading_paused and self._queued_bytes < QUEUE_LOW:

@@ -385,7 +385,12 @@ async def test_bad_token_shows_one_fatal_screen(sandbox_factory) -> None:
     config.sandbox.token = "not-the-sandbox-token"
     app = ShardTUI(config)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, FatalScreen), "the fatal-error screen")
+        # The screen is on the stack a moment before its body is mounted.
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, FatalScreen) and bool(app.screen.query("#fatal-body")),
+            "the fatal-error screen",
+        )
         text = str(app.screen.query_one("#fatal-body").render())
         assert "token" in text.lower()
         assert "not-the-sandbox-token" not in text

@@ -10,7 +10,7 @@ import { Client, GatewayIntentBits } from "discord.js";
 const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
 
 const client = new Client({
-  intents: [GatewayIntentBits.Guilds],
+  intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages],
   shards: "auto",
   rest: { api: process.env.SHARDTUI_API },
 });
@@ -32,6 +32,10 @@ client.on("clientReady", () =>
     guilds: [...client.guilds.cache.values()].map((g) => ({ id: g.id, shard: g.shardId })),
   }),
 );
+client.on("shardResume", (id, replayed) => emit("shardResume", { id, replayed }));
+client.on("raw", (packet, shard) => {
+  if (packet.t === "MESSAGE_CREATE") emit("message", { shard, id: packet.d._sandbox_event_id });
+});
 client.on("channelCreate", (channel) => emit("channelCreate", { id: channel.id, guild: channel.guildId }));
 
 const channels = () => [...client.channels.cache.keys()];

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
 
-from proxy_helpers import ProxyRig, start_rig
+from proxy_helpers import ProxyRig, Restarts, start_rig
 from rawclient import RawClient
 
 
@@ -44,3 +44,21 @@ async def raw() -> AsyncIterator[Callable[..., Awaitable[RawClient]]]:
     yield connect
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+async def restarts(sandbox_factory: Any, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Restarts]]]:
+    """``await restarts(shards=2, guilds=8)`` -> a `Restarts` over a new sandbox, its first runtime
+    started; every runtime closed at teardown."""
+    made: list[Restarts] = []
+
+    async def make(**sandbox_settings: Any) -> Restarts:
+        sandbox = await sandbox_factory(**sandbox_settings)
+        restarts = Restarts(sandbox, str(tmp_path / "state.json"))
+        made.append(restarts)
+        await restarts.start()
+        return restarts
+
+    yield make
+    for restarts in made:
+        await restarts.close()

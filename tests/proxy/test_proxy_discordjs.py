@@ -17,9 +17,6 @@ from typing import Any
 import orjson
 import pytest
 from support.waiting import eventually
-from test_proxy_runtime import config_for
-
-from shardtui.runtime import Runtime
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 NODE = shutil.which("node")
@@ -181,44 +178,24 @@ async def test_discordjs_with_a_wrong_token_is_refused_and_the_token_never_print
     assert sandbox.token not in str(bot.events)
 
 
-async def test_discordjs_resumes_across_a_restart_of_shardtui_and_misses_nothing(
-    sandbox_factory, js_bots, tmp_path
-) -> None:
-    sandbox = await sandbox_factory(shards=2, guilds=8)
-    state_file = str(tmp_path / "state.json")
-    first = Runtime(config_for(sandbox, **{"gateway.state_file": state_file}))
-    runtimes = [first]
-    try:
-        await first.start()
-        assert await first.manager.wait_until_connected(timeout=20) and first.proxy is not None
-        port = first.proxy.port
-        bot = await js_bots(first.proxy.http_url + "/api", sandbox.token)
-        await bot.wait_for("ready")
-        starts = sandbox.stats()["session_starts_used"]
+async def test_discordjs_resumes_across_a_restart_of_shardtui_and_misses_nothing(restarts, js_bots) -> None:
+    run = await restarts(shards=2, guilds=8)
+    sandbox = run.sandbox
+    bot = await js_bots(run.current.proxy.http_url + "/api", sandbox.token)
+    await bot.wait_for("ready")
+    starts = sandbox.stats()["session_starts_used"]
+    missed = await run.restart()
 
-        await first.close()
-        before = {s: len(sandbox.event_ids(s)) for s in (0, 1)}
-        sandbox.emit(16, "MESSAGE_CREATE")  # while shardtui is down
-        missed = [i for s in (0, 1) for i in sandbox.event_ids(s)[before[s] :]]
-        assert missed
-        second = Runtime(config_for(sandbox, f"127.0.0.1:{port}", **{"gateway.state_file": state_file}))
-        runtimes.append(second)
-        await second.start()
+    def back() -> bool:
+        resumed = {e["id"] for e in bot.named("shardResume")}
+        seen = {e["id"] for e in bot.named("message")}
+        return (resumed == {0, 1} and set(missed) <= seen) or bot.process.returncode is not None
 
-        def back() -> bool:
-            resumed = {e["id"] for e in bot.named("shardResume")}
-            return (resumed == {0, 1} and set(missed) <= {e["id"] for e in bot.named("message")}) or (
-                bot.process.returncode is not None
-            )
-
-        # discord.js retries its RESUME until the new process answers: the gap is replayed to it.
-        await eventually(back, within=2 * WAIT)
-        assert bot.process.returncode is None, bot.events
-        seen = [e["id"] for e in bot.named("message")]
-        assert len(seen) == len(set(seen))  # nothing twice
-        assert set(missed) <= set(seen)
-        assert len(bot.named("shardReady")) == 2  # resumed, never identified again
-        assert sandbox.stats()["session_starts_used"] == starts
-    finally:
-        for runtime in reversed(runtimes):
-            await runtime.close()
+    # discord.js retries its RESUME until the new process answers: the gap is replayed to it.
+    await eventually(back, within=2 * WAIT)
+    assert bot.process.returncode is None, bot.events
+    seen = [e["id"] for e in bot.named("message")]
+    assert len(seen) == len(set(seen))  # nothing twice
+    assert set(missed) <= set(seen)
+    assert len(bot.named("shardReady")) == 2  # resumed, never identified again
+    assert sandbox.stats()["session_starts_used"] == starts

@@ -11,9 +11,6 @@ import logging
 import pytest
 import yarl
 from support.waiting import eventually
-from test_proxy_runtime import config_for
-
-from shardtui.runtime import Runtime
 
 discord = pytest.importorskip("discord")
 hikari = pytest.importorskip("hikari")
@@ -78,17 +75,22 @@ async def test_discordpy_gets_every_guild_and_a_restart_costs_no_upstream_sessio
     assert not [r for r in caplog.records if r.name.startswith("discord.gateway")], caplog.text
 
 
-async def test_hikari_gets_ready_on_two_shards_through_the_proxy(sandbox_factory, rigs) -> None:
-    sandbox = await sandbox_factory(shards=2, guilds=8)
-    rig = await rigs(sandbox)
-    bot = hikari.GatewayBot(
-        sandbox.token,
-        rest_url=rig.proxy.rest_url,
+def hikari_bot(token: str, rest_url: str) -> hikari.GatewayBot:
+    """A quiet hikari GatewayBot pointed at ``rest_url`` (the gateway url comes from /gateway/bot)."""
+    return hikari.GatewayBot(
+        token,
+        rest_url=rest_url,
         intents=hikari.Intents.ALL_UNPRIVILEGED,
         banner=None,
         suppress_optimization_warning=True,
         logs="CRITICAL",
     )
+
+
+async def test_hikari_gets_ready_on_two_shards_through_the_proxy(sandbox_factory, rigs) -> None:
+    sandbox = await sandbox_factory(shards=2, guilds=8)
+    rig = await rigs(sandbox)
+    bot = hikari_bot(sandbox.token, rig.proxy.rest_url)
     ready: set[int] = set()
     guilds: set[int] = set()
 
@@ -109,101 +111,64 @@ async def test_hikari_gets_ready_on_two_shards_through_the_proxy(sandbox_factory
             await asyncio.wait_for(bot.close(), WAIT)
 
 
-async def restart_shardtui(sandbox, first: Runtime, state_file: str) -> tuple[Runtime, list[int]]:
-    """Stop ``first`` (cleanly, with its state file), emit MESSAGE_CREATEs while it is down, start a new
-    runtime on the same port; returns it and the sandbox event ids sent upstream meanwhile."""
-    assert first.proxy is not None
-    port = first.proxy.port
-    await first.close()
-    before = {s: len(sandbox.event_ids(s)) for s in (0, 1)}
-    sandbox.emit(16, "MESSAGE_CREATE")
-    missed = [i for s in (0, 1) for i in sandbox.event_ids(s)[before[s] :]]
-    assert missed, "no event reached a shard"
-    second = Runtime(config_for(sandbox, f"127.0.0.1:{port}", **{"gateway.state_file": state_file}))
-    await second.start()
-    return second, missed
+async def test_hikari_resumes_across_a_restart_of_shardtui_and_misses_nothing(restarts) -> None:
+    run = await restarts(shards=2, guilds=8)
+    sandbox, proxy = run.sandbox, run.current.proxy
+    bot = hikari_bot(sandbox.token, proxy.rest_url)
+    readies: list[int] = []
+    resumed: set[int] = set()
+    seen: list[int] = []
 
+    async def on_ready(event) -> None:
+        readies.append(event.shard.id)
 
-async def test_hikari_resumes_across_a_restart_of_shardtui_and_misses_nothing(
-    sandbox_factory, tmp_path
-) -> None:
-    sandbox = await sandbox_factory(shards=2, guilds=8)
-    state_file = str(tmp_path / "state.json")
-    first = Runtime(config_for(sandbox, **{"gateway.state_file": state_file}))
-    runtimes = [first]
-    bot = None
+    async def on_resumed(event) -> None:
+        resumed.add(event.shard.id)
+
+    async def on_payload(event) -> None:
+        if event.name == "MESSAGE_CREATE":
+            seen.append(event.payload["_sandbox_event_id"])
+
+    bot.subscribe(hikari.ShardReadyEvent, on_ready)
+    bot.subscribe(hikari.ShardResumedEvent, on_resumed)
+    bot.subscribe(hikari.ShardPayloadEvent, on_payload)
     try:
-        await first.start()
-        assert await first.manager.wait_until_connected(timeout=20) and first.proxy is not None
-        bot = hikari.GatewayBot(
-            sandbox.token,
-            rest_url=first.proxy.rest_url,
-            intents=hikari.Intents.ALL_UNPRIVILEGED,
-            banner=None,
-            suppress_optimization_warning=True,
-            logs="CRITICAL",
-        )
-        readies: list[int] = []
-        resumed: set[int] = set()
-        seen: list[int] = []
-
-        async def on_ready(event) -> None:
-            readies.append(event.shard.id)
-
-        async def on_resumed(event) -> None:
-            resumed.add(event.shard.id)
-
-        async def on_payload(event) -> None:
-            if event.name == "MESSAGE_CREATE":
-                seen.append(event.payload["_sandbox_event_id"])
-
-        bot.subscribe(hikari.ShardReadyEvent, on_ready)
-        bot.subscribe(hikari.ShardResumedEvent, on_resumed)
-        bot.subscribe(hikari.ShardPayloadEvent, on_payload)
         await asyncio.wait_for(bot.start(check_for_updates=False), WAIT)
         await eventually(lambda: sorted(readies) == [0, 1], within=WAIT)
         starts = sandbox.stats()["session_starts_used"]
 
-        second, missed = await restart_shardtui(sandbox, first, state_file)
-        runtimes.append(second)
+        missed = await run.restart()
         await eventually(lambda: resumed == {0, 1} and set(missed) <= set(seen), within=2 * WAIT)
         assert sorted(readies) == [0, 1]  # resumed, never identified again
         assert len(seen) == len(set(seen))  # nothing twice
         assert sandbox.stats()["session_starts_used"] == starts
     finally:
-        if bot is not None and bot.is_alive:
+        if bot.is_alive:
             await asyncio.wait_for(bot.close(), WAIT)
-        for runtime in reversed(runtimes):
-            await runtime.close()
 
 
 async def test_discordpy_comes_back_through_the_proxy_after_a_restart_of_shardtui(
-    sandbox_factory, monkeypatch, tmp_path
+    restarts, monkeypatch
 ) -> None:
     # discord.py tries one RESUME after a close; when that connect fails (shardtui is restarting) it
     # identifies again at DEFAULT_GATEWAY: without that setting pointing at the proxy, it would go
     # straight to Discord.
-    sandbox = await sandbox_factory(shards=2, guilds=8)
-    state_file = str(tmp_path / "state.json")
-    first = Runtime(config_for(sandbox, **{"gateway.state_file": state_file}))
-    runtimes = [first]
+    run = await restarts(shards=2, guilds=8)
+    sandbox, proxy = run.sandbox, run.current.proxy
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(proxy.ws_url))
+    bot, runner = await run_discordpy(sandbox, run.current, monkeypatch)
     try:
-        await first.start()
-        assert await first.manager.wait_until_connected(timeout=20) and first.proxy is not None
-        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(first.proxy.ws_url))
-        bot, runner = await run_discordpy(sandbox, first, monkeypatch)
         starts = sandbox.stats()["session_starts_used"]
         bot.ready_shards.clear()
-        second, _missed = await restart_shardtui(sandbox, first, state_file)
-        runtimes.append(second)
-        # Per shard, a RESUME (when its one attempt found the new process up) or a new IDENTIFY.
-        await eventually(
-            lambda: bot.ready_shards | bot.resumed_shards == {0, 1} or runner.done(), within=3 * WAIT
-        )
+        await run.restart()
+
+        def back() -> bool:
+            # Per shard, a RESUME (when its one attempt found the new process up) or a new IDENTIFY.
+            return bot.ready_shards | bot.resumed_shards == {0, 1} or runner.done()
+
+        await eventually(back, within=3 * WAIT)
         assert not runner.done(), runner.exception()
         assert {g.id for g in bot.guilds} == set(sandbox.guild_ids)
         assert sandbox.stats()["session_starts_used"] == starts  # its identifies cost nothing upstream
-        await stop(bot, runner)
     finally:
-        for runtime in reversed(runtimes):
-            await runtime.close()
+        await stop(bot, runner)

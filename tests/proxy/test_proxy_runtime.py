@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from proxy_helpers import config_for
 from support.waiting import eventually
 
 from shardtui.config import ConfigError, load_config
@@ -26,20 +27,6 @@ INTENTS = 513
 
 def saved(path: str) -> bool:
     return Path(path).is_file()
-
-
-def config_for(sandbox: Any, listen: str = "127.0.0.1:0", **extra: str) -> Any:
-    return load_config(
-        None,
-        {
-            "gateway.rest_url": sandbox.rest_url,
-            "sandbox.token": sandbox.token,
-            "gateway.identify_window": str(sandbox.settings.identify_window),
-            "proxy.listen": listen,
-            **extra,
-        },
-        environ={},
-    )
 
 
 async def test_the_runtime_serves_gateway_bot_health_and_clients_on_one_port(sandbox_factory, raw) -> None:

@@ -8,16 +8,17 @@ Counters stay monotonic across restarts and reshards: a runner's counters live o
 ``ShardRunnerInfo``, which a reshard replaces (and a counter could start over), so the collector
 keeps a running total per shard and adds what the previous info had counted when it sees a new one.
 
-Extra collectors (the proxy's ``shardtui_proxy_clients``) join with ``MetricsServer.add_collector``;
-``ProxyClientsCollector`` turns anything that can say how many clients each shard has into that
-metric.
+Extra collectors join with ``MetricsServer.add_collector``: ``ProxyClientsCollector`` serves the
+proxy's (``shardtui_proxy_*``: clients and sessions per shard, dispatches fanned out, slow clients cut,
+sessions invalidated, ended and restored, REST calls forwarded, client protocol violations), read from
+anything that answers ``ProxyClientSource``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from aiohttp import web
@@ -155,25 +156,117 @@ class ShardCollector(Collector):
             yield open_alerts
 
 
-class ProxyClientSource(Protocol):
-    """Something that knows how many bot clients are attached to each shard (the proxy)."""
+class ProxyShardCounts(Protocol):
+    """One shard's counters as the proxy keeps them (``shardtui.proxy.server.ShardCounters``)."""
 
-    def clients_per_shard(self) -> Mapping[ShardId, int]: ...
+    @property
+    def shard_id(self) -> int: ...
+    @property
+    def dispatches(self) -> int: ...
+    @property
+    def cut_slow(self) -> int: ...
+    @property
+    def invalidated(self) -> int: ...
+
+
+class ProxyProcessTotals(Protocol):
+    """The proxy's process-wide counters (``shardtui.proxy.server.ProxyTotals``)."""
+
+    @property
+    def rest_forwarded(self) -> int: ...
+    @property
+    def violations(self) -> int: ...
+    @property
+    def sessions_expired(self) -> int: ...
+    @property
+    def sessions_evicted(self) -> int: ...
+    @property
+    def sessions_restored(self) -> int: ...
+
+
+class ProxyClientSource(Protocol):
+    """What ``/metrics`` reads of the proxy when Prometheus scrapes."""
+
+    def clients_per_shard(self) -> Mapping[ShardId, int] | Mapping[int, int]: ...
+
+    def sessions_per_shard(self) -> Mapping[int, int]: ...
+
+    def shard_counters(self) -> Iterable[ProxyShardCounts]: ...
+
+    def totals(self) -> ProxyProcessTotals: ...
 
 
 class ProxyClientsCollector(Collector):
-    """``shardtui_proxy_clients{shard}`` from a ``ProxyClientSource``; only registered with a proxy."""
+    """The proxy's metrics from a ``ProxyClientSource``; only registered with a proxy:
+    ``shardtui_proxy_clients{shard}`` (sockets attached), ``shardtui_proxy_client_sessions{shard}``
+    (resumable sessions too), per shard the dispatches fanned out, slow clients cut and sessions
+    invalidated, and process-wide REST calls forwarded, client protocol violations and sessions
+    ended (expired, evicted) or restored after a restart."""
 
     def __init__(self, source: ProxyClientSource) -> None:
         self._source = source
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
+        source = self._source
+        clients = GaugeMetricFamily(
             "shardtui_proxy_clients", "Bot clients connected through the proxy, per shard.", labels=["shard"]
         )
-        for sid, count in sorted(self._source.clients_per_shard().items()):
-            family.add_metric([str(int(sid))], float(count))
-        yield family
+        for sid, count in sorted(source.clients_per_shard().items()):
+            clients.add_metric([str(int(sid))], float(count))
+        yield clients
+        sessions = GaugeMetricFamily(
+            "shardtui_proxy_client_sessions",
+            "Client sessions per shard: attached, or detached and still resumable.",
+            labels=["shard"],
+        )
+        for sid, count in sorted(source.sessions_per_shard().items()):
+            sessions.add_metric([str(sid)], float(count))
+        yield sessions
+        dispatches = CounterMetricFamily(
+            "shardtui_proxy_dispatches",
+            "Upstream dispatches fanned out to clients, per shard.",
+            labels=["shard"],
+        )
+        cut = CounterMetricFamily(
+            "shardtui_proxy_clients_cut_slow",
+            "Clients cut with a resumable close because their backlog passed its bound, per shard.",
+            labels=["shard"],
+        )
+        invalidated = CounterMetricFamily(
+            "shardtui_proxy_sessions_invalidated",
+            "Client sessions ended with op 9 (the upstream session was replaced), per shard.",
+            labels=["shard"],
+        )
+        for counts in source.shard_counters():
+            label = [str(counts.shard_id)]
+            dispatches.add_metric(label, float(counts.dispatches))
+            cut.add_metric(label, float(counts.cut_slow))
+            invalidated.add_metric(label, float(counts.invalidated))
+        yield from (dispatches, cut, invalidated)
+        totals = source.totals()
+        yield CounterMetricFamily(
+            "shardtui_proxy_rest_requests",
+            "REST requests passed through to the upstream API.",
+            value=float(totals.rest_forwarded),
+        )
+        yield CounterMetricFamily(
+            "shardtui_proxy_client_violations",
+            "Client connections closed for breaking the gateway protocol (4001, 4002, 4005, 4008, ...).",
+            value=float(totals.violations),
+        )
+        ended = CounterMetricFamily(
+            "shardtui_proxy_sessions_ended",
+            "Detached client sessions dropped: resume window passed (expired), table full (evicted).",
+            labels=["reason"],
+        )
+        ended.add_metric(["expired"], float(totals.sessions_expired))
+        ended.add_metric(["evicted"], float(totals.sessions_evicted))
+        yield ended
+        yield CounterMetricFamily(
+            "shardtui_proxy_sessions_restored",
+            "Client sessions taken over from the previous process after a restart with a state file.",
+            value=float(totals.sessions_restored),
+        )
 
 
 class MetricsServer:

@@ -28,6 +28,7 @@ from shardtui.gateway.models import (
 )
 from shardtui.gateway.protocol import GatewayIntents
 from shardtui.metrics import MetricsServer, ProxyClientsCollector
+from shardtui.proxy.server import ProxyTotals, ShardCounters
 from shardtui.runtime import Runtime
 from shardtui.sandbox.tokens import make_token
 
@@ -155,9 +156,21 @@ async def test_counters_stay_monotonic_when_a_reshard_replaces_every_info() -> N
 class _Proxy:
     def __init__(self) -> None:
         self.clients = {ShardId(0): 3, ShardId(1): 0}
+        self.counters = [ShardCounters(0, dispatches=40, cut_slow=1, invalidated=2), ShardCounters(1)]
 
     def clients_per_shard(self) -> dict[ShardId, int]:
         return self.clients
+
+    def sessions_per_shard(self) -> dict[int, int]:
+        return {0: 4, 1: 0}
+
+    def shard_counters(self) -> list[ShardCounters]:
+        return self.counters
+
+    def totals(self) -> ProxyTotals:
+        return ProxyTotals(
+            rest_forwarded=7, violations=1, sessions_expired=2, sessions_evicted=0, sessions_restored=3
+        )
 
 
 async def test_an_added_collector_is_served_with_the_shard_metrics() -> None:
@@ -169,7 +182,16 @@ async def test_an_added_collector_is_served_with_the_shard_metrics() -> None:
     try:
         assert per_shard(await scrape(server.url), "shardtui_proxy_clients") == {"0": 3.0, "1": 0.0}
         proxy.clients[ShardId(1)] = 2
-        assert per_shard(await scrape(server.url), "shardtui_proxy_clients") == {"0": 3.0, "1": 2.0}
+        scraped = await scrape(server.url)
+        assert per_shard(scraped, "shardtui_proxy_clients") == {"0": 3.0, "1": 2.0}
+        assert per_shard(scraped, "shardtui_proxy_client_sessions") == {"0": 4.0, "1": 0.0}
+        assert per_shard(scraped, "shardtui_proxy_dispatches_total") == {"0": 40.0, "1": 0.0}
+        assert per_shard(scraped, "shardtui_proxy_clients_cut_slow_total") == {"0": 1.0, "1": 0.0}
+        assert per_shard(scraped, "shardtui_proxy_sessions_invalidated_total") == {"0": 2.0, "1": 0.0}
+        assert scraped[("shardtui_proxy_rest_requests_total", ())] == 7.0
+        assert scraped[("shardtui_proxy_client_violations_total", ())] == 1.0
+        assert scraped[("shardtui_proxy_sessions_ended_total", (("reason", "expired"),))] == 2.0
+        assert scraped[("shardtui_proxy_sessions_restored_total", ())] == 3.0
     finally:
         await server.stop()
 

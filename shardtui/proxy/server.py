@@ -138,6 +138,27 @@ class ProxySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ShardCounters:
+    """One shard's proxy counters for ``/metrics`` (monotonic while the process runs)."""
+
+    shard_id: int
+    dispatches: int = 0
+    cut_slow: int = 0
+    invalidated: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTotals:
+    """The proxy's process-wide counters for ``/metrics``."""
+
+    rest_forwarded: int
+    violations: int
+    sessions_expired: int
+    sessions_evicted: int
+    sessions_restored: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClientAttached:
     shard_id: int
     session_id: str
@@ -412,6 +433,10 @@ class Proxy:
             client_token=settings.client_token,
         )
         self.violations = 0
+        #: Client sessions taken over from a previous process (`restore_sessions`).
+        self.restored_total = 0
+        #: Per shard id, the counters of hubs a reshard replaced: the metrics stay monotonic.
+        self._retired: dict[int, ShardCounters] = {}
         self._listeners: list[Callable[[ClientEvent], Any]] = []
         self._ready_waiters: dict[int, asyncio.Event] = {}
         self._total_known = asyncio.Event()
@@ -510,6 +535,8 @@ class Proxy:
         if previous is None or total is None or previous == total:
             return
         closed = sum(hub.close_all(RESHARD_CODE, reshard_reason(total)) for hub in self.hubs.values())
+        for hub in self.hubs.values():
+            self._retire(hub)
         self.hubs.clear()
         self.cache.rebucket(total, sorted(self._layout_ids))
         log.info(
@@ -529,6 +556,7 @@ class Proxy:
             return hub
         if hub is not None:
             hub.close_all(RESHARD_CODE, reshard_reason(total))
+            self._retire(hub)
         hub = self.hubs[shard_id] = ShardHub(
             shard_id,
             total,
@@ -668,6 +696,7 @@ class Proxy:
                 sid, total, self.table, resume_gateway_url=self.ws_url if self._port is not None else ""
             )
             restored += hub.restore(form)
+        self.restored_total += restored
         if restored:
             log.info("proxy: restored %d client session(s) of the previous run; they may resume", restored)
         return restored
@@ -718,6 +747,44 @@ class Proxy:
             "violations": self.violations,
             "rest_forwarded": self.rest.forwarded,
         }
+
+    def _retire(self, hub: ShardHub) -> None:
+        stats = hub.stats()
+        old = self._retired.get(hub.shard_id, ShardCounters(hub.shard_id))
+        self._retired[hub.shard_id] = ShardCounters(
+            hub.shard_id,
+            old.dispatches + stats.events_total,
+            old.cut_slow + stats.cut_slow_total,
+            old.invalidated + stats.invalidated_total,
+        )
+
+    def shard_counters(self) -> list[ShardCounters]:
+        """Per shard id ever served: dispatches fanned out, clients cut for being slow, sessions
+        invalidated — since this process started, across reshards (for ``/metrics``)."""
+        out = dict(self._retired)
+        for sid, hub in self.hubs.items():
+            stats, old = hub.stats(), out.get(sid, ShardCounters(sid))
+            out[sid] = ShardCounters(
+                sid,
+                old.dispatches + stats.events_total,
+                old.cut_slow + stats.cut_slow_total,
+                old.invalidated + stats.invalidated_total,
+            )
+        return [out[sid] for sid in sorted(out)]
+
+    def sessions_per_shard(self) -> dict[int, int]:
+        """Client sessions per shard: attached, detached and still resumable, or awaiting READY."""
+        return {sid: len(hub.sessions()) for sid, hub in self.hubs.items()}
+
+    def totals(self) -> ProxyTotals:
+        table = self.table
+        return ProxyTotals(
+            rest_forwarded=self.rest.forwarded,
+            violations=self.violations,
+            sessions_expired=table.expired_total,
+            sessions_evicted=table.evicted_total,
+            sessions_restored=self.restored_total,
+        )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """``GET /health``: ok only when every shard of this process is connected upstream."""

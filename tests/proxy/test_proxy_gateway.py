@@ -10,6 +10,7 @@ from support.waiting import eventually
 from test_cache_sandbox import EVERYTHING, KINDS, comparable
 
 from shardtui.gateway.models import ReshardSwitchEvent
+from shardtui.metrics import MetricsServer, ProxyClientsCollector
 from shardtui.proxy.server import ProxySettings
 from shardtui.proxy.session import SessionLimits
 
@@ -212,6 +213,23 @@ async def test_a_client_that_stops_reading_is_cut_without_stalling_another(
         reader.cancel()
     assert await slow.expect_close(wait=20) in (4000, 1006)
     assert rig.proxy.stats()["cut_slow"] == 1
+    # ... and Grafana sees it: the cut, the clients left, the fan-out.
+    server = MetricsServer("127.0.0.1:0", lambda: rig.manager)
+    server.add_collector(ProxyClientsCollector(rig.proxy))
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http, http.get(server.url) as response:
+            metrics = await response.text()
+    finally:
+        await server.stop()
+    assert 'shardtui_proxy_clients_cut_slow_total{shard="0"} 1.0' in metrics
+    assert 'shardtui_proxy_clients{shard="0"} 1.0' in metrics  # the fast one
+    # The cut one is gone too: it was behind by more than its replay buffer (50) could give back.
+    assert 'shardtui_proxy_client_sessions{shard="0"} 1.0' in metrics
+    dispatched = next(
+        line for line in metrics.splitlines() if line.startswith("shardtui_proxy_dispatches_total")
+    )
+    assert float(dispatched.split()[-1]) >= big
 
 
 async def test_a_late_client_sees_the_state_an_early_client_saw_change(sandbox_factory, rigs, raw) -> None:

@@ -54,7 +54,7 @@ from shardtui.server import (
 )
 
 from .cache import CacheOptions, GuildStateCache
-from .hub import CacheSnapshots, ShardHub, library_of
+from .hub import CacheSnapshots, HubStats, ShardHub, library_of
 from .rest import RestProxy, json_response
 from .session import ClientStats, Link, LinkEnd, SessionLimits, SessionState, SessionTable
 from .sessions_file import save_sessions
@@ -145,6 +145,15 @@ class ShardCounters:
     dispatches: int = 0
     cut_slow: int = 0
     invalidated: int = 0
+
+    def plus(self, stats: HubStats) -> ShardCounters:
+        """These counters with a hub's own added."""
+        return ShardCounters(
+            self.shard_id,
+            self.dispatches + stats.events_total,
+            self.cut_slow + stats.cut_slow_total,
+            self.invalidated + stats.invalidated_total,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,27 +758,15 @@ class Proxy:
         }
 
     def _retire(self, hub: ShardHub) -> None:
-        stats = hub.stats()
-        old = self._retired.get(hub.shard_id, ShardCounters(hub.shard_id))
-        self._retired[hub.shard_id] = ShardCounters(
-            hub.shard_id,
-            old.dispatches + stats.events_total,
-            old.cut_slow + stats.cut_slow_total,
-            old.invalidated + stats.invalidated_total,
-        )
+        sid = hub.shard_id
+        self._retired[sid] = self._retired.get(sid, ShardCounters(sid)).plus(hub.stats())
 
     def shard_counters(self) -> list[ShardCounters]:
         """Per shard id ever served: dispatches fanned out, clients cut for being slow, sessions
         invalidated — since this process started, across reshards (for ``/metrics``)."""
         out = dict(self._retired)
         for sid, hub in self.hubs.items():
-            stats, old = hub.stats(), out.get(sid, ShardCounters(sid))
-            out[sid] = ShardCounters(
-                sid,
-                old.dispatches + stats.events_total,
-                old.cut_slow + stats.cut_slow_total,
-                old.invalidated + stats.invalidated_total,
-            )
+            out[sid] = out.get(sid, ShardCounters(sid)).plus(hub.stats())
         return [out[sid] for sid in sorted(out)]
 
     def sessions_per_shard(self) -> dict[int, int]:

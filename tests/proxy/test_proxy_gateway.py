@@ -325,6 +325,8 @@ async def test_after_a_live_reshard_clients_of_the_new_total_get_its_guild_layou
     rig = await rigs(sandbox)
     old = await raw(rig.url)
     await old.ready(sandbox.token, (0, 2), INTENTS)
+    before = {c.shard_id: c.dispatches for c in rig.proxy.shard_counters()}
+    assert before[0] > 0  # at least the upstream READY and its guilds
     await rig.manager.reshard(3, dedupe_grace=0.0)
     # Closed at the switch with 4011 (no library resumes after it; restarted, the bot reads /gateway/bot).
     assert await old.expect_close(wait=20) == 4011
@@ -344,6 +346,9 @@ async def test_after_a_live_reshard_clients_of_the_new_total_get_its_guild_layou
         assert {g["id"] for g in ready["d"]["guilds"]} == expected
         creates = [await client.recv() for _ in expected]
         assert {p["d"]["id"] for p in creates if p["t"] == "GUILD_CREATE"} == expected
+    # The metrics' counters carry over the hubs a reshard replaced: never backwards.
+    after = {c.shard_id: c.dispatches for c in rig.proxy.shard_counters()}
+    assert all(after[sid] >= count for sid, count in before.items()) and 2 in after
 
 
 async def test_events_held_through_a_reshard_reach_the_clients_of_the_new_total(

@@ -518,8 +518,7 @@ class Proxy:
         self.cache.feed(dispatch)
         sid = dispatch.shard_id.id
         hub = self.hubs.get(sid)
-        if hub is None or hub.shard_total != (self.served_total() or 1):
-            # (A hub restored from a previous process for another total is replaced here.)
+        if hub is None:
             hub = self.hub(sid)
         hub.publish(dispatch)
         if dispatch.name == "READY":
@@ -541,6 +540,10 @@ class Proxy:
         previous, self._layout_total = self._layout_total, total
         served = (sid.id for sid in self.manager.runners) if ids is None else ids
         self._layout_ids = frozenset(served)
+        if previous is None:
+            # Hubs restored from a previous process under another total: their sessions cannot go on.
+            for sid in [sid for sid, hub in self.hubs.items() if hub.shard_total != total]:
+                self.hub(sid)
         if previous is None or total is None or previous == total:
             return
         closed = sum(hub.close_all(RESHARD_CODE, reshard_reason(total)) for hub in self.hubs.values())

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import orjson
 from hub_helpers import FakeClock, Upstream, attach, make_hub, names_and_seqs, take
+from support.manager import options_for
 
+from shardtui.gateway.manager import ShardManager
 from shardtui.proxy import LinkEnd, SessionState
+from shardtui.proxy.server import Proxy
 from shardtui.proxy.sessions_file import save_sessions, take_sessions
 
 
@@ -106,3 +109,29 @@ async def test_the_sessions_file_is_read_once_and_an_old_one_restores_nothing(tm
     with caplog.at_level(logging.WARNING, logger="shardtui.proxy"):
         assert take_sessions(path, max_age=120.0) == []
     assert "not JSON" in caplog.text and str(path) in caplog.text and not path.exists()
+
+
+async def test_sessions_saved_under_another_shard_total_are_dropped_at_the_first_dispatch(
+    sandbox_factory,
+) -> None:
+    # The manager learns its total from /gateway/bot (2); the sessions were saved under 3.
+    sandbox = await sandbox_factory(shards=2, guilds=4)
+    old = make_hub(shard_id=0, total=3)
+    link = attach(old)
+    await take(link)
+    old.release_all(4000, "proxy restarting: resume")
+    manager = ShardManager(options_for(sandbox))
+    assert manager.shard_total is None
+    proxy = Proxy(manager, token=sandbox.token, rest_upstream=sandbox.rest_url)
+    manager.options.event_handler = proxy.on_dispatch
+    await proxy.start()
+    try:
+        assert proxy.restore_sessions([old.saved_form()]) == 1
+        assert link.session.session_id in proxy.table
+        await manager.initialize()
+        assert await manager.wait_until_connected(timeout=20)
+        assert proxy.hubs[0].shard_total == 2
+        assert link.session.session_id not in proxy.table  # a RESUME now gets op 9, never a stream of 3
+    finally:
+        await proxy.stop()
+        await manager.shutdown_all()

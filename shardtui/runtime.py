@@ -126,6 +126,11 @@ def proxy_cache_path(state_file: str) -> str:
     return f"{state_file}.cache.json"
 
 
+def proxy_sessions_path(state_file: str) -> str:
+    """Where the proxy's client sessions are saved next to ``[gateway] state_file``."""
+    return f"{state_file}.clients.json"
+
+
 class Runtime:
     """Owns the embedded sandbox (if any) and the ShardManager for one run."""
 
@@ -220,7 +225,7 @@ class Runtime:
         from shardtui.proxy.cache import CacheOptions, GuildStateCache
         from shardtui.proxy.server import Proxy, ProxyError, ProxySettings
         from shardtui.proxy.session import SessionLimits
-        from shardtui.proxy.sessions_file import sessions_path, take_sessions
+        from shardtui.proxy.sessions_file import take_sessions
 
         host, port = parse_listen(cfg.listen)
         cache_options = CacheOptions(members=cfg.cache_members, presences=cfg.cache_presences)
@@ -258,7 +263,7 @@ class Runtime:
         self.proxy = proxy
         if state_file is not None:
             # Before the first upstream dispatch: what the upstream resume replays is numbered for them.
-            proxy.restore_sessions(take_sessions(sessions_path(state_file), max_age=cfg.resume_window))
+            proxy.restore_sessions(take_sessions(proxy_sessions_path(state_file), max_age=cfg.resume_window))
         self.manager.options.event_handler = chain_handlers(proxy.on_dispatch, handler)
         if self.metrics is not None:
             self.metrics.add_collector(ProxyClientsCollector(proxy))
@@ -366,9 +371,7 @@ class Runtime:
             log.error("could not save the proxy cache to %s: %s", path, exc.strerror or exc)
             return
         log.info("saved the proxy cache to %s", path)
-        from shardtui.proxy.sessions_file import sessions_path
-
-        path = sessions_path(state_file)
+        path = proxy_sessions_path(state_file)
         try:
             count = self.proxy.save_sessions(path)
         except OSError as exc:

@@ -31,11 +31,6 @@ log = logging.getLogger("shardtui.proxy")
 VERSION: Final = 1
 
 
-def sessions_path(state_file: str) -> str:
-    """Where the client sessions are saved next to ``[gateway] state_file``."""
-    return f"{state_file}.clients.json"
-
-
 def save_sessions(hubs: Iterable[ShardHub], path: str | os.PathLike[str], *, now: float | None = None) -> int:
     """Write every hub's resumable sessions to ``path`` atomically, mode 0600 (they hold events' content);
     returns how many were written.

@@ -20,7 +20,7 @@ from support.waiting import eventually
 
 from shardtui.config import ConfigError, load_config
 from shardtui.headless import run_headless
-from shardtui.runtime import Runtime, preflight, proxy_cache_path
+from shardtui.runtime import Runtime, preflight, proxy_cache_path, proxy_sessions_path
 
 INTENTS = 513
 
@@ -140,7 +140,7 @@ async def test_a_client_resumes_across_a_proxy_restart_and_gets_what_happened_wh
         await client.heartbeat(client.last_seq)  # what the proxy keeps for a RESUME starts after this
         await client.recv_until(lambda p: p["op"] == 11)
     assert await client.expect_close() == 4000
-    assert saved(f"{state_file}.clients.json")
+    assert saved(proxy_sessions_path(state_file))
     last_seq = client.last_seq
     starts = sandbox.stats()["session_starts_used"]
 
@@ -154,7 +154,7 @@ async def test_a_client_resumes_across_a_proxy_restart_and_gets_what_happened_wh
     async with second:
         await second.start()
         assert second.proxy is not None
-        assert not saved(f"{state_file}.clients.json")  # consumed: never restored twice
+        assert not saved(proxy_sessions_path(state_file))  # consumed: never restored twice
         again = await raw(second.proxy.ws_url)
         await again.hello()
         await again.send({"op": 6, "d": {"token": sandbox.token, "session_id": session_id, "seq": last_seq}})

@@ -70,8 +70,10 @@ def take_sessions(
         log.warning("proxy client sessions not restored: %s is not a sessions file of this version", path)
         return []
     saved_at = data.get("saved_at")
-    age = (time.time() if now is None else now) - saved_at if isinstance(saved_at, int | float) else None
-    if age is None or age > max_age:
+    if not isinstance(saved_at, int | float):
+        log.warning("proxy client sessions not restored: %s has no saved_at time", path)
+        return []
+    if (time.time() if now is None else now) - saved_at > max_age:
         log.info("proxy client sessions in %s are older than the resume window: not restored", path)
         return []
     return [shard for shard in data["shards"] if type(shard) is dict]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from support.manager import options_for
 from support.waiting import eventually
 
 from shardtui.gateway.inbox import RunnerInbox
+from shardtui.gateway.manager import ShardManager
 from shardtui.gateway.messages import ShardRunnerMessage
 from shardtui.gateway.messenger import ShardMessenger
 from shardtui.gateway.models import ShardId
@@ -91,10 +93,6 @@ async def test_a_consumer_that_stops_midway_leaves_the_rest_waiting() -> None:
 
 
 async def test_a_connected_idle_shard_runs_one_task_and_still_takes_commands(sandbox_factory) -> None:
-    from support.manager import options_for
-
-    from shardtui.gateway.manager import ShardManager
-
     sandbox = await sandbox_factory(guilds=2, shards=2, max_concurrency=2, heartbeat_interval_ms=41_250)
     before = asyncio.all_tasks()
     manager = ShardManager(options_for(sandbox, shard_total=2, max_concurrency=2))
@@ -107,7 +105,7 @@ async def test_a_connected_idle_shard_runs_one_task_and_still_takes_commands(san
             for t in asyncio.all_tasks() - before
             if t.get_name().startswith(("shard-", "shardtui-shard-"))
         )
-        # Its run() and nothing else: no inbox reader, no timer task, no finished identify kept.
+        # Its run() and nothing else running: no inbox reader, no timer task.
         assert shard_tasks == ["shardtui-shard-0", "shardtui-shard-1"], shard_tasks
         info = manager.runners[ShardId(1)]
         manager.messenger(ShardId(1)).send(ShardRunnerMessage.Restart())

@@ -1,9 +1,10 @@
 """The runner's per-event cost without networking: the real ``GatewaySocket`` parsing server frames
 handed to its ``data_received`` in 64 KiB reads (as the event loop would), its fast path into
-``ShardRunner._run_connection``'s taker (inflate, loads, the Shard's seq decision, ``Dispatch``, the info
-counters, the manager's hand-off and a counting handler), next to the decode floor (inflate +
-``orjson.loads`` of the same frames). The difference is what our WebSocket framing and protocol layer
-cost per event; ``bench/dispatch.py`` adds the socket and the kernel on top.
+``ShardRunner._run_connection``'s taker (inflate, the Shard reading the frame's head and its seq
+decision, ``Dispatch`` with ``d`` still bytes, the info counters, the manager's hand-off and a handler
+that counts names), next to the decode floor (inflate + ``orjson.loads`` of the same frames). The
+difference is what our WebSocket framing and protocol layer cost per event; ``bench/dispatch.py`` adds
+the socket and the kernel on top.
 
 ``--calls`` also counts the Python-level and C-level calls per event (``sys.setprofile``): unlike the
 timings, a count that does not depend on how busy the machine is.

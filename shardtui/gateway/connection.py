@@ -105,7 +105,7 @@ class Connection:
 
     def open_fast_path(
         self,
-        receive_dispatch: Callable[[dict], Dispatch | None],
+        shard: Shard,
         delivery: Delivery,
         *,
         text: bool,
@@ -114,6 +114,8 @@ class Connection:
         ws = self.ws
         feed = self.feed
         loads = orjson.loads
+        receive_frame = shard.receive_frame
+        receive_dispatch = shard.receive_dispatch
         decoded_kind = MessageKind.DECODED
         info = delivery.info
         guild_events = GUILD_EVENTS
@@ -129,13 +131,16 @@ class Connection:
                 data = feed(frame)
                 if not data:
                     return None
-                payload = loads(data)
+                # Only t/s/op read: d stays bytes until the handler reads it.
+                dispatch = receive_frame(data)
+                if dispatch is None:
+                    payload = loads(data)
+                    dispatch = receive_dispatch(payload)
+                    if dispatch is None:
+                        return Message(decoded_kind, payload)
             except DECODE_ERRORS as exc:
                 ws.set_taker(None)  # the stream is broken: nothing after this is decoded
                 return Message(MessageKind.DECODE_FAILED, short_exc(exc))
-            dispatch = receive_dispatch(payload)
-            if dispatch is None:
-                return Message(decoded_kind, payload)
             # Delivery.deliver inlined (a dispatch here always has a seq): one Python call fewer per
             # event. The handler is read per event: a reshard's rebind may swap it mid-connection.
             info.events_received += 1
@@ -171,6 +176,7 @@ class Connection:
         ws = self.ws
         feed = self.feed
         loads = orjson.loads
+        receive_frame = shard.receive_frame
         receive_dispatch = shard.receive_dispatch
         receive = ws.receive
         decoded_kind = MessageKind.DECODED
@@ -185,13 +191,13 @@ class Connection:
             try:
                 if kind is decoded_kind:
                     payload = msg.data
-                elif kind is binary:
-                    data = feed(msg.data)
+                elif kind is binary or kind is text:
+                    data = feed(msg.data) if kind is binary else msg.data
                     if not data:
                         continue
-                    payload = loads(data)
-                elif kind is text:
-                    payload = loads(msg.data)
+                    dispatch = receive_frame(data)
+                    if dispatch is None:
+                        payload = loads(data)
                 elif kind is MessageKind.DECODE_FAILED:
                     await apply(shard.decode_failed(msg.data))
                     break
@@ -207,7 +213,8 @@ class Connection:
                 ws.set_taker(None)
                 await apply(shard.decode_failed(short_exc(exc)))
                 break
-            dispatch = receive_dispatch(payload)
+            if dispatch is None:
+                dispatch = receive_dispatch(payload)
             if dispatch is not None:
                 deliver(dispatch)
                 if self.outcome is not None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final
 from urllib.parse import urlparse
+
+import orjson
 
 from shardtui.gateway.protocol import STREAMING_URL_HOSTS, ActivityType, Status
 
@@ -215,14 +217,85 @@ class Presence:
         return text
 
 
-class Dispatch(NamedTuple):
-    """One gateway dispatch (op 0) as handed to the user's event handler. Immutable; a named tuple
-    rather than a frozen dataclass because one is built per event and this builds in half the time."""
+#: ``Dispatch._data`` until the ``d`` bytes a dispatch arrived with are decoded.
+UNDECODED: Final = object()
+
+
+class Dispatch:
+    """One gateway dispatch (op 0) as handed to the user's event handler; read-only by contract.
+
+    A dispatch taken off the wire keeps its ``d`` as the JSON bytes it arrived in and decodes them the first
+    time :attr:`data` is read, once: a handler (or the proxy) that only looks at ``name`` and ``seq`` never
+    pays for the decode. :attr:`raw_data` is those bytes as received, for forwarding unchanged.
+    """
+
+    __slots__ = ("_data", "_raw", "name", "seq", "shard_id")
+    __match_args__ = ("shard_id", "name", "seq", "data")
 
     shard_id: ShardId
     name: str
     seq: int | None
-    data: Any
+    _data: Any
+    _raw: bytes | None
+
+    def __init__(self, shard_id: ShardId, name: str, seq: int | None, data: Any) -> None:
+        self.shard_id = shard_id
+        self.name = name
+        self.seq = seq
+        self._data = data
+        self._raw = None
+
+    @classmethod
+    def from_wire(cls, shard_id: ShardId, name: str, seq: int | None, raw: bytes) -> Dispatch:
+        """A dispatch whose ``d`` is still the JSON bytes ``raw``."""
+        dispatch = _new_object(cls)
+        dispatch.shard_id = shard_id
+        dispatch.name = name
+        dispatch.seq = seq
+        dispatch._data = UNDECODED
+        dispatch._raw = raw
+        return dispatch
+
+    @property
+    def data(self) -> Any:
+        """``d`` decoded. Raises :class:`MalformedDispatchError` when the bytes it arrived in are not JSON."""
+        data = self._data
+        if data is UNDECODED:
+            try:
+                data = self._data = orjson.loads(self._raw)  # type: ignore[arg-type]
+            except orjson.JSONDecodeError as exc:
+                raise MalformedDispatchError(
+                    f"the gateway sent {self.name} (seq {self.seq}) with a d that is not valid JSON: {exc}"
+                ) from None
+        return data
+
+    @property
+    def raw_data(self) -> bytes | None:
+        """``d`` as the JSON bytes it arrived in; None for a dispatch built in this process."""
+        return self._raw
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Dispatch:
+            return NotImplemented
+        return (self.shard_id, self.name, self.seq, self.data) == (
+            other.shard_id,
+            other.name,
+            other.seq,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equal dispatches may hold unhashable data
+
+    def __repr__(self) -> str:
+        data = f"<{len(self._raw)} bytes undecoded>" if self._data is UNDECODED else repr(self._data)  # type: ignore[arg-type]
+        return f"Dispatch(shard_id={self.shard_id!r}, name={self.name!r}, seq={self.seq!r}, data={data})"
+
+
+class MalformedDispatchError(ValueError):
+    """A dispatch's ``d`` was read and the bytes it arrived in are not JSON."""
+
+
+_new_object = object.__new__
 
 
 @dataclass(frozen=True, slots=True)

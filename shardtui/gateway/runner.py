@@ -350,7 +350,7 @@ class ShardRunner:
         self._start_timer(conn)
         # With transport compression only binary frames are compressed; a text frame (never sent by
         # Discord then) goes the slow way, which decodes it as it is.
-        conn.open_fast_path(shard.receive_dispatch, self._delivery, text=self.options.compression == "none")
+        conn.open_fast_path(shard, self._delivery, text=self.options.compression == "none")
         try:
             await conn.read(shard, deliver, self._apply, self._connection_failed, self._scrub)
         finally:

@@ -30,7 +30,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from shardtui.gateway.closecodes import CLOSE_POLICIES
-from shardtui.gateway.models import ConnectionStage, Dispatch, Presence, ShardId
+from shardtui.gateway.models import UNDECODED, ConnectionStage, Dispatch, Presence, ShardId
 from shardtui.gateway.protocol import (
     API_VERSION,
     DEFAULT_HEARTBEAT_INTERVAL_MS,
@@ -167,12 +167,13 @@ _MAX_SEQ: Final = 2**63 - 1
 _SESSION_EVENTS: Final = frozenset({"READY", "RESUMED"})
 
 
-def _new_dispatch(shard_id: ShardId, name: str, seq: int | None, data: object) -> Dispatch:
-    """``Dispatch(shard_id, name, seq, data)`` without the generated ``__new__``'s argument handling."""
-    return _tuple_new(Dispatch, (shard_id, name, seq, data))
-
-
-_tuple_new = tuple.__new__
+#: A dispatch frame in Discord's key order (t, s, op, d) begins ``{"t":"NAME","s":SEQ,"op":0,"d":``.
+_FRAME_T: Final = b'{"t":"'
+_FRAME_S: Final = b',"s":'
+_FRAME_OP_D: Final = b',"op":0,"d":'
+#: Digits of the largest seq (int64); a longer run of digits is not a seq we take on the fast path.
+_MAX_SEQ_DIGITS: Final = len(str(_MAX_SEQ))
+_new_object = object.__new__
 
 
 def _is_int(value: object) -> bool:
@@ -667,8 +668,52 @@ class Shard:
         if type(s) is not int or s != last + 1 or s > _MAX_SEQ or type(t) is not str or t in _SESSION_EVENTS:
             return None
         self.seq = s
-        # _new_dispatch inlined: the hot path saves a Python call per event.
-        return _tuple_new(Dispatch, (self.shard_id, t, s, payload.get("d")))
+        # Dispatch() inlined: the hot path saves a Python call per event.
+        dispatch = _new_object(Dispatch)
+        dispatch.shard_id = self.shard_id
+        dispatch.name = t
+        dispatch.seq = s
+        dispatch._data = payload.get("d")
+        dispatch._raw = None
+        return dispatch
+
+    def receive_frame(self, raw: bytes) -> Dispatch | None:
+        """:meth:`receive_dispatch` for a payload still in its JSON bytes, reading only ``t``, ``s``, ``op``:
+        ``d`` is handed on as bytes, decoded when first read (:attr:`Dispatch.data`). Takes frames in
+        Discord's key order, ``{"t":"NAME","s":SEQ,"op":0,"d":…}`` with ``d`` last; for anything else
+        (another order, another op, a seq out of line, READY/RESUMED) it returns None having changed
+        nothing: decode the payload and pass it to :meth:`receive_dispatch` or :meth:`receive`.
+        """
+        last = self.seq
+        if last is None or not raw.startswith(_FRAME_T) or raw[-1] != 125:  # 125: "}"
+            return None
+        # A string's first '"' ends it unless escaped; a name with an escape goes the slow way.
+        end_t = raw.find(34, 6)
+        if end_t < 0 or not raw.startswith(_FRAME_S, end_t + 1):
+            return None
+        op_at = raw.find(_FRAME_OP_D, end_t + 6)
+        s_text = raw[end_t + 6 : op_at]
+        # Only digits between "s": and ,"op":0,"d": — so the "op":0 found is the top level's, not d's.
+        if op_at < 0 or len(s_text) > _MAX_SEQ_DIGITS or not s_text.isdigit():
+            return None
+        s = int(s_text)
+        t = raw[6:end_t]
+        if s != last + 1 or s > _MAX_SEQ or 92 in t:  # 92: "\\"
+            return None
+        try:
+            name = t.decode()
+        except UnicodeDecodeError:
+            return None
+        if name in _SESSION_EVENTS:
+            return None
+        self.seq = s
+        dispatch = _new_object(Dispatch)
+        dispatch.shard_id = self.shard_id
+        dispatch.name = name
+        dispatch.seq = s
+        dispatch._data = UNDECODED
+        dispatch._raw = raw[op_at + 12 : -1]
+        return dispatch
 
     def _anomaly(self, out: list[ShardAction], message: str) -> None:
         self.ignored_payloads += 1
@@ -720,7 +765,7 @@ class Shard:
             self._on_ready(data, out)
         elif name == "RESUMED":
             self._connected("resume", out)
-        out.append(_new_dispatch(self.shard_id, name, s, data))
+        out.append(Dispatch(self.shard_id, name, s, data))
 
     def _on_ready(self, data: object, out: list[ShardAction]) -> None:
         if type(data) is dict:

@@ -8,9 +8,9 @@ Three processes, so that on a 2-core machine each side's CPU is its own as far a
 * a clients child (this script with ``--clients-child``): raw WebSocket clients that decompress every
   message (zlib-stream or zstd-stream) and count, or parse and timestamp, what they receive.
 
-**Throughput**: the shard is connected and READY is cached; then pre-decoded MESSAGE_CREATE dispatches
-(~650 B of JSON) go into ``proxy.on_dispatch`` exactly as the manager hands them over, as fast as the
-clients take them (the proxy's bounded backlog is what paces it). The figure is events published / time
+**Throughput**: the shard is connected and READY is cached; then MESSAGE_CREATE dispatches (~650 B of
+JSON, ``d`` still bytes) go into ``proxy.on_dispatch`` exactly as the manager hands them over, as fast as
+the clients take them (the proxy's bounded backlog is what paces it). The figure is events published / time
 until every client received every event. The upstream's own decode is not in it (bench/dispatch.py).
 **Latency**: the sandbox generates 2,000 events/s; one client reads them directly from the sandbox,
 one through the proxy, both in the clients child; per event (matched by the sandbox's event id) the
@@ -223,7 +223,7 @@ def message_events(count: int) -> list[Dispatch]:
             "guild_id": str(rng.getrandbits(60)),
             "member": {"roles": [], "joined_at": "2025-01-01T00:00:00+00:00", "deaf": False, "mute": False},
         }
-        out.append(Dispatch(shard, "MESSAGE_CREATE", seq, data))
+        out.append(Dispatch.from_wire(shard, "MESSAGE_CREATE", seq, orjson.dumps(data)))
     return out
 
 

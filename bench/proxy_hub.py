@@ -3,8 +3,10 @@ flood mix of bench/dispatch.py) published into a ``ShardHub`` with 1 and with 8 
 drained as a transport would (one ``wait_frames()`` batch per wake-up, here every 64 events).
 
 Next to two floors measured in the same run: one ``orjson.dumps`` of each event's data (what the hub
-cannot avoid per event), and per client the frame's %-join with the deque appends to replay and outbox
-(what it cannot avoid per client). The design: per event one dumps, per client one join and the appends.
+cannot avoid per event for a dispatch built in-process), and per client the frame's %-join with the deque
+appends to replay and outbox (what it cannot avoid per client). The design: per event one dumps, per client
+one join and the appends. The "d as bytes" rows publish the same events as the manager hands them over from
+a socket (``Dispatch.from_wire``): the hub forwards the upstream's bytes of ``d``, no dumps and no decode.
 
     python3 bench/proxy_hub.py [--events 50000] [--runs 3] [--quick]
 """
@@ -139,6 +141,11 @@ def join_floor(stream: list[Dispatch]) -> float:
     return time.process_time() - start
 
 
+def off_the_wire(stream: list[Dispatch]) -> list[Dispatch]:
+    """The stream as the manager hands it over from a socket: each ``d`` still the bytes it came in."""
+    return [Dispatch.from_wire(d.shard_id, d.name, d.seq, orjson.dumps(d.data)) for d in stream]
+
+
 async def through_hub(stream: list[Dispatch], clients: int) -> tuple[float, int]:
     """CPU seconds to publish the stream to ``clients`` sessions and drain every frame; frames drained."""
     limits = SessionLimits(outbox_max_events=BATCH * 4, replay_max_events=REPLAY)
@@ -184,6 +191,8 @@ def main() -> None:
             ("join+append floor", lambda: join_floor(stream)),
             ("hub, 1 client", lambda: asyncio.run(through_hub(stream, 1))[0]),
             ("hub, 8 clients", lambda: asyncio.run(through_hub(stream, 8))[0]),
+            ("hub, 1 client, d as bytes", lambda: asyncio.run(through_hub(off_the_wire(stream), 1))[0]),
+            ("hub, 8 clients, d as bytes", lambda: asyncio.run(through_hub(off_the_wire(stream), 8))[0]),
         ):
             seconds = measure()
             best[name] = min(best.get(name, seconds), seconds)

@@ -21,15 +21,20 @@ _MAX_HEADS: Final = 512
 _heads: dict[str, bytes] = {}
 
 
-def dispatch_parts(name: str, data: Any) -> tuple[bytes, bytes]:
-    """``(head, body)`` of a dispatch; a client's frame is ``FRAME_FORMAT % (head, seq, body)``, i.e.
-    ``{"t":name,"s":<seq>,"op":0,"d":data}`` in compact JSON."""
+def dispatch_head(name: str) -> bytes:
+    """``{"t":name,"s":`` — the part of a client's frame before its seq."""
     head = _heads.get(name)
     if head is None:
         head = b'{"t":' + orjson.dumps(name) + b',"s":'
         if len(_heads) < _MAX_HEADS:
             _heads[name] = head
-    return head, orjson.dumps(data)
+    return head
+
+
+def dispatch_parts(name: str, data: Any) -> tuple[bytes, bytes]:
+    """``(head, body)`` of a dispatch; a client's frame is ``FRAME_FORMAT % (head, seq, body)``, i.e.
+    ``{"t":name,"s":<seq>,"op":0,"d":data}`` in compact JSON."""
+    return dispatch_head(name), orjson.dumps(data)
 
 
 def dispatch_frame(name: str, seq: int, data: Any) -> bytes:

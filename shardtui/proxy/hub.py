@@ -72,11 +72,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol
 
+import orjson
+
 from shardtui.gateway.models import Dispatch
 from shardtui.server.message_content import CONTENT_EVENTS, MESSAGE_CONTENT, without_message_content
 
-from .frames import dispatch_parts
-from .intents import required_intent
+from .frames import dispatch_head, dispatch_parts
+from .intents import required_intent_of
 from .session import (
     ClientSession,
     ClientStats,
@@ -219,6 +221,8 @@ class ShardHub:
         self._subscribers: tuple[ClientSession, ...] = ()
         #: Some subscriber lacks MESSAGE_CONTENT: content events need their stripped variant too.
         self._content_blind = False
+        #: The intents every subscriber holds (-1 with none): an event all of them take needs no routing.
+        self._held_by_all = -1
         self._nonce_prefix = "p" + secrets.token_hex(4) + "."
         self._nonce_counter = 0
         self._chunk_requests: dict[str, _ChunkRequest] = {}
@@ -242,11 +246,14 @@ class ShardHub:
         subscribers = self._subscribers
         if not subscribers:
             return
-        data = dispatch.data
-        head, body = dispatch_parts(name, data)
-        need = required_intent(name, data)
+        # The upstream's own bytes of d go out as they came: no decode, no re-encode, unless routing needs d.
+        body = dispatch.raw_data
+        head = dispatch_head(name)
+        if body is None:
+            body = orjson.dumps(dispatch.data)
+        need = required_intent_of(dispatch, self._held_by_all)
         if self._content_blind and name in CONTENT_EVENTS:
-            stripped = without_message_content(name, data, self.bot_user_id)
+            stripped = without_message_content(name, dispatch.data, self.bot_user_id)
             if stripped is not None:
                 self._publish_content(subscribers, need, head, body, dispatch_parts(name, stripped)[1])
                 return
@@ -273,6 +280,10 @@ class ShardHub:
     def _resubscribe(self) -> None:
         subscribers = self._subscribers = tuple(self._sessions.values())
         self._content_blind = any(not s.intents & MESSAGE_CONTENT for s in subscribers)
+        held = -1
+        for session in subscribers:
+            held &= session.intents
+        self._held_by_all = held
 
     def _broadcast(self, name: str, data: Any) -> None:
         subscribers = self._subscribers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from shardtui.gateway.models import Dispatch
 from shardtui.gateway.protocol import GatewayIntents as I
 
 #: Events of guilds only: name -> intent.
@@ -77,6 +78,20 @@ _GUILD_OR_DM: Final[dict[str, tuple[int, int]]] = {
         (int(I.GUILD_MESSAGE_POLLS), int(I.DIRECT_MESSAGE_POLLS)),
     ),
 }  # fmt: skip
+
+
+def required_intent_of(dispatch: Dispatch, held_by_all: int = 0) -> int:
+    """:func:`required_intent`, reading the dispatch's ``d`` only when the answer depends on it (an event of
+    guilds or of DMs) and matters: not when every subscriber holds both intents (``held_by_all``, the
+    intents all of them hold), which sends it to everyone either way. Otherwise ``d`` may stay undecoded."""
+    name = dispatch.name
+    need = _GUILD.get(name)
+    if need is not None:
+        return need
+    pair = _GUILD_OR_DM.get(name)
+    if pair is None or (pair[0] & held_by_all and pair[1] & held_by_all):
+        return 0
+    return required_intent(name, dispatch.data)
 
 
 def required_intent(name: str, data: Any) -> int:

@@ -229,14 +229,17 @@ class Dispatch:
     pays for the decode. :attr:`raw_data` is those bytes as received, for forwarding unchanged.
     """
 
-    __slots__ = ("_data", "_raw", "name", "seq", "shard_id")
+    __slots__ = ("_at", "_data", "_raw", "name", "seq", "shard_id")
     __match_args__ = ("shard_id", "name", "seq", "data")
 
     shard_id: ShardId
     name: str
     seq: int | None
     _data: Any
+    #: The bytes ``d`` came in: the whole frame with ``d`` from ``_at`` to its closing brace, or (``_at`` 0)
+    #: ``d`` alone. Kept whole rather than sliced: the slice would be a copy per event.
     _raw: bytes | None
+    _at: int
 
     def __init__(self, shard_id: ShardId, name: str, seq: int | None, data: Any) -> None:
         self.shard_id = shard_id
@@ -244,16 +247,19 @@ class Dispatch:
         self.seq = seq
         self._data = data
         self._raw = None
+        self._at = 0
 
     @classmethod
-    def from_wire(cls, shard_id: ShardId, name: str, seq: int | None, raw: bytes) -> Dispatch:
-        """A dispatch whose ``d`` is still the JSON bytes ``raw``."""
+    def from_wire(cls, shard_id: ShardId, name: str, seq: int | None, raw: bytes, at: int = 0) -> Dispatch:
+        """A dispatch whose ``d`` is still JSON bytes: ``raw`` itself, or with ``at`` > 0 ``raw[at:-1]`` (a
+        whole frame ``{…,"d":…}`` with ``d`` last, starting at ``at``)."""
         dispatch = _new_object(cls)
         dispatch.shard_id = shard_id
         dispatch.name = name
         dispatch.seq = seq
         dispatch._data = UNDECODED
         dispatch._raw = raw
+        dispatch._at = at
         return dispatch
 
     @property
@@ -261,8 +267,9 @@ class Dispatch:
         """``d`` decoded. Raises :class:`MalformedDispatchError` when the bytes it arrived in are not JSON."""
         data = self._data
         if data is UNDECODED:
+            raw, at = self._raw, self._at
             try:
-                data = self._data = orjson.loads(self._raw)  # type: ignore[arg-type]
+                data = self._data = orjson.loads(memoryview(raw)[at:-1] if at else raw)  # type: ignore[arg-type]
             except orjson.JSONDecodeError as exc:
                 raise MalformedDispatchError(
                     f"the gateway sent {self.name} (seq {self.seq}) with a d that is not valid JSON: {exc}"
@@ -272,7 +279,8 @@ class Dispatch:
     @property
     def raw_data(self) -> bytes | None:
         """``d`` as the JSON bytes it arrived in; None for a dispatch built in this process."""
-        return self._raw
+        raw, at = self._raw, self._at
+        return raw[at:-1] if at and raw is not None else raw
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not Dispatch:
@@ -287,7 +295,12 @@ class Dispatch:
     __hash__ = None  # type: ignore[assignment]  # equal dispatches may hold unhashable data
 
     def __repr__(self) -> str:
-        data = f"<{len(self._raw)} bytes undecoded>" if self._data is UNDECODED else repr(self._data)  # type: ignore[arg-type]
+        raw = self.raw_data
+        data = (
+            f"<{len(raw)} bytes undecoded>"
+            if self._data is UNDECODED and raw is not None
+            else repr(self._data)
+        )
         return f"Dispatch(shard_id={self.shard_id!r}, name={self.name!r}, seq={self.seq!r}, data={data})"
 
 

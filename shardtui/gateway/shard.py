@@ -169,10 +169,29 @@ _SESSION_EVENTS: Final = frozenset({"READY", "RESUMED"})
 
 #: A dispatch frame in Discord's key order (t, s, op, d) begins ``{"t":"NAME","s":SEQ,"op":0,"d":``.
 _FRAME_T: Final = b'{"t":"'
-_FRAME_S: Final = b',"s":'
-_FRAME_OP_D: Final = b',"op":0,"d":'
-#: Digits of the largest seq (int64); a longer run of digits is not a seq we take on the fast path.
-_MAX_SEQ_DIGITS: Final = len(str(_MAX_SEQ))
+#: What follows the name when the frame is the next dispatch: its closing quote, the seq, op 0, "d".
+_FRAME_SEQ_OP: Final = b'","s":%d,"op":0,"d":'
+#: Event names as they appear in frames (a gateway has a few dozen); past this many, decoded each time.
+_MAX_DISPATCH_NAMES: Final = 512
+_dispatch_names: dict[bytes, str] = {}
+
+
+def _dispatch_name(raw: bytes) -> str | None:
+    """The event name ``raw`` spells in a frame's head (remembered), or None for one the fast path leaves
+    to the decoder: escaped, not UTF-8, or a session event."""
+    if 92 in raw:  # 92: a backslash, an escape
+        return None
+    try:
+        name = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    if name in _SESSION_EVENTS:
+        return None
+    if len(_dispatch_names) < _MAX_DISPATCH_NAMES:
+        _dispatch_names[raw] = name
+    return name
+
+
 _new_object = object.__new__
 
 
@@ -675,6 +694,7 @@ class Shard:
         dispatch.seq = s
         dispatch._data = payload.get("d")
         dispatch._raw = None
+        dispatch._at = 0
         return dispatch
 
     def receive_frame(self, raw: bytes) -> Dispatch | None:
@@ -685,34 +705,28 @@ class Shard:
         nothing: decode the payload and pass it to :meth:`receive_dispatch` or :meth:`receive`.
         """
         last = self.seq
-        if last is None or not raw.startswith(_FRAME_T) or raw[-1] != 125:  # 125: "}"
+        if last is None or last >= _MAX_SEQ or not raw.startswith(_FRAME_T) or raw[-1] != 125:  # 125: "}"
             return None
-        # A string's first '"' ends it unless escaped; a name with an escape goes the slow way.
+        # A string's first '"' ends it unless escaped (an escaped name is declined below). What follows
+        # must be exactly the next seq and op 0: one comparison instead of parsing the number.
         end_t = raw.find(34, 6)
-        if end_t < 0 or not raw.startswith(_FRAME_S, end_t + 1):
+        seq_op = _FRAME_SEQ_OP % (last + 1)
+        if end_t < 0 or not raw.startswith(seq_op, end_t):
             return None
-        op_at = raw.find(_FRAME_OP_D, end_t + 6)
-        s_text = raw[end_t + 6 : op_at]
-        # Only digits between "s": and ,"op":0,"d": — so the "op":0 found is the top level's, not d's.
-        if op_at < 0 or len(s_text) > _MAX_SEQ_DIGITS or not s_text.isdigit():
-            return None
-        s = int(s_text)
         t = raw[6:end_t]
-        if s != last + 1 or s > _MAX_SEQ or 92 in t:  # 92: "\\"
-            return None
-        try:
-            name = t.decode()
-        except UnicodeDecodeError:
-            return None
-        if name in _SESSION_EVENTS:
-            return None
-        self.seq = s
+        name = _dispatch_names.get(t)
+        if name is None:
+            name = _dispatch_name(t)
+            if name is None:
+                return None
+        self.seq = seq = last + 1
         dispatch = _new_object(Dispatch)
         dispatch.shard_id = self.shard_id
         dispatch.name = name
-        dispatch.seq = s
+        dispatch.seq = seq
         dispatch._data = UNDECODED
-        dispatch._raw = raw[op_at + 12 : -1]
+        dispatch._raw = raw
+        dispatch._at = end_t + len(seq_op)
         return dispatch
 
     def _anomaly(self, out: list[ShardAction], message: str) -> None:

@@ -76,6 +76,9 @@ from shardtui.gateway.websocket import GatewaySocket, HandshakeError
 MAX_RETRY_AFTER: Final = 300.0
 #: Refused WebSocket handshakes in a row after which the refusal is reported as an error (wrong url?).
 REPEATED_REFUSALS: Final = 3
+#: The same for refusals with a 5xx status: the server is there and says it cannot take us now (a deploy,
+#: an overload, Discord's 503 with Retry-After), which a few in a row do not make an operator's problem.
+REPEATED_UNAVAILABLE: Final = 10
 #: Seconds allowed for queued async handler work to finish when the runner stops cleanly.
 DRAIN_TIMEOUT: Final = 5.0
 #: One generator for every runner of the process: a Random's state is 2.5 KiB per shard otherwise.
@@ -294,7 +297,8 @@ class ShardRunner:
     def _connect_failed(self, exc: Exception, url: str, delay: float) -> None:
         """Report a failed connect. A refused handshake names the status and the url (which holds no
         token): a server or proxy that routes another path answers 404 or a plain 200 for ever, and
-        the operator must see where we knocked. Repeated refusals become an error on the shard."""
+        the operator must see where we knocked. Repeated refusals become an error on the shard: after 3 of
+        a status that says the url is wrong, after 10 of a 5xx (the gateway is there but unavailable)."""
         if not isinstance(exc, HandshakeError) or exc.status is None:
             # Named with the url too: an untrusted certificate or a dead host is only actionable when the
             # operator sees which host it was (the REST host and the gateway host can differ).
@@ -305,16 +309,18 @@ class ShardRunner:
             return
         self._refusals += 1
         self.info.last_close_reason = self._scrub(f"{exc} at {url}")
-        if self._refusals < REPEATED_REFUSALS:
+        unavailable = exc.status >= 500
+        if self._refusals < (REPEATED_UNAVAILABLE if unavailable else REPEATED_REFUSALS):
             self._log(
                 logging.WARNING,
                 f"could not connect to the gateway at {url} ({exc}); retrying in {delay:.1f} s",
             )
             return
+        hint = "is the gateway down or overloaded?" if unavailable else "is the gateway url right?"
         self._log(
             logging.ERROR,
             f"could not connect to the gateway at {url} ({exc}, {self._refusals} times in a row): "
-            f"is the gateway url right? retrying in {delay:.1f} s",
+            f"{hint} retrying in {delay:.1f} s",
         )
 
     def _final_close_code(self) -> int:

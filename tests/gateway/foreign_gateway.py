@@ -50,6 +50,9 @@ class Deviations:
     charset_in_content_type: bool = False
     #: READY without resume_gateway_url.
     no_resume_url: bool = False
+    #: The first this many WebSocket handshakes are answered with a bare HTTP 503 (a deploy behind a load
+    #: balancer): the url is right, the gateway is briefly not there.
+    unavailable_first: int = 0
 
 
 @dataclass
@@ -107,6 +110,7 @@ class ForeignGateway:
         #: What the clients did: the path+query of every WebSocket request, identifies and resumes.
         self.requests: list[str] = []
         self.refused: list[str] = []
+        self._unavailable_left = deviations.unavailable_first
         self.identifies: dict[int, int] = {}
         self.resumes: dict[int, int] = {}
         self.resume_seqs: list[int] = []
@@ -208,7 +212,11 @@ class ForeignGateway:
             return {"op": op, "d": d}
         return {"op": op, "d": d, "s": None, "t": None}
 
-    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self._unavailable_left > 0:
+            self._unavailable_left -= 1
+            self.refused.append(request.path_qs)
+            return web.Response(status=503, text="no healthy upstream")
         self.requests.append(request.path_qs)
         self.connections += 1
         ws = web.WebSocketResponse(max_msg_size=0)

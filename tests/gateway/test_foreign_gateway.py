@@ -18,6 +18,7 @@ from support.waiting import eventually
 from shardtui.gateway.manager import ShardManager, ShardManagerOptions
 from shardtui.gateway.models import ConnectionStage, Dispatch, ShardId
 from shardtui.gateway.protocol import GatewayIntents
+from shardtui.gateway.runner import REPEATED_UNAVAILABLE
 from tests.gateway.foreign_gateway import EVENT_KEY, Deviations, ForeignGateway
 
 
@@ -188,3 +189,25 @@ async def test_foreign_ready_quirks_leave_each_shard_its_own_state(foreign, mana
     await eventually(lambda: all(info.latency is not None for info in infos))
     assert gateway.identifies == {0: 1, 1: 1, 2: 1}
     assert all(info.reconnects == 0 for info in infos)
+
+
+async def test_a_gateway_briefly_unavailable_is_retried_without_blaming_the_url(
+    foreign, harness_factory
+) -> None:
+    # Five bare 503s in a row (a deploy behind a load balancer), then the gateway is back.
+    gateway = await foreign(Deviations(unavailable_first=5))
+    h = harness_factory(gateway, max_backoff=0.05)
+    await h.wait_connected(within=10.0)
+    assert len(gateway.refused) == 5
+    refusals = [e for e in h.logs if "could not connect" in e.message]
+    assert len(refusals) == 5 and all("HTTP 503" in e.message for e in refusals)
+    assert [e.message for e in h.logs if e.level >= logging.ERROR] == []
+
+
+async def test_a_gateway_unavailable_for_long_is_an_error_that_says_so(foreign, harness_factory) -> None:
+    gateway = await foreign(Deviations(unavailable_first=REPEATED_UNAVAILABLE + 1))
+    h = harness_factory(gateway, max_backoff=0.05)
+    await h.wait_connected(within=20.0)
+    errors = [e.message for e in h.logs if e.level >= logging.ERROR]
+    assert len(errors) == 2  # the 10th and the 11th refusal
+    assert all("HTTP 503" in e and "down or overloaded" in e and "url right" not in e for e in errors)

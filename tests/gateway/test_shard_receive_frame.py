@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.shard import connect, make_shard
-from test_shard_receive_dispatch import MAX_SEQ, state
+from test_shard_receive_dispatch import MAX_SEQ, ops, seqs, state
 
 from shardtui.gateway.models import Dispatch, MalformedDispatchError, ShardId
 from shardtui.gateway.shard import Shard
@@ -25,16 +25,6 @@ names = (
     | st.none()
     | st.integers(0, 3)
 )
-seqs = (
-    st.tuples(st.just("next"), st.integers(-1, 2))
-    | st.tuples(st.just("next"), st.just(1))
-    | st.integers(0, 12)
-    | st.sampled_from([MAX_SEQ - 1, MAX_SEQ, MAX_SEQ + 1])
-    | st.none()
-    | st.floats(0, 12)
-    | st.text(max_size=2)
-)
-ops = st.just(0) | st.sampled_from([False, 0.0, 1, 11, "0", None])
 bodies = st.none() | st.dictionaries(
     st.sampled_from(["op", "d", "s", "t", "x"]),
     st.integers(-(2**63), 2**63 - 1) | st.text(max_size=3),

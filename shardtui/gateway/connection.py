@@ -1,8 +1,9 @@
 """One gateway connection's I/O: connecting, reading, closing.
 
 The read side has two paths. The fast path (:meth:`Connection.open_fast_path`) runs inside the
-socket's ``data_received`` while the reader waits with nothing queued: frame → inflate → JSON
-decode → ``Shard.receive_dispatch`` → delivery, with no task switch and no extra call per event.
+socket's ``data_received`` while the reader waits with nothing queued: frame → inflate →
+``Shard.receive_frame`` (the head only; ``d`` stays bytes until read) → delivery, with no task switch and
+no extra call per event; a frame it declines is JSON-decoded and given to ``Shard.receive_dispatch``.
 Anything that is not an ordinary in-order dispatch comes back decoded and is queued; the reader
 (:meth:`Connection.read`) takes it in arrival order and hands it to the Shard and the runner.
 """

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from shardtui.gateway.models import ShardId
 from shardtui.gateway.protocol import IDENTIFY_WINDOW_SECONDS, bucket_for_shard
@@ -175,9 +175,22 @@ class SystemClock:
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+        """Never returns before ``seconds`` have passed, and rarely much after: the event loop's timers
+        wake up to a millisecond late (epoll waits in whole milliseconds, rounded up), which the identify
+        gate would pay once per slot (+0.25 s over 255 slots of one bucket), so the last millisecond is
+        waited by yielding to the loop. The sleeps here are few (identify slots, retries, the health
+        tick), so that spin costs nothing measurable."""
+        deadline = time.monotonic() + seconds
+        if seconds > TIMER_GRAIN:
+            await asyncio.sleep(seconds - TIMER_GRAIN)
+        else:
+            await asyncio.sleep(0)
+        while time.monotonic() < deadline:  # noqa: ASYNC110 - polling the clock is the point
+            await asyncio.sleep(0)
 
 
+#: How late an event loop timer may wake up (epoll's resolution).
+TIMER_GRAIN: Final = 0.001
 SYSTEM_CLOCK = SystemClock()
 
 

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from shardtui.gateway.gate import IdentifyGate, InMemoryIdentifyGate, SessionStartLimit
+from shardtui.gateway.gate import SYSTEM_CLOCK, IdentifyGate, InMemoryIdentifyGate, SessionStartLimit
 from shardtui.gateway.models import ShardId
 
 try:
@@ -158,3 +158,23 @@ async def test_reason_clears_when_the_last_budget_waiter_gives_up() -> None:
     await clock.settle()
     assert gate.waiting_reason is None
     assert gate.admitted == []
+
+
+async def test_the_system_clock_never_wakes_before_the_deadline() -> None:
+    # It waits the last millisecond by yielding instead of by a timer; it must still never be early.
+    clock = SYSTEM_CLOCK
+    for seconds in (0.0, 0.0004, 0.001, 0.0015, 0.012):
+        before = clock.monotonic()
+        await clock.sleep(seconds)
+        assert clock.monotonic() - before >= seconds
+
+
+async def test_real_clock_admissions_of_a_bucket_are_never_closer_than_the_window() -> None:
+    gate = InMemoryIdentifyGate(max_concurrency=1, window=0.02)
+    for shard in range(6):
+        await gate.acquire(ShardId(shard))
+        gate.sent(ShardId(shard))
+        gate.identified(ShardId(shard))  # READY at once: the next slot is counted from here
+    times = [at for _, at in gate.admitted]
+    assert len(times) == 6
+    assert all(b - a >= 0.02 for a, b in itertools.pairwise(times))

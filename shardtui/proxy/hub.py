@@ -78,7 +78,7 @@ from shardtui.gateway.models import Dispatch
 from shardtui.server.message_content import CONTENT_EVENTS, MESSAGE_CONTENT, without_message_content
 
 from .frames import dispatch_head, dispatch_parts
-from .intents import required_intent_of
+from .intents import required_intent
 from .session import (
     ClientSession,
     ClientStats,
@@ -251,7 +251,7 @@ class ShardHub:
         head = dispatch_head(name)
         if body is None:
             body = orjson.dumps(dispatch.data)
-        need = required_intent_of(dispatch, self._held_by_all)
+        need = required_intent(dispatch, self._held_by_all)
         if self._content_blind and name in CONTENT_EVENTS:
             stripped = without_message_content(name, dispatch.data, self.bot_user_id)
             if stripped is not None:

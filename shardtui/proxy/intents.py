@@ -8,7 +8,7 @@ event whose intent cannot be told — delivering a surplus event is harmless, dr
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from shardtui.gateway.models import Dispatch
 from shardtui.gateway.protocol import GatewayIntents as I
@@ -80,10 +80,11 @@ _GUILD_OR_DM: Final[dict[str, tuple[int, int]]] = {
 }  # fmt: skip
 
 
-def required_intent_of(dispatch: Dispatch, held_by_all: int = 0) -> int:
-    """:func:`required_intent`, reading the dispatch's ``d`` only when the answer depends on it (an event of
-    guilds or of DMs) and matters: not when every subscriber holds both intents (``held_by_all``, the
-    intents all of them hold), which sends it to everyone either way. Otherwise ``d`` may stay undecoded."""
+def required_intent(dispatch: Dispatch, held_by_all: int = 0) -> int:
+    """The intent bit a client needs for this dispatch; 0: every client gets it. The dispatch's ``d`` is
+    read only when the answer depends on it (an event of guilds or of DMs) and matters: not when every
+    subscriber holds both intents (``held_by_all``, the intents all of them hold), which sends it to
+    everyone either way. Otherwise ``d`` may stay undecoded."""
     name = dispatch.name
     need = _GUILD.get(name)
     if need is not None:
@@ -91,15 +92,5 @@ def required_intent_of(dispatch: Dispatch, held_by_all: int = 0) -> int:
     pair = _GUILD_OR_DM.get(name)
     if pair is None or (pair[0] & held_by_all and pair[1] & held_by_all):
         return 0
-    return required_intent(name, dispatch.data)
-
-
-def required_intent(name: str, data: Any) -> int:
-    """The intent bit a client needs for this dispatch; 0: every client gets it."""
-    need = _GUILD.get(name)
-    if need is not None:
-        return need
-    pair = _GUILD_OR_DM.get(name)
-    if pair is None:
-        return 0
+    data = dispatch.data
     return pair[0] if type(data) is dict and data.get("guild_id") is not None else pair[1]

@@ -9,7 +9,7 @@ from hub_helpers import attach, make_hub, snapshot, take
 
 from shardtui.gateway.models import Dispatch, ShardId
 from shardtui.gateway.protocol import GatewayIntents as I
-from shardtui.proxy.intents import required_intent_of
+from shardtui.proxy.intents import required_intent
 
 
 async def test_d_reaches_clients_byte_for_byte_and_dms_still_route_by_intent() -> None:
@@ -55,10 +55,10 @@ def test_d_is_decoded_for_routing_only_when_some_subscriber_lacks_one_of_the_pai
     both = int(I.GUILD_MESSAGES | I.DIRECT_MESSAGES)
     raw = b'{"id":"1","channel_id":"9"}'  # a DM: no guild_id
     everyone_takes_it = Dispatch.from_wire(ShardId(0), "MESSAGE_CREATE", 1, raw)
-    assert required_intent_of(everyone_takes_it, held_by_all=both | int(I.GUILDS)) == 0
+    assert required_intent(everyone_takes_it, held_by_all=both | int(I.GUILDS)) == 0
     assert "undecoded" in repr(everyone_takes_it)
     some_lack_dms = Dispatch.from_wire(ShardId(0), "MESSAGE_CREATE", 1, raw)
-    assert required_intent_of(some_lack_dms, held_by_all=int(I.GUILD_MESSAGES)) == int(I.DIRECT_MESSAGES)
+    assert required_intent(some_lack_dms, held_by_all=int(I.GUILD_MESSAGES)) == int(I.DIRECT_MESSAGES)
     guild_event = Dispatch.from_wire(ShardId(0), "GUILD_ROLE_CREATE", 2, b'{"guild_id":"1"}')
-    assert required_intent_of(guild_event, held_by_all=0) == int(I.GUILDS)
+    assert required_intent(guild_event, held_by_all=0) == int(I.GUILDS)
     assert "undecoded" in repr(guild_event)
